@@ -1,0 +1,34 @@
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+use super::{Bijector, elementwise_log_det};
+use crate::Real;
+
+/// Elementwise `y = exp(x)`, mapping `R^D` onto `(0, ∞)^D`.
+///
+/// `log|det J| = Σᵢ xᵢ`; the inverse is `log y`, and points with any `yᵢ ≤ 0`
+/// are outside the image (a transformed density there is `-inf`).
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use normflow::prelude::*;
+/// let x = DMatrix::from_column_slice(2, 1, &[0.0_f64, 1.0]);
+/// assert_eq!(Exp.forward_log_det_jacobian(&x)[0], 1.0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exp;
+
+impl<T: Real> Bijector<T> for Exp {
+    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
+        x.map(|v| v.exp())
+    }
+    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
+        y.map(|v| v.ln())
+    }
+    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
+        elementwise_log_det(x, |v| v)
+    }
+    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+        elementwise_log_det(y, |v| -v.ln())
+    }
+}

@@ -1,0 +1,29 @@
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+use super::{Bijector, elementwise_log_det};
+use crate::Real;
+
+/// Elementwise `y = softplus(x) = log(1 + exp(x))`, mapping `R^D` onto `(0, ∞)^D`.
+///
+/// `log|dy/dx| = log σ(x) = −softplus(−x)`. The inverse is
+/// `x = y + log(−expm1(−y))`, accurate for tiny and for large `y`; points with
+/// any `yᵢ ≤ 0` are outside the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Softplus;
+
+impl<T: Real> Bijector<T> for Softplus {
+    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
+        x.map(|v| v.softplus())
+    }
+    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
+        y.map(|v| v + (-(-v).exp_m1()).ln())
+    }
+    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
+        elementwise_log_det(x, |v| -(-v).softplus())
+    }
+    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+        // dx/dy = 1 / σ(x) = 1 / (1 − exp(−y)).
+        elementwise_log_det(y, |v| -(-(-v).exp_m1()).ln())
+    }
+}

@@ -1,0 +1,68 @@
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use rand_distr::{Distribution as _, Exp1};
+use serde::{Deserialize, Serialize};
+
+use super::{Distribution, sanitize};
+use crate::bijector::assert_rows;
+use crate::error::check;
+use crate::{Error, Real};
+
+/// Independent Laplace coordinates: `log p(x) = Σᵢ [−log(2 bᵢ) − |xᵢ − μᵢ| / bᵢ]`.
+///
+/// Sampling uses the difference of two standard exponentials (rand_distr's `Exp1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Laplace<T: Real> {
+    loc: DVector<T>,
+    scale: DVector<T>,
+}
+
+impl<T: Real> Laplace<T> {
+    /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
+    /// non-finite entry, or `scale` an entry that is not finite and positive.
+    pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
+        const CTX: &str = "Laplace::new";
+        check::dim_at_least_one(CTX, "loc", loc.len())?;
+        check::same_dim(CTX, "scale", loc.len(), scale.len())?;
+        check::finite_vec(CTX, "loc", &loc)?;
+        check::positive_vec(CTX, "scale", &scale)?;
+        Ok(Self { loc, scale })
+    }
+
+    /// The location (median) vector.
+    pub fn loc(&self) -> &DVector<T> {
+        &self.loc
+    }
+
+    /// The scale vector `b` (variance `2b²`).
+    pub fn scale(&self) -> &DVector<T> {
+        &self.scale
+    }
+}
+
+impl<T: Real> Distribution<T> for Laplace<T> {
+    fn dim(&self) -> usize {
+        self.loc.len()
+    }
+    fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
+        assert_rows("Laplace::log_prob", self.loc.len(), x);
+        let two = T::lit(2.0);
+        let c = self
+            .scale
+            .iter()
+            .fold(T::zero(), |a, b| a - (two * *b).ln());
+        sanitize(DVector::from_iterator(
+            x.ncols(),
+            x.column_iter().map(|col| {
+                (0..col.len()).fold(c, |a, i| a - (col[i] - self.loc[i]).abs() / self.scale[i])
+            }),
+        ))
+    }
+    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+        DMatrix::from_fn(self.loc.len(), n, |i, _| {
+            let e1: f64 = Exp1.sample(rng);
+            let e2: f64 = Exp1.sample(rng);
+            self.loc[i] + self.scale[i] * T::lit(e1 - e2)
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! Probability distributions over `R^D`: base distributions and
+//! [`TransformedDistribution`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use rand_distr::{Distribution as _, Open01, StandardNormal as StdNormalSampler};
+
+use crate::Real;
+
+mod gaussian_mixture;
+mod laplace;
+mod logistic;
+mod multivariate_normal;
+mod normal;
+mod standard_normal;
+mod transformed;
+mod uniform;
+
+pub use gaussian_mixture::GaussianMixture;
+pub use laplace::Laplace;
+pub use logistic::Logistic;
+pub use multivariate_normal::MultivariateNormal;
+pub use normal::Normal;
+pub use standard_normal::StandardNormal;
+pub use transformed::TransformedDistribution;
+pub use uniform::Uniform;
+
+/// A probability distribution on `R^D` with a density.
+///
+/// Batches are `D × n` matrices, one column per sample. `log_prob` never
+/// returns NaN: points outside the support get `-inf`. The trait is object
+/// safe (`Box<dyn Distribution<T>>` is a distribution), which is why `sample`
+/// takes `&mut dyn Rng`.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use normflow::prelude::*;
+/// use rand::SeedableRng;
+///
+/// let d = StandardNormal::new(2)?;
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let x: DMatrix<f64> = d.sample(5, &mut rng);
+/// assert_eq!(x.shape(), (2, 5));
+/// let lp = d.log_prob(&DMatrix::zeros(2, 1));
+/// assert!((lp[0] + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
+/// # Ok::<(), normflow::Error>(())
+/// ```
+pub trait Distribution<T: Real>: Debug {
+    /// The event dimension `D`.
+    fn dim(&self) -> usize;
+
+    /// Log-density of every column of `x` (`D × n` → `n`). `-inf` outside the support.
+    ///
+    /// # Panics
+    /// If `x` does not have `D` rows.
+    fn log_prob(&self, x: &DMatrix<T>) -> DVector<T>;
+
+    /// `n` independent samples as a `D × n` matrix.
+    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T>;
+
+    /// Samples together with their log-densities. Implementations override
+    /// this where it saves work (a transformed distribution needs only one
+    /// forward pass).
+    fn sample_and_log_prob(&self, n: usize, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
+        let x = self.sample(n, rng);
+        let lp = self.log_prob(&x);
+        (x, lp)
+    }
+}
+
+macro_rules! forward_distribution_impl {
+    ($ptr:ty) => {
+        impl<T: Real, D: Distribution<T> + ?Sized> Distribution<T> for $ptr {
+            fn dim(&self) -> usize {
+                (**self).dim()
+            }
+            fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
+                (**self).log_prob(x)
+            }
+            fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+                (**self).sample(n, rng)
+            }
+            fn sample_and_log_prob(&self, n: usize, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
+                (**self).sample_and_log_prob(n, rng)
+            }
+        }
+    };
+}
+
+forward_distribution_impl!(Box<D>);
+forward_distribution_impl!(Arc<D>);
+forward_distribution_impl!(&D);
+
+/// `−½ log(2π)`.
+pub(crate) fn neg_half_ln_2pi<T: Real>() -> T {
+    T::lit(-0.5 * (2.0 * std::f64::consts::PI).ln())
+}
+
+/// A `D × n` matrix of independent standard-normal draws.
+pub(crate) fn standard_normal_matrix<T: Real>(d: usize, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+    DMatrix::from_fn(d, n, |_, _| {
+        let z: f64 = StdNormalSampler.sample(rng);
+        T::lit(z)
+    })
+}
+
+/// One uniform draw in the open interval `(0, 1)`.
+pub(crate) fn open01(rng: &mut dyn Rng) -> f64 {
+    Open01.sample(rng)
+}
+
+/// Maps a per-column log-density to `-inf` where it is NaN (out of support).
+pub(crate) fn sanitize<T: Real>(mut lp: DVector<T>) -> DVector<T> {
+    lp.apply(|v| *v = crate::real::sanitize_log_prob(*v));
+    lp
+}

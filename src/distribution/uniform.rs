@@ -1,0 +1,85 @@
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Distribution, open01};
+use crate::bijector::assert_rows;
+use crate::error::check;
+use crate::{Error, Real};
+
+/// The uniform distribution on the box `[low₁, high₁] × … × [low_D, high_D]`.
+///
+/// `log p(x) = −Σᵢ log(highᵢ − lowᵢ)` inside the box and `-inf` outside it.
+///
+/// ```
+/// use nalgebra::{DMatrix, DVector};
+/// use normflow::prelude::*;
+/// let u = Uniform::new(DVector::from_vec(vec![0.0_f64]), DVector::from_vec(vec![4.0]))?;
+/// assert!((u.log_prob(&DMatrix::from_element(1, 1, 1.0))[0] + 4.0_f64.ln()).abs() < 1e-15);
+/// assert_eq!(u.log_prob(&DMatrix::from_element(1, 1, 5.0))[0], f64::NEG_INFINITY);
+/// # Ok::<(), normflow::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Uniform<T: Real> {
+    low: DVector<T>,
+    high: DVector<T>,
+}
+
+impl<T: Real> Uniform<T> {
+    /// Errors if the bounds differ in length, are empty or non-finite, or
+    /// `lowᵢ >= highᵢ` for some `i`.
+    pub fn new(low: DVector<T>, high: DVector<T>) -> Result<Self, Error> {
+        const CTX: &str = "Uniform::new";
+        check::dim_at_least_one(CTX, "low", low.len())?;
+        check::same_dim(CTX, "high", low.len(), high.len())?;
+        check::finite_vec(CTX, "low", &low)?;
+        check::finite_vec(CTX, "high", &high)?;
+        for i in 0..low.len() {
+            if low[i] >= high[i] {
+                return Err(check::invalid(
+                    CTX,
+                    &format!("high[{i}]"),
+                    &format!("greater than low[{i}] = {}", low[i]),
+                    high[i],
+                ));
+            }
+        }
+        Ok(Self { low, high })
+    }
+
+    /// Lower corner of the box.
+    pub fn low(&self) -> &DVector<T> {
+        &self.low
+    }
+
+    /// Upper corner of the box.
+    pub fn high(&self) -> &DVector<T> {
+        &self.high
+    }
+}
+
+impl<T: Real> Distribution<T> for Uniform<T> {
+    fn dim(&self) -> usize {
+        self.low.len()
+    }
+    fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
+        assert_rows("Uniform::log_prob", self.low.len(), x);
+        let inside =
+            -(0..self.low.len()).fold(T::zero(), |a, i| a + (self.high[i] - self.low[i]).ln());
+        DVector::from_iterator(
+            x.ncols(),
+            x.column_iter().map(|col| {
+                // NaN fails both comparisons and so lands outside.
+                let ok = (0..col.len()).all(|i| col[i] >= self.low[i] && col[i] <= self.high[i]);
+                if ok { inside } else { T::neg_infinity() }
+            }),
+        )
+    }
+    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+        let d = self.low.len();
+        DMatrix::from_fn(d, n, |i, _| {
+            let u = T::lit(open01(rng));
+            self.low[i] + u * (self.high[i] - self.low[i])
+        })
+    }
+}

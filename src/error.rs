@@ -1,0 +1,257 @@
+//! The crate-wide error type.
+
+use std::fmt;
+
+/// Everything that can go wrong when constructing distributions and bijectors.
+///
+/// Every variant carries enough context to say *where* (which constructor,
+/// which argument) and *what* was expected; the `Display` impl reads as a
+/// sentence:
+///
+/// ```
+/// use normflow::prelude::*;
+/// use nalgebra::DVector;
+///
+/// let err = Normal::new(DVector::from_vec(vec![0.0]), DVector::from_vec(vec![-1.0])).unwrap_err();
+/// assert!(matches!(err, Error::InvalidParameter { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "Normal::new: argument `scale[0]` must be finite and positive, got -1"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A dimension of zero (or otherwise unusable) was given.
+    InvalidDimension {
+        /// The constructor or function that rejected it, e.g. `"StandardNormal::new"`.
+        context: String,
+        /// The argument, e.g. `"dim"`.
+        argument: String,
+        /// What was expected, e.g. `"at least 1"`.
+        expected: String,
+        /// The value that was given.
+        got: usize,
+    },
+    /// Two things that must have the same dimension do not.
+    DimensionMismatch {
+        /// The constructor or function that found the mismatch.
+        context: String,
+        /// Which argument or component has the wrong dimension.
+        argument: String,
+        /// The dimension it must have.
+        expected: usize,
+        /// The dimension it has.
+        got: usize,
+    },
+    /// A parameter value is outside its valid range (non-finite, non-positive
+    /// scale, `low >= high`, a zero on a triangular diagonal, …).
+    InvalidParameter {
+        /// The constructor or function that rejected it.
+        context: String,
+        /// The argument, with an index where it helps, e.g. `"scale[2]"`.
+        argument: String,
+        /// What the argument must be, e.g. `"finite and positive"`.
+        expected: String,
+        /// The offending value, formatted.
+        got: String,
+    },
+    /// A matrix that must be symmetric positive definite is not.
+    NotPositiveDefinite {
+        /// The constructor that needed the matrix.
+        context: String,
+        /// The argument holding the matrix.
+        argument: String,
+        /// Why it failed (not symmetric, Cholesky failed, …).
+        reason: String,
+    },
+    /// A list that must be a permutation of `0..n` is not.
+    InvalidPermutation {
+        /// The constructor that rejected it.
+        context: String,
+        /// The list that was given.
+        got: Vec<usize>,
+        /// Why it is not a permutation.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidDimension {
+                context,
+                argument,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{context}: argument `{argument}` must be {expected}, got {got}"
+            ),
+            Error::DimensionMismatch {
+                context,
+                argument,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{context}: `{argument}` has dimension {got}, expected dimension {expected}"
+            ),
+            Error::InvalidParameter {
+                context,
+                argument,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{context}: argument `{argument}` must be {expected}, got {got}"
+            ),
+            Error::NotPositiveDefinite {
+                context,
+                argument,
+                reason,
+            } => write!(
+                f,
+                "{context}: argument `{argument}` must be symmetric positive definite, but {reason}"
+            ),
+            Error::InvalidPermutation {
+                context,
+                got,
+                reason,
+            } => write!(
+                f,
+                "{context}: {got:?} is not a permutation of 0..{}: {reason}",
+                got.len()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand for `Result<T, normflow::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Helpers shared by constructors to build errors and validate inputs.
+pub(crate) mod check {
+    use super::Error;
+    use crate::Real;
+    use nalgebra::{DMatrix, DVector};
+
+    pub(crate) fn dim_at_least_one(context: &str, argument: &str, got: usize) -> Result<(), Error> {
+        if got == 0 {
+            Err(Error::InvalidDimension {
+                context: context.into(),
+                argument: argument.into(),
+                expected: "at least 1".into(),
+                got,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn same_dim(
+        context: &str,
+        argument: &str,
+        expected: usize,
+        got: usize,
+    ) -> Result<(), Error> {
+        if expected != got {
+            Err(Error::DimensionMismatch {
+                context: context.into(),
+                argument: argument.into(),
+                expected,
+                got,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn invalid<T: std::fmt::Display>(
+        context: &str,
+        argument: &str,
+        expected: &str,
+        got: T,
+    ) -> Error {
+        Error::InvalidParameter {
+            context: context.into(),
+            argument: argument.into(),
+            expected: expected.into(),
+            got: got.to_string(),
+        }
+    }
+
+    /// Every entry finite.
+    pub(crate) fn finite_vec<T: Real>(
+        context: &str,
+        argument: &str,
+        v: &DVector<T>,
+    ) -> Result<(), Error> {
+        for (i, x) in v.iter().enumerate() {
+            if !x.is_finite() {
+                return Err(invalid(context, &format!("{argument}[{i}]"), "finite", x));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry finite and strictly positive.
+    pub(crate) fn positive_vec<T: Real>(
+        context: &str,
+        argument: &str,
+        v: &DVector<T>,
+    ) -> Result<(), Error> {
+        for (i, x) in v.iter().enumerate() {
+            if !x.is_finite() || *x <= T::zero() {
+                return Err(invalid(
+                    context,
+                    &format!("{argument}[{i}]"),
+                    "finite and positive",
+                    x,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry finite.
+    pub(crate) fn finite_mat<T: Real>(
+        context: &str,
+        argument: &str,
+        m: &DMatrix<T>,
+    ) -> Result<(), Error> {
+        for j in 0..m.ncols() {
+            for i in 0..m.nrows() {
+                let x = m[(i, j)];
+                if !x.is_finite() {
+                    return Err(invalid(
+                        context,
+                        &format!("{argument}[({i}, {j})]"),
+                        "finite",
+                        x,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A square matrix of the given size.
+    pub(crate) fn square<T: Real>(
+        context: &str,
+        argument: &str,
+        m: &DMatrix<T>,
+    ) -> Result<(), Error> {
+        if m.nrows() != m.ncols() {
+            return Err(invalid(
+                context,
+                argument,
+                "a square matrix",
+                format!("a {}×{} matrix", m.nrows(), m.ncols()),
+            ));
+        }
+        Ok(())
+    }
+}

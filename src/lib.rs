@@ -1,0 +1,78 @@
+//! # normflow
+//!
+//! Normalizing flows in Rust: probability distributions built by pushing a
+//! simple density (a Gaussian) through a chain of invertible maps
+//! (bijectors), so that one can both **sample** and evaluate the exact
+//! **log-density**.
+//!
+//! The vocabulary follows TensorFlow Probability: [`Distribution`] and
+//! [`Bijector`] traits, [`Chain`], [`Invert`], [`Permute`], [`Blockwise`] and
+//! [`TransformedDistribution`].
+//!
+//! Conventions, used everywhere (see `docs/concepts.md`):
+//! - **forward** = base → data (sampling); **inverse** = data → base (density).
+//! - A batch is a `D × n` [`nalgebra::DMatrix`], **one column per sample**.
+//! - [`Chain`] and [`BijectorExt::then`] apply their parts **first to last**
+//!   (the opposite of TFP's `Chain`).
+//! - `log_prob` is `-inf` outside the support, never NaN.
+//!
+//! ```
+//! use nalgebra::{DMatrix, DVector};
+//! use normflow::prelude::*;
+//! use rand::SeedableRng;
+//!
+//! // y = exp(2 x + 1) with x ~ N(0, 1): a log-normal with μ = 1, σ = 2.
+//! let flow = Scale::new(DVector::from_vec(vec![2.0]))?
+//!     .then(Shift::new(DVector::from_vec(vec![1.0]))?)
+//!     .then(Exp);
+//! let dist = TransformedDistribution::new(StandardNormal::new(1)?, flow)?;
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+//! let (y, lp): (DMatrix<f64>, _) = dist.sample_and_log_prob(4, &mut rng);
+//! assert!((dist.log_prob(&y) - lp).amax() < 1e-12);
+//! # Ok::<(), normflow::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod bijector;
+pub mod distribution;
+mod error;
+mod real;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use bijector::{
+    Bijector, BijectorExt, Blockwise, Chain, Exp, Identity, Invert, LeakyRelu, Permute, Scale,
+    ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+};
+pub use distribution::{
+    Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal, StandardNormal,
+    TransformedDistribution, Uniform,
+};
+pub use error::{Error, Result};
+pub use real::Real;
+
+/// Everything most programs need: `use normflow::prelude::*;`.
+pub mod prelude {
+    pub use crate::bijector::{
+        Bijector, BijectorExt, Blockwise, Chain, Exp, Identity, Invert, LeakyRelu, Permute, Scale,
+        ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+    };
+    pub use crate::distribution::{
+        Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal,
+        StandardNormal, TransformedDistribution, Uniform,
+    };
+    pub use crate::error::Error;
+    pub use crate::real::Real;
+}
+
+// The guide's code blocks are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/concepts.md")]
+pub struct ConceptsDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/verification.md")]
+pub struct VerificationDoctests;
