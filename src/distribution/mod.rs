@@ -44,7 +44,7 @@ pub use uniform::Uniform;
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let x: DMatrix<f64> = d.sample(5, &mut rng);
 /// assert_eq!(x.shape(), (2, 5));
-/// let lp = d.log_prob(&DMatrix::zeros(2, 1));
+/// let lp = d.log_prob(&DMatrix::<f64>::zeros(2, 1));
 /// assert!((lp[0] + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
 /// # Ok::<(), normflow::Error>(())
 /// ```

@@ -20,8 +20,9 @@ use crate::{Error, Real};
 /// use nalgebra::{DMatrix, DVector};
 /// use normflow::prelude::*;
 ///
-/// // A log-normal: exp of N(0, 1).
-/// let d = TransformedDistribution::new(StandardNormal::new(1)?, Exp)?;
+/// // A log-normal: exp of N(0, 1). Both parts work for any scalar type,
+/// // so name it once.
+/// let d = TransformedDistribution::new::<f64>(StandardNormal::new(1)?, Exp)?;
 /// let y = DMatrix::from_row_slice(1, 2, &[1.0_f64, -1.0]);
 /// let lp = d.log_prob(&y);
 /// assert!((lp[0] + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);

@@ -77,23 +77,31 @@ pub fn positive_batch(
     batch_of(dim, n, log_uniform_positive(min, max))
 }
 
-/// A `dim × n` batch in the open interval `(0, 1)`, including points within
-/// `1e-12` of either end, for `Invert(Sigmoid)`.
+/// A `dim × n` batch in the open interval `(0, 1)` for `Invert(Sigmoid)`:
+/// points down to `1e-12` above 0, and up to `1e-3` below 1.
+///
+/// Why not closer to 1: doubles are spaced `1.1e-16` apart near 1, so a point
+/// `1 − 1e-12` carries a relative error of `1e-4` in its distance to the
+/// boundary, and no finite-difference step can resolve a singularity closer
+/// than the step itself (`≈ 1e-5` at order-one inputs). Near 0 there is no
+/// such limit, because the step is scaled to `|x|` there.
 pub fn unit_interval_batch(dim: usize, n: usize) -> impl Strategy<Value = DMatrix<f64>> {
     let element = prop_oneof![
         2 => 0.01..0.99,
         1 => log_uniform_positive(1e-12, 0.01),
-        1 => log_uniform_positive(1e-12, 0.01).prop_map(|e| 1.0 - e),
+        1 => log_uniform_positive(1e-3, 0.01).prop_map(|e| 1.0 - e),
     ];
     batch_of(dim, n, element)
 }
 
-/// A `dim × n` batch in `(−1, 1)` (including points within `1e-9` of ±1), for `Invert(Tanh)`.
+/// A `dim × n` batch in `(−1, 1)` for `Invert(Tanh)`, including points within
+/// `1e-3` of ±1 (see [`unit_interval_batch`] for why not closer) and tiny ones.
 pub fn symmetric_unit_batch(dim: usize, n: usize) -> impl Strategy<Value = DMatrix<f64>> {
     let element = prop_oneof![
         2 => -0.99..0.99,
-        1 => log_uniform_positive(1e-9, 0.01).prop_map(|e| 1.0 - e),
-        1 => log_uniform_positive(1e-9, 0.01).prop_map(|e| e - 1.0),
+        1 => log_uniform_signed(1e-12, 0.01),
+        1 => log_uniform_positive(1e-3, 0.01).prop_map(|e| 1.0 - e),
+        1 => log_uniform_positive(1e-3, 0.01).prop_map(|e| e - 1.0),
     ];
     batch_of(dim, n, element)
 }
