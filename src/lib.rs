@@ -36,13 +36,15 @@
 
 pub mod bijector;
 pub mod distribution;
+pub mod nn;
 mod error;
 mod real;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bijector::{
-    Bijector, BijectorExt, Blockwise, Chain, Exp, Identity, Invert, LeakyRelu, Permute, Scale,
+    Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
+    InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
     ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
 };
 pub use distribution::{
@@ -55,9 +57,11 @@ pub use real::Real;
 /// Everything most programs need: `use normflow::prelude::*;`.
 pub mod prelude {
     pub use crate::bijector::{
-        Bijector, BijectorExt, Blockwise, Chain, Exp, Identity, Invert, LeakyRelu, Permute, Scale,
+        Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
+        InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
         ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
     };
+    pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::distribution::{
         Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal,
         StandardNormal, TransformedDistribution, Uniform,

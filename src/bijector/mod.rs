@@ -17,10 +17,13 @@ use crate::{Error, Real};
 
 mod blockwise;
 mod chain;
+mod coupling_mask;
 mod exp;
+mod iaf;
 mod identity;
 mod invert;
 mod leaky_relu;
+mod maf;
 mod permute;
 mod scale;
 mod scale_tril;
@@ -31,10 +34,13 @@ mod tanh;
 
 pub use blockwise::Blockwise;
 pub use chain::Chain;
+pub use coupling_mask::CouplingMask;
 pub use exp::Exp;
+pub use iaf::InverseAutoregressiveFlow;
 pub use identity::Identity;
 pub use invert::Invert;
 pub use leaky_relu::LeakyRelu;
+pub use maf::MaskedAutoregressiveFlow;
 pub use permute::Permute;
 pub use scale::Scale;
 pub use scale_tril::ScaleTriL;

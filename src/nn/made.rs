@@ -1,0 +1,335 @@
+use nalgebra::{DMatrix, DMatrixView};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Activation, ConditionerConfig, Mlp};
+use crate::error::check;
+use crate::{Error, Real};
+
+/// MADE (Germain et al. 2015): an MLP whose weight matrices are masked so that
+/// output `i` depends only on the inputs that come **before** `i` in a given
+/// order — the autoregressive conditioner of MAF, IAF and spline-autoregressive
+/// layers.
+///
+/// Degrees: data input `i` gets degree `1 + position of i in the order`; hidden
+/// unit `k` gets degree `1 + (k mod max(D − 1, 1))` (a fixed, cyclic
+/// assignment, so no degree is left out when the layer is at least `D − 1`
+/// wide); a connection into a hidden unit is kept when its degree is at least
+/// the source's, and into an output of dimension `i` when `i`'s degree is
+/// strictly greater. Context inputs (for conditional flows) get degree 0, so
+/// every hidden unit sees all of them while the autoregressive property holds.
+///
+/// The network outputs `params_per_dim` values per dimension, laid out as
+/// `params_per_dim` blocks of `D` rows: row `k·D + i` is parameter `k` of
+/// dimension `i` (2 per dimension for affine layers, `3K − 1` for `K`-bin splines).
+///
+/// The masked weights are kept at zero in the parameter buffer (call
+/// [`Made::enforce_masks`] after changing the buffer from outside), so evaluation
+/// is a plain gemm per layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MadeRepr<T>", into = "MadeRepr<T>")]
+#[serde(bound(
+    serialize = "T: Real + Serialize",
+    deserialize = "T: Real + Deserialize<'de>"
+))]
+pub struct Made<T: Real> {
+    dim: usize,
+    context_dim: usize,
+    params_per_dim: usize,
+    order: Vec<usize>,
+    net: Mlp<T>,
+    masks: Vec<DMatrix<T>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Real + Serialize",
+    deserialize = "T: Real + Deserialize<'de>"
+))]
+struct MadeRepr<T: Real> {
+    dim: usize,
+    context_dim: usize,
+    params_per_dim: usize,
+    order: Vec<usize>,
+    net: Mlp<T>,
+}
+
+impl<T: Real> From<Made<T>> for MadeRepr<T> {
+    fn from(m: Made<T>) -> Self {
+        MadeRepr {
+            dim: m.dim,
+            context_dim: m.context_dim,
+            params_per_dim: m.params_per_dim,
+            order: m.order,
+            net: m.net,
+        }
+    }
+}
+
+impl<T: Real> TryFrom<MadeRepr<T>> for Made<T> {
+    type Error = Error;
+    fn try_from(r: MadeRepr<T>) -> Result<Self, Error> {
+        let masks = build_masks::<T>(
+            r.dim,
+            r.context_dim,
+            r.params_per_dim,
+            &r.order,
+            r.net.sizes(),
+        )?;
+        let mut m = Made {
+            dim: r.dim,
+            context_dim: r.context_dim,
+            params_per_dim: r.params_per_dim,
+            order: r.order,
+            net: r.net,
+            masks,
+        };
+        m.enforce_masks();
+        Ok(m)
+    }
+}
+
+impl<T: Real> Made<T> {
+    /// A MADE over `dim` inputs in natural order (`0, 1, …, D − 1`).
+    pub fn new(
+        dim: usize,
+        context_dim: usize,
+        params_per_dim: usize,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        Self::with_order(
+            dim,
+            context_dim,
+            params_per_dim,
+            (0..dim).collect(),
+            config,
+            rng,
+        )
+    }
+
+    /// A MADE whose autoregressive order is `order` (`order[k]` is the input
+    /// at position `k`: output `order[k]` depends on inputs `order[..k]`).
+    pub fn with_order(
+        dim: usize,
+        context_dim: usize,
+        params_per_dim: usize,
+        order: Vec<usize>,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        const CTX: &str = "Made::new";
+        check::dim_at_least_one(CTX, "dim", dim)?;
+        check::dim_at_least_one(CTX, "params_per_dim", params_per_dim)?;
+        config.validate(CTX)?;
+        let mut sizes = vec![dim + context_dim];
+        sizes.extend(std::iter::repeat_n(config.hidden, config.depth));
+        sizes.push(params_per_dim * dim);
+        let masks = build_masks::<T>(dim, context_dim, params_per_dim, &order, &sizes)?;
+        let net = Mlp::new(&sizes, config.activation, config.identity_init, rng)?;
+        let mut m = Self {
+            dim,
+            context_dim,
+            params_per_dim,
+            order,
+            net,
+            masks,
+        };
+        m.enforce_masks();
+        Ok(m)
+    }
+
+    /// Number of data inputs `D`.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of context inputs (0 for an unconditional MADE).
+    pub fn context_dim(&self) -> usize {
+        self.context_dim
+    }
+
+    /// Outputs per dimension.
+    pub fn params_per_dim(&self) -> usize {
+        self.params_per_dim
+    }
+
+    /// The autoregressive order: `order()[k]` is the input at position `k`.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// The activation between layers.
+    pub fn activation(&self) -> Activation {
+        self.net.activation()
+    }
+
+    /// The underlying (masked) network.
+    pub fn net(&self) -> &Mlp<T> {
+        &self.net
+    }
+
+    /// The 0/1 mask of each layer (`out × in`, same shape as its weights).
+    pub fn masks(&self) -> &[DMatrix<T>] {
+        &self.masks
+    }
+
+    /// All parameters in one buffer (masked weights are zero).
+    pub fn params(&self) -> &[T] {
+        self.net.params()
+    }
+
+    /// Mutable parameter buffer. Writing to a masked weight breaks the
+    /// autoregressive property until [`Made::enforce_masks`] is called.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        self.net.params_mut()
+    }
+
+    /// Number of parameters (including the masked zeros, which keeps every
+    /// layer a dense gemm).
+    pub fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+
+    /// Sets every masked weight to zero.
+    pub fn enforce_masks(&mut self) {
+        for l in 0..self.net.num_layers() {
+            let (off, out, inp) = self.net.layer_offset(l);
+            let mask = &self.masks[l];
+            let w = &mut self.net.params_mut()[off..off + out * inp];
+            for (v, m) in w.iter_mut().zip(mask.iter()) {
+                if *m == T::zero() {
+                    *v = T::zero();
+                }
+            }
+        }
+    }
+
+    /// Evaluates on a `D × n` batch (no context), returning `params_per_dim·D × n`.
+    pub fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
+        assert!(
+            self.context_dim == 0,
+            "Made::forward: this MADE takes a context of dimension {}; use forward_with_context",
+            self.context_dim
+        );
+        crate::bijector::assert_rows("Made::forward", self.dim, x);
+        self.net.forward(x)
+    }
+
+    /// Evaluates on a `D × n` batch with a `C × n` context.
+    pub fn forward_with_context(&self, x: &DMatrix<T>, context: &DMatrix<T>) -> DMatrix<T> {
+        crate::bijector::assert_rows("Made::forward_with_context", self.dim, x);
+        crate::bijector::assert_rows(
+            "Made::forward_with_context (context)",
+            self.context_dim,
+            context,
+        );
+        assert_eq!(
+            x.ncols(),
+            context.ncols(),
+            "Made::forward_with_context: {} samples but {} contexts",
+            x.ncols(),
+            context.ncols()
+        );
+        let mut input = DMatrix::zeros(self.dim + self.context_dim, x.ncols());
+        input.rows_mut(0, self.dim).copy_from(x);
+        input
+            .rows_mut(self.dim, self.context_dim)
+            .copy_from(context);
+        self.net.forward(&input)
+    }
+
+    /// The product of the masks, `M_L ⋯ M_1` restricted to the data inputs:
+    /// entry `(k·D + i, j)` counts the paths from input `j` to output `(k, i)`,
+    /// so it is zero unless `j` comes before `i` in the order.
+    pub fn connectivity(&self) -> DMatrix<T> {
+        let mut acc: Option<DMatrix<T>> = None;
+        for m in &self.masks {
+            acc = Some(match acc {
+                None => m.clone(),
+                Some(a) => m * a,
+            });
+        }
+        let full = acc.expect("at least one layer");
+        full.columns(0, self.dim).clone_owned()
+    }
+
+    /// The view of layer `l`'s (masked) weights.
+    pub fn layer_weights(&self, l: usize) -> DMatrixView<'_, T> {
+        self.net.layer(l).0
+    }
+}
+
+fn build_masks<T: Real>(
+    dim: usize,
+    context_dim: usize,
+    params_per_dim: usize,
+    order: &[usize],
+    sizes: &[usize],
+) -> Result<Vec<DMatrix<T>>, Error> {
+    const CTX: &str = "Made::new";
+    if order.len() != dim {
+        return Err(check::invalid(
+            CTX,
+            "order",
+            &format!("a permutation of 0..{dim}"),
+            format!("{order:?}"),
+        ));
+    }
+    let mut pos = vec![usize::MAX; dim];
+    for (k, &i) in order.iter().enumerate() {
+        if i >= dim || pos[i] != usize::MAX {
+            return Err(check::invalid(
+                CTX,
+                "order",
+                &format!("a permutation of 0..{dim}"),
+                format!("{order:?}"),
+            ));
+        }
+        pos[i] = k;
+    }
+    if sizes.len() < 2
+        || sizes[0] != dim + context_dim
+        || *sizes.last().unwrap() != params_per_dim * dim
+    {
+        return Err(check::invalid(
+            CTX,
+            "network sizes",
+            &format!(
+                "[{} inputs, …, {} outputs]",
+                dim + context_dim,
+                params_per_dim * dim
+            ),
+            format!("{sizes:?}"),
+        ));
+    }
+    // Degrees of the input layer: data by position (1..=D), context 0.
+    let mut prev: Vec<usize> = (0..dim)
+        .map(|i| pos[i] + 1)
+        .chain(std::iter::repeat_n(0, context_dim))
+        .collect();
+    let cycle = (dim.max(2)) - 1;
+    let mut masks = Vec::with_capacity(sizes.len() - 1);
+    for &width in &sizes[1..sizes.len() - 1] {
+        let deg: Vec<usize> = (0..width).map(|k| 1 + k % cycle).collect();
+        masks.push(DMatrix::from_fn(width, prev.len(), |b, a| {
+            if deg[b] >= prev[a] {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }));
+        prev = deg;
+    }
+    let out_deg: Vec<usize> = (0..params_per_dim * dim)
+        .map(|r| pos[r % dim] + 1)
+        .collect();
+    masks.push(DMatrix::from_fn(out_deg.len(), prev.len(), |b, a| {
+        if out_deg[b] > prev[a] {
+            T::one()
+        } else {
+            T::zero()
+        }
+    }));
+    Ok(masks)
+}
