@@ -43,7 +43,7 @@ mod real;
 pub mod testing;
 
 pub use bijector::{
-    Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
+    AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
     InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
     ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
 };
@@ -57,7 +57,7 @@ pub use real::Real;
 /// Everything most programs need: `use normflow::prelude::*;`.
 pub mod prelude {
     pub use crate::bijector::{
-        Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
+        AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
         InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
         ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
     };

@@ -127,3 +127,13 @@ impl From<CouplingMask> for Vec<bool> {
         m.transformed
     }
 }
+
+impl CouplingMask {
+    /// The rows of `x` at `idx`, as a new `|idx| × n` matrix.
+    pub(crate) fn gather<T: crate::Real>(
+        idx: &[usize],
+        x: &nalgebra::DMatrix<T>,
+    ) -> nalgebra::DMatrix<T> {
+        nalgebra::DMatrix::from_fn(idx.len(), x.ncols(), |r, c| x[(idx[r], c)])
+    }
+}

@@ -15,6 +15,8 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::{Error, Real};
 
+mod additive_coupling;
+mod affine_coupling;
 mod blockwise;
 mod chain;
 mod coupling_mask;
@@ -32,6 +34,8 @@ mod sigmoid;
 mod softplus;
 mod tanh;
 
+pub use additive_coupling::AdditiveCoupling;
+pub use affine_coupling::AffineCoupling;
 pub use blockwise::Blockwise;
 pub use chain::Chain;
 pub use coupling_mask::CouplingMask;

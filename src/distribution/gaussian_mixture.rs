@@ -25,10 +25,37 @@ use crate::{Error, Real};
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "GaussianMixtureRepr<T>")]
 pub struct GaussianMixture<T: Real> {
     weights: DVector<T>,
     locs: DMatrix<T>,
     scales: DMatrix<T>,
+}
+
+/// The serialised form: deserialising goes through the same validation as
+/// the constructor, so that a saved model cannot bypass it.
+#[derive(Deserialize)]
+struct GaussianMixtureRepr<T: Real> {
+    weights: DVector<T>,
+    locs: DMatrix<T>,
+    scales: DMatrix<T>,
+}
+
+impl<T: Real> TryFrom<GaussianMixtureRepr<T>> for GaussianMixture<T> {
+    type Error = Error;
+    fn try_from(r: GaussianMixtureRepr<T>) -> Result<Self, Error> {
+        let stored = r.weights.clone();
+        let mut m = GaussianMixture::new(r.weights, r.locs, r.scales)?;
+        // `new` divides the weights by their sum. Serialised weights are already
+        // normalised, and dividing them again by their rounded sum can move them
+        // by an ulp: keep them as stored when they sum to one up to rounding, so
+        // that a save/load round trip is exact.
+        let tol = T::lit(4.0 * stored.len() as f64) * T::machine_epsilon();
+        if (stored.sum() - T::one()).abs() <= tol {
+            m.weights = stored;
+        }
+        Ok(m)
+    }
 }
 
 impl<T: Real> GaussianMixture<T> {

@@ -12,9 +12,25 @@ use crate::{Error, Real};
 ///
 /// Sampling uses the difference of two standard exponentials (rand_distr's `Exp1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "LaplaceRepr<T>")]
 pub struct Laplace<T: Real> {
     loc: DVector<T>,
     scale: DVector<T>,
+}
+
+/// The serialised form: deserialising goes through the same validation as
+/// the constructor, so that a saved model cannot bypass it.
+#[derive(Deserialize)]
+struct LaplaceRepr<T: Real> {
+    loc: DVector<T>,
+    scale: DVector<T>,
+}
+
+impl<T: Real> TryFrom<LaplaceRepr<T>> for Laplace<T> {
+    type Error = Error;
+    fn try_from(r: LaplaceRepr<T>) -> Result<Self, Error> {
+        Laplace::new(r.loc, r.scale)
+    }
 }
 
 impl<T: Real> Laplace<T> {

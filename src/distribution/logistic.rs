@@ -12,9 +12,25 @@ use crate::{Error, Real};
 ///
 /// Sampling inverts the CDF: `x = μ + s log(u / (1 − u))`, `u ~ U(0, 1)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "LogisticRepr<T>")]
 pub struct Logistic<T: Real> {
     loc: DVector<T>,
     scale: DVector<T>,
+}
+
+/// The serialised form: deserialising goes through the same validation as
+/// the constructor, so that a saved model cannot bypass it.
+#[derive(Deserialize)]
+struct LogisticRepr<T: Real> {
+    loc: DVector<T>,
+    scale: DVector<T>,
+}
+
+impl<T: Real> TryFrom<LogisticRepr<T>> for Logistic<T> {
+    type Error = Error;
+    fn try_from(r: LogisticRepr<T>) -> Result<Self, Error> {
+        Logistic::new(r.loc, r.scale)
+    }
 }
 
 impl<T: Real> Logistic<T> {

@@ -24,9 +24,25 @@ use crate::{Error, Real};
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MultivariateNormalRepr<T>")]
 pub struct MultivariateNormal<T: Real> {
     loc: DVector<T>,
     scale_tril: DMatrix<T>,
+}
+
+/// The serialised form: deserialising goes through the same validation as
+/// the constructor, so that a saved model cannot bypass it.
+#[derive(Deserialize)]
+struct MultivariateNormalRepr<T: Real> {
+    loc: DVector<T>,
+    scale_tril: DMatrix<T>,
+}
+
+impl<T: Real> TryFrom<MultivariateNormalRepr<T>> for MultivariateNormal<T> {
+    type Error = Error;
+    fn try_from(r: MultivariateNormalRepr<T>) -> Result<Self, Error> {
+        MultivariateNormal::from_scale_tril(r.loc, r.scale_tril)
+    }
 }
 
 impl<T: Real> MultivariateNormal<T> {

@@ -22,9 +22,25 @@ use crate::{Error, Real};
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NormalRepr<T>")]
 pub struct Normal<T: Real> {
     loc: DVector<T>,
     scale: DVector<T>,
+}
+
+/// The serialised form: deserialising goes through the same validation as
+/// the constructor, so that a saved model cannot bypass it.
+#[derive(Deserialize)]
+struct NormalRepr<T: Real> {
+    loc: DVector<T>,
+    scale: DVector<T>,
+}
+
+impl<T: Real> TryFrom<NormalRepr<T>> for Normal<T> {
+    type Error = Error;
+    fn try_from(r: NormalRepr<T>) -> Result<Self, Error> {
+        Normal::new(r.loc, r.scale)
+    }
 }
 
 impl<T: Real> Normal<T> {

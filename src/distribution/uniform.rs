@@ -20,9 +20,25 @@ use crate::{Error, Real};
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "UniformRepr<T>")]
 pub struct Uniform<T: Real> {
     low: DVector<T>,
     high: DVector<T>,
+}
+
+/// The serialised form: deserialising goes through the same validation as
+/// the constructor, so that a saved model cannot bypass it.
+#[derive(Deserialize)]
+struct UniformRepr<T: Real> {
+    low: DVector<T>,
+    high: DVector<T>,
+}
+
+impl<T: Real> TryFrom<UniformRepr<T>> for Uniform<T> {
+    type Error = Error;
+    fn try_from(r: UniformRepr<T>) -> Result<Self, Error> {
+        Uniform::new(r.low, r.high)
+    }
 }
 
 impl<T: Real> Uniform<T> {

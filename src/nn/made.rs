@@ -17,7 +17,10 @@ use crate::{Error, Real};
 /// wide); a connection into a hidden unit is kept when its degree is at least
 /// the source's, and into an output of dimension `i` when `i`'s degree is
 /// strictly greater. Context inputs (for conditional flows) get degree 0, so
-/// every hidden unit sees all of them while the autoregressive property holds.
+/// every hidden unit sees all of them while the autoregressive property holds;
+/// with a context, hidden degrees cycle through `0..D` instead, and the units of
+/// degree 0 (which see only the context) let the first coordinate's parameters
+/// depend on the context too.
 ///
 /// The network outputs `params_per_dim` values per dimension, laid out as
 /// `params_per_dim` blocks of `D` rows: row `k·D + i` is parameter `k` of
@@ -308,10 +311,20 @@ fn build_masks<T: Real>(
         .map(|i| pos[i] + 1)
         .chain(std::iter::repeat_n(0, context_dim))
         .collect();
-    let cycle = (dim.max(2)) - 1;
+    // Hidden degrees cycle through 1..=D−1 (a unit of degree d may see data
+    // inputs of positions < d… up to d); with a context, degree 0 is included:
+    // such units see only the context, which is how the first coordinate's
+    // parameters come to depend on it.
+    let hidden_degree = |k: usize| -> usize {
+        if context_dim > 0 {
+            k % dim
+        } else {
+            1 + k % (dim.max(2) - 1)
+        }
+    };
     let mut masks = Vec::with_capacity(sizes.len() - 1);
     for &width in &sizes[1..sizes.len() - 1] {
-        let deg: Vec<usize> = (0..width).map(|k| 1 + k % cycle).collect();
+        let deg: Vec<usize> = (0..width).map(hidden_degree).collect();
         masks.push(DMatrix::from_fn(width, prev.len(), |b, a| {
             if deg[b] >= prev[a] {
                 T::one()

@@ -1,0 +1,145 @@
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::affine_coupling::{CouplingRepr, check_net, conditioner_sizes};
+use super::{Bijector, CouplingMask, assert_rows};
+use crate::nn::{ConditionerConfig, Mlp};
+use crate::{Error, Real};
+
+/// Additive coupling layer (NICE; Dinh, Krueger & Bengio 2014).
+///
+/// `y_A = x_A`, `y_B = x_B + t(x_A)` with an [`Mlp`] from `x_A` to `|B|`
+/// shifts. Volume preserving: the log-determinant is 0, so a NICE model ends
+/// with a diagonal scaling (e.g. [`Scale`](super::Scale) or an ActNorm) to
+/// change volume. Both directions are one conditioner pass.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use normflow::prelude::*;
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+/// let cfg = ConditionerConfig { hidden: 8, identity_init: false, ..Default::default() };
+/// let layer = AdditiveCoupling::<f64>::new(CouplingMask::alternating(3, false)?, &cfg, &mut rng)?;
+/// let x = DMatrix::from_fn(3, 2, |i, j| (i + 2 * j) as f64);
+/// assert!((layer.inverse(&layer.forward(&x)) - &x).amax() < 1e-12);
+/// assert_eq!(layer.forward_log_det_jacobian(&x)[0], 0.0);
+/// # Ok::<(), normflow::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Real + Serialize",
+    deserialize = "T: Real + Deserialize<'de>"
+))]
+#[serde(try_from = "CouplingRepr<T>", into = "CouplingRepr<T>")]
+pub struct AdditiveCoupling<T: Real> {
+    mask: CouplingMask,
+    net: Mlp<T>,
+}
+
+impl<T: Real> TryFrom<CouplingRepr<T>> for AdditiveCoupling<T> {
+    type Error = Error;
+    fn try_from(r: CouplingRepr<T>) -> Result<Self, Error> {
+        check_net("AdditiveCoupling", &r.mask, &r.net, 1)?;
+        Ok(Self {
+            mask: r.mask,
+            net: r.net,
+        })
+    }
+}
+
+impl<T: Real> From<AdditiveCoupling<T>> for CouplingRepr<T> {
+    fn from(c: AdditiveCoupling<T>) -> Self {
+        CouplingRepr {
+            mask: c.mask,
+            net: c.net,
+        }
+    }
+}
+
+impl<T: Real> AdditiveCoupling<T> {
+    /// An additive coupling with the given mask and conditioner shape.
+    pub fn new(
+        mask: CouplingMask,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        config.validate("AdditiveCoupling::new")?;
+        let sizes = conditioner_sizes(
+            mask.identity_indices().len(),
+            mask.transformed_indices().len(),
+            config,
+        );
+        let net = Mlp::new(&sizes, config.activation, config.identity_init, rng)?;
+        Ok(Self { mask, net })
+    }
+
+    /// The mask.
+    pub fn mask(&self) -> &CouplingMask {
+        &self.mask
+    }
+
+    /// The conditioner network.
+    pub fn net(&self) -> &Mlp<T> {
+        &self.net
+    }
+
+    /// All parameters (the conditioner's) in one buffer.
+    pub fn params(&self) -> &[T] {
+        self.net.params()
+    }
+
+    /// Mutable parameter buffer.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        self.net.params_mut()
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+
+    fn apply(&self, x: &DMatrix<T>, sign: T) -> DMatrix<T> {
+        let t = self
+            .net
+            .forward(&CouplingMask::gather(self.mask.identity_indices(), x));
+        let mut y = x.clone();
+        for s in 0..x.ncols() {
+            for (r, &i) in self.mask.transformed_indices().iter().enumerate() {
+                y[(i, s)] += sign * t[(r, s)];
+            }
+        }
+        y
+    }
+}
+
+impl<T: Real> Bijector<T> for AdditiveCoupling<T> {
+    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
+        assert_rows("AdditiveCoupling::forward", self.mask.dim(), x);
+        self.apply(x, T::one())
+    }
+    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
+        assert_rows("AdditiveCoupling::inverse", self.mask.dim(), y);
+        self.apply(y, -T::one())
+    }
+    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
+        assert_rows(
+            "AdditiveCoupling::forward_log_det_jacobian",
+            self.mask.dim(),
+            x,
+        );
+        DVector::zeros(x.ncols())
+    }
+    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+        assert_rows(
+            "AdditiveCoupling::inverse_log_det_jacobian",
+            self.mask.dim(),
+            y,
+        );
+        DVector::zeros(y.ncols())
+    }
+    fn dim(&self) -> Option<usize> {
+        Some(self.mask.dim())
+    }
+}
