@@ -38,6 +38,10 @@ use crate::distribution::Distribution;
 
 pub mod strategies;
 
+/// The proptest crate the strategies are built on, re-exported so that users
+/// of the kit need no separate dependency to write `proptest!` tests.
+pub use proptest;
+
 /// Relative tolerances of [`check_bijector_with`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tolerances {
@@ -171,7 +175,7 @@ impl fmt::Display for CheckFailure {
         }
         write!(
             f,
-            ": expected {:e}, got {:e} (relative error {:e} > tolerance {:e})",
+            ": expected {:.10e}, got {:.10e} (relative error {:.3e} > tolerance {:.1e})",
             self.expected, self.got, self.error, self.tolerance
         )?;
         if !self.detail.is_empty() {

@@ -1,7 +1,8 @@
 //! proptest strategies for inputs and for the parameters of the built-in bijectors.
 //!
-//! All strategies produce `f64` values (the type the kit verifies in); cast
-//! with `nalgebra`'s `.cast::<f32>()` to test single precision.
+//! All strategies produce `f64` values (the type the kit verifies in); convert
+//! with `x.map(|v| v as f32)` to test single precision (nalgebra's
+//! `.cast::<f32>()` does the same but consumes the matrix).
 //!
 //! ```
 //! use normflow::prelude::*;
