@@ -36,16 +36,16 @@
 
 pub mod bijector;
 pub mod distribution;
-pub mod nn;
 mod error;
+pub mod nn;
 mod real;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bijector::{
-    AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
-    InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
-    ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+    AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp,
+    Identity, InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute,
+    Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
 };
 pub use distribution::{
     Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal, StandardNormal,
@@ -57,16 +57,16 @@ pub use real::Real;
 /// Everything most programs need: `use normflow::prelude::*;`.
 pub mod prelude {
     pub use crate::bijector::{
-        AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
-        InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
-        ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+        AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask,
+        Exp, Identity, InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow,
+        Permute, Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
     };
-    pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::distribution::{
         Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal,
         StandardNormal, TransformedDistribution, Uniform,
     };
     pub use crate::error::Error;
+    pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::real::Real;
 }
 

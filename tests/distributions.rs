@@ -453,7 +453,8 @@ fn sigmoid_of_normal_is_logit_normal() {
 
 #[test]
 fn tanh_of_standard_normal_matches_change_of_variables() {
-    let d = TransformedDistribution::new::<f64>(StandardNormal::new(1).unwrap(), Tanh).unwrap();
+    let d =
+        TransformedDistribution::<f64, _, _>::new(StandardNormal::new(1).unwrap(), Tanh).unwrap();
     let ys = [-0.9, 0.0, 0.5, 0.999];
     let lp = d.log_prob(&batch(1, &ys));
     for (j, &y) in ys.iter().enumerate() {
@@ -470,7 +471,8 @@ fn chain_scale_shift_exp_is_log_normal() {
         .unwrap()
         .then(Shift::new(dvec(&[1.0])).unwrap())
         .then(Exp);
-    let d = TransformedDistribution::new::<f64>(StandardNormal::new(1).unwrap(), flow).unwrap();
+    let d =
+        TransformedDistribution::<f64, _, _>::new(StandardNormal::new(1).unwrap(), flow).unwrap();
     let ys = [0.5, std::f64::consts::E, 40.0];
     let lp = d.log_prob(&batch(1, &ys));
     for (j, &y) in ys.iter().enumerate() {
@@ -508,7 +510,8 @@ fn out_of_support_is_exactly_neg_infinity_never_nan() {
     // Through a chain: y = exp(x) − 1 has image (−1, ∞). At y = −2 the inner
     // log sees −1 (NaN), at y = −1 it sees 0 (−inf): both must come out −inf.
     let flow = Exp.then(Shift::new(dvec(&[-1.0])).unwrap());
-    let d = TransformedDistribution::new::<f64>(StandardNormal::new(1).unwrap(), flow).unwrap();
+    let d =
+        TransformedDistribution::<f64, _, _>::new(StandardNormal::new(1).unwrap(), flow).unwrap();
     let lp = d.log_prob(&batch(1, &[-2.0, -1.0, -1.5, nan, 1.0]));
     for j in 0..4 {
         assert_eq!(lp[j], f64::NEG_INFINITY, "exp then shift(-1), point {j}");
@@ -517,7 +520,8 @@ fn out_of_support_is_exactly_neg_infinity_never_nan() {
     assert_close(lp[4], lognormal_lpdf(2.0, 0.0, 1.0), 1e-14, "exp - 1 at 1");
 
     // Columns are independent: one bad coordinate poisons only its own column.
-    let d = TransformedDistribution::new::<f64>(StandardNormal::new(2).unwrap(), Exp).unwrap();
+    let d =
+        TransformedDistribution::<f64, _, _>::new(StandardNormal::new(2).unwrap(), Exp).unwrap();
     let lp = d.log_prob(&batch(2, &[1.0, -1.0, 1.0, 1.0, nan, 2.0]));
     assert_eq!(lp[0], f64::NEG_INFINITY);
     assert_close(
@@ -650,7 +654,7 @@ fn zoo<T: Real>() -> Vec<Case<T>> {
         },
         Case {
             name: "StandardNormal(2) -> Tanh",
-            dist: Box::new(TransformedDistribution::new::<T>(std_normal(2), Tanh).unwrap()),
+            dist: Box::new(TransformedDistribution::<T, _, _>::new(std_normal(2), Tanh).unwrap()),
             points: lit_batch(2, &[0.0, 0.0, 0.5, -0.875, 0.25, 1.0, -1.5, 0.0]),
         },
         Case {
@@ -812,7 +816,7 @@ proptest! {
         y in strategies::batch(2, 8, 50.0),
     ) {
         let flow = Scale::new(s.clone()).unwrap().then(Shift::new(b.clone()).unwrap());
-        let d = TransformedDistribution::new::<f64>(StandardNormal::new(2).unwrap(), flow).unwrap();
+        let d = TransformedDistribution::<f64, _, _>::new(StandardNormal::new(2).unwrap(), flow).unwrap();
         let oracle = Normal::new(b, s.map(f64::abs)).unwrap();
         let (lp, want) = (d.log_prob(&y), oracle.log_prob(&y));
         for j in 0..8 {
@@ -823,7 +827,7 @@ proptest! {
             Box::new(Scale::new(s.clone()).unwrap()),
             Box::new(Shift::new(oracle.loc().clone()).unwrap()),
         ]).unwrap();
-        let d = TransformedDistribution::new::<f64>(StandardNormal::new(2).unwrap(), chain).unwrap();
+        let d = TransformedDistribution::<f64, _, _>::new(StandardNormal::new(2).unwrap(), chain).unwrap();
         let lp = d.log_prob(&y);
         for j in 0..8 {
             prop_assert!((lp[j] - want[j]).abs() <= 1e-12 * (1.0 + want[j].abs()));
@@ -844,7 +848,7 @@ proptest! {
     ) {
         let l = st.scale_tril().clone();
         let b = st.shift().clone();
-        let d = TransformedDistribution::new::<f64>(StandardNormal::new(3).unwrap(), st).unwrap();
+        let d = TransformedDistribution::<f64, _, _>::new(StandardNormal::new(3).unwrap(), st).unwrap();
         let lp = d.log_prob(&y);
         let from_l = MultivariateNormal::from_scale_tril(b.clone(), l.clone()).unwrap().log_prob(&y);
         let from_cov = MultivariateNormal::new(b, &l * l.transpose()).unwrap().log_prob(&y);
@@ -1159,7 +1163,7 @@ fn moments_of_transformed_distributions() {
     let b = [1.0, -2.0];
     let cov = mat(2, 2, &[2.25, 1.2, 1.2, 1.0]); // L Lᵀ by hand
     assert!((&l * l.transpose() - &cov).amax() < 1e-15);
-    let d = TransformedDistribution::new::<f64>(
+    let d = TransformedDistribution::<f64, _, _>::new(
         StandardNormal::new(2).unwrap(),
         ScaleTriL::new(l, dvec(&b)).unwrap(),
     )
@@ -1389,7 +1393,7 @@ fn laplace_normalizes_with_kink_error_bound() {
 fn transformed_densities_normalize() {
     // N(0, I) through ScaleTriL(L, b): N(b, L Lᵀ), Σ = [[2.25, 1.2], [1.2, 1]];
     // marginal σ = 1.5 and 1, boxes of 12σ.
-    let d = TransformedDistribution::new::<f64>(
+    let d = TransformedDistribution::<f64, _, _>::new(
         StandardNormal::new(2).unwrap(),
         ScaleTriL::new(mat(2, 2, &[1.5, 0.0, 0.8, 0.6]), dvec(&[1.0, -2.0])).unwrap(),
     )
@@ -1771,7 +1775,7 @@ fn gaussian_mixture_rejects_bad_weights_shapes_and_scales() {
 
 #[test]
 fn transformed_distribution_rejects_bijector_of_other_dimension() {
-    let e = err(TransformedDistribution::new::<f64>(
+    let e = err(TransformedDistribution::<f64, _, _>::new(
         StandardNormal::new(2).unwrap(),
         Shift::new(dvec(&[1.0, 2.0, 3.0])).unwrap(),
     ));
@@ -1790,7 +1794,7 @@ fn transformed_distribution_rejects_bijector_of_other_dimension() {
 
     // A chain whose fixed dimension (from its Scale) differs.
     let chain = Exp.then(Scale::new(dvec(&[1.0])).unwrap());
-    let e = err(TransformedDistribution::new::<f64>(
+    let e = err(TransformedDistribution::<f64, _, _>::new(
         StandardNormal::new(2).unwrap(),
         chain,
     ));
@@ -1798,7 +1802,9 @@ fn transformed_distribution_rejects_bijector_of_other_dimension() {
 
     // Elementwise bijectors fit every dimension.
     for d in 1..4 {
-        assert!(TransformedDistribution::new::<f64>(StandardNormal::new(d).unwrap(), Exp).is_ok());
+        assert!(
+            TransformedDistribution::<f64, _, _>::new(StandardNormal::new(d).unwrap(), Exp).is_ok()
+        );
     }
 }
 
@@ -1879,7 +1885,7 @@ fn serde_round_trips_preserve_log_prob() {
         &x1,
     );
     assert_serde_round_trip(
-        &TransformedDistribution::new::<f64>(
+        &TransformedDistribution::<f64, _, _>::new(
             StandardNormal::new(2).unwrap(),
             ScaleTriL::new(mat(2, 2, &[1.5, 0.0, 0.8, -0.6]), dvec(&[1.0, -2.0])).unwrap(),
         )
@@ -2006,7 +2012,8 @@ fn gaussian_mixture_panics_on_wrong_rows() {
     expected = "TransformedDistribution::log_prob: input has dimension 3 (rows), expected dimension 2"
 )]
 fn transformed_distribution_panics_on_wrong_rows() {
-    let d = TransformedDistribution::new::<f64>(StandardNormal::new(2).unwrap(), Exp).unwrap();
+    let d =
+        TransformedDistribution::<f64, _, _>::new(StandardNormal::new(2).unwrap(), Exp).unwrap();
     d.log_prob(&DMatrix::<f64>::zeros(3, 2));
 }
 
@@ -2016,4 +2023,27 @@ fn boxed_distribution_panics_on_wrong_rows() {
     // Through a trait object the message is the same.
     let d: Box<dyn Distribution<f32>> = Box::new(StandardNormal::new(2).unwrap());
     d.log_prob(&DMatrix::zeros(1, 1));
+}
+
+/// A saved transformed distribution whose bijector's dimension does not match
+/// its base is rejected on load, like `TransformedDistribution::new` rejects it.
+#[test]
+fn transformed_distribution_validates_dimensions_on_load() {
+    let good = TransformedDistribution::<f64, _, _>::new(
+        StandardNormal::new(3).unwrap(),
+        Permute::reverse(3).unwrap(),
+    )
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&good).unwrap();
+    json["base"]["dim"] = serde_json::json!(2);
+    let err = serde_json::from_value::<TransformedDistribution<f64, StandardNormal, Permute>>(json)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("TransformedDistribution::new"),
+        "{err}"
+    );
+    let back: TransformedDistribution<f64, StandardNormal, Permute> =
+        serde_json::from_str(&serde_json::to_string(&good).unwrap()).unwrap();
+    let x = DMatrix::from_fn(3, 2, |i, j| (i + j) as f64);
+    assert_eq!(back.log_prob(&x), good.log_prob(&x));
 }

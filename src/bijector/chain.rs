@@ -77,15 +77,15 @@ impl<T: Real> Chain<T> {
 
     /// Appends `next`, or errors if its fixed dimension differs from the chain's.
     pub fn try_then<B: Bijector<T> + 'static>(mut self, next: B) -> Result<Chain<T>, Error> {
-        if let (Some(d0), Some(d)) = (self.dim, next.dim()) {
-            if d0 != d {
-                return Err(Error::DimensionMismatch {
-                    context: "Chain::then".into(),
-                    argument: format!("parts[{}]", self.parts.len()),
-                    expected: d0,
-                    got: d,
-                });
-            }
+        if let (Some(d0), Some(d)) = (self.dim, next.dim())
+            && d0 != d
+        {
+            return Err(Error::DimensionMismatch {
+                context: "Chain::then".into(),
+                argument: format!("parts[{}]", self.parts.len()),
+                expected: d0,
+                got: d,
+            });
         }
         self.dim = self.dim.or(next.dim());
         self.parts.push(Arc::new(next));

@@ -1,3 +1,5 @@
+use std::marker::PhantomData;
+
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -20,37 +22,100 @@ use crate::{Error, Real};
 /// use nalgebra::{DMatrix, DVector};
 /// use normflow::prelude::*;
 ///
-/// // A log-normal: exp of N(0, 1). Both parts work for any scalar type,
-/// // so name it once.
-/// let d = TransformedDistribution::new::<f64>(StandardNormal::new(1)?, Exp)?;
+/// // A log-normal: exp of N(0, 1). Both parts work for any scalar type; the
+/// // f64 batch below fixes it.
+/// let d = TransformedDistribution::new(StandardNormal::new(1)?, Exp)?;
 /// let y = DMatrix::from_row_slice(1, 2, &[1.0_f64, -1.0]);
 /// let lp = d.log_prob(&y);
 /// assert!((lp[0] + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
 /// assert_eq!(lp[1], f64::NEG_INFINITY); // outside the support
 /// # Ok::<(), normflow::Error>(())
 /// ```
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TransformedDistribution<D, B> {
+///
+/// The scalar type `T` is a parameter of the type (not only of its trait
+/// impl), so that a distribution built from parameter-free parts
+/// (`StandardNormal`, `Exp`) has one scalar type, fixed by the first use or
+/// named as `TransformedDistribution::<f64, _, _>::new(…)`.
+///
+/// Deserialisation checks the dimensions again, like [`TransformedDistribution::new`].
+#[derive(Serialize, Deserialize)]
+#[serde(
+    try_from = "TransformedRepr<D, B>",
+    into = "TransformedRepr<D, B>",
+    bound(
+        serialize = "D: Serialize + Clone, B: Serialize + Clone",
+        deserialize = "T: Real, D: Deserialize<'de> + Distribution<T>, B: Deserialize<'de> + Bijector<T>"
+    )
+)]
+pub struct TransformedDistribution<T, D, B> {
+    base: D,
+    bijector: B,
+    scalar: PhantomData<fn() -> T>,
+}
+
+impl<T, D: Clone, B: Clone> Clone for TransformedDistribution<T, D, B> {
+    fn clone(&self) -> Self {
+        Self {
+            base: self.base.clone(),
+            bijector: self.bijector.clone(),
+            scalar: PhantomData,
+        }
+    }
+}
+
+impl<T, D: std::fmt::Debug, B: std::fmt::Debug> std::fmt::Debug
+    for TransformedDistribution<T, D, B>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransformedDistribution")
+            .field("base", &self.base)
+            .field("bijector", &self.bijector)
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TransformedRepr<D, B> {
     base: D,
     bijector: B,
 }
 
-impl<D, B> TransformedDistribution<D, B> {
+impl<T, D, B> From<TransformedDistribution<T, D, B>> for TransformedRepr<D, B> {
+    fn from(t: TransformedDistribution<T, D, B>) -> Self {
+        TransformedRepr {
+            base: t.base,
+            bijector: t.bijector,
+        }
+    }
+}
+
+impl<T: Real, D: Distribution<T>, B: Bijector<T>> TryFrom<TransformedRepr<D, B>>
+    for TransformedDistribution<T, D, B>
+{
+    type Error = Error;
+    fn try_from(r: TransformedRepr<D, B>) -> Result<Self, Error> {
+        TransformedDistribution::new(r.base, r.bijector)
+    }
+}
+
+impl<T: Real, D: Distribution<T>, B: Bijector<T>> TransformedDistribution<T, D, B> {
     /// Pushes `base` through `bijector` (both taken by value).
     ///
     /// Errors with [`Error::DimensionMismatch`] if the bijector has a fixed
     /// dimension different from the base's.
-    pub fn new<T: Real>(base: D, bijector: B) -> Result<Self, Error>
-    where
-        D: Distribution<T>,
-        B: Bijector<T>,
-    {
+    pub fn new(base: D, bijector: B) -> Result<Self, Error> {
         if let Some(d) = bijector.dim() {
             check::same_dim("TransformedDistribution::new", "bijector", base.dim(), d)?;
         }
-        Ok(Self { base, bijector })
+        Ok(Self {
+            base,
+            bijector,
+            scalar: PhantomData,
+        })
     }
+}
 
+impl<T, D, B> TransformedDistribution<T, D, B> {
     /// The base distribution.
     pub fn base(&self) -> &D {
         &self.base
@@ -68,7 +133,7 @@ impl<D, B> TransformedDistribution<D, B> {
 }
 
 impl<T: Real, D: Distribution<T>, B: Bijector<T>> Distribution<T>
-    for TransformedDistribution<D, B>
+    for TransformedDistribution<T, D, B>
 {
     fn dim(&self) -> usize {
         self.base.dim()
