@@ -65,6 +65,20 @@ pub enum Error {
         /// Why it failed (not symmetric, Cholesky failed, …).
         reason: String,
     },
+    /// Flow-spec text that does not parse (the error renders with a caret
+    /// under the offending text).
+    Parse(normflow_dsl::ParseError),
+    /// A layer of a flow spec cannot be built for the requested dimension.
+    Build {
+        /// 0-based position of the layer in the spec.
+        position: usize,
+        /// The layer as written (canonical text).
+        layer: String,
+        /// The dimension it was built for.
+        dim: usize,
+        /// Why it cannot be built.
+        reason: String,
+    },
     /// A list that must be a permutation of `0..n` is not.
     InvalidPermutation {
         /// The constructor that rejected it.
@@ -114,6 +128,17 @@ impl fmt::Display for Error {
                 f,
                 "{context}: argument `{argument}` must be symmetric positive definite, but {reason}"
             ),
+            Error::Parse(e) => write!(f, "invalid flow spec:\n{e}"),
+            Error::Build {
+                position,
+                layer,
+                dim,
+                reason,
+            } => write!(
+                f,
+                "cannot build layer {} (`{layer}`) for dimension {dim}: {reason}",
+                position + 1
+            ),
             Error::InvalidPermutation {
                 context,
                 got,
@@ -127,7 +152,20 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Parse(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<normflow_dsl::ParseError> for Error {
+    fn from(e: normflow_dsl::ParseError) -> Self {
+        Error::Parse(e)
+    }
+}
 
 /// Shorthand for `Result<T, normflow::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
