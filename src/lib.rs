@@ -43,9 +43,9 @@ mod real;
 pub mod testing;
 
 pub use bijector::{
-    Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
-    InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
-    ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+    ActNorm, BatchNormalization, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp,
+    Identity, InverseAutoregressiveFlow, Invert, LeakyRelu, LuLinear, MaskedAutoregressiveFlow,
+    Permute, Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
 };
 pub use distribution::{
     Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal, StandardNormal,
@@ -57,9 +57,9 @@ pub use real::Real;
 /// Everything most programs need: `use normflow::prelude::*;`.
 pub mod prelude {
     pub use crate::bijector::{
-        Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
-        InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
-        ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+        ActNorm, BatchNormalization, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp,
+        Identity, InverseAutoregressiveFlow, Invert, LeakyRelu, LuLinear, MaskedAutoregressiveFlow,
+        Permute, Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
     };
     pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::distribution::{

@@ -15,6 +15,8 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::{Error, Real};
 
+mod act_norm;
+mod batch_norm;
 mod blockwise;
 mod chain;
 mod coupling_mask;
@@ -23,6 +25,7 @@ mod iaf;
 mod identity;
 mod invert;
 mod leaky_relu;
+mod lu_linear;
 mod maf;
 mod permute;
 mod scale;
@@ -32,6 +35,8 @@ mod sigmoid;
 mod softplus;
 mod tanh;
 
+pub use act_norm::ActNorm;
+pub use batch_norm::BatchNormalization;
 pub use blockwise::Blockwise;
 pub use chain::Chain;
 pub use coupling_mask::CouplingMask;
@@ -40,6 +45,7 @@ pub use iaf::InverseAutoregressiveFlow;
 pub use identity::Identity;
 pub use invert::Invert;
 pub use leaky_relu::LeakyRelu;
+pub use lu_linear::LuLinear;
 pub use maf::MaskedAutoregressiveFlow;
 pub use permute::Permute;
 pub use scale::Scale;
