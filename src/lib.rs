@@ -42,29 +42,16 @@ mod real;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bijector::{
-    AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp,
-    Identity, InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute,
-    Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
-};
-pub use distribution::{
-    Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal, StandardNormal,
-    TransformedDistribution, Uniform,
-};
+// Every bijector and distribution at the crate root: `normflow::Exp`, …
+pub use bijector::*;
+pub use distribution::*;
 pub use error::{Error, Result};
 pub use real::Real;
 
 /// Everything most programs need: `use normflow::prelude::*;`.
 pub mod prelude {
-    pub use crate::bijector::{
-        AdditiveCoupling, AffineCoupling, Bijector, BijectorExt, Blockwise, Chain, CouplingMask,
-        Exp, Identity, InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow,
-        Permute, Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
-    };
-    pub use crate::distribution::{
-        Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal,
-        StandardNormal, TransformedDistribution, Uniform,
-    };
+    pub use crate::bijector::*;
+    pub use crate::distribution::*;
     pub use crate::error::Error;
     pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::real::Real;

@@ -15,8 +15,10 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::{Error, Real};
 
+mod act_norm;
 mod additive_coupling;
 mod affine_coupling;
+mod batch_norm;
 mod blockwise;
 mod chain;
 mod coupling_mask;
@@ -25,6 +27,7 @@ mod iaf;
 mod identity;
 mod invert;
 mod leaky_relu;
+mod lu_linear;
 mod maf;
 mod permute;
 mod scale;
@@ -34,8 +37,10 @@ mod sigmoid;
 mod softplus;
 mod tanh;
 
+pub use act_norm::ActNorm;
 pub use additive_coupling::AdditiveCoupling;
 pub use affine_coupling::AffineCoupling;
+pub use batch_norm::BatchNormalization;
 pub use blockwise::Blockwise;
 pub use chain::Chain;
 pub use coupling_mask::CouplingMask;
@@ -44,6 +49,7 @@ pub use iaf::InverseAutoregressiveFlow;
 pub use identity::Identity;
 pub use invert::Invert;
 pub use leaky_relu::LeakyRelu;
+pub use lu_linear::LuLinear;
 pub use maf::MaskedAutoregressiveFlow;
 pub use permute::Permute;
 pub use scale::Scale;
