@@ -167,9 +167,16 @@ impl fmt::Display for Problem {
 /// let p = check_layer("maf", None, &[("bins".into(), Value::Int(4))]).unwrap_err();
 /// assert_eq!(p.at, Location::Key(0));
 /// ```
-pub fn check_layer(name: &str, count: Option<u64>, args: &[(String, Value)]) -> Result<LayerSpec, Problem> {
+pub fn check_layer(
+    name: &str,
+    count: Option<u64>,
+    args: &[(String, Value)],
+) -> Result<LayerSpec, Problem> {
     let Some(def) = layer_def(name) else {
-        let names: Vec<&str> = LAYERS.iter().flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied())).collect();
+        let names: Vec<&str> = LAYERS
+            .iter()
+            .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+            .collect();
         return Err(Problem {
             at: Location::Name,
             message: format!("unknown layer `{name}`"),
@@ -217,12 +224,15 @@ pub fn check_layer(name: &str, count: Option<u64>, args: &[(String, Value)]) -> 
                 suggestion: None,
             });
         }
-        let v = kd.kind.check(value).map_err(|(message, suggestion)| Problem {
-            at: Location::Value(i),
-            message: format!("bad value for `{key}`: {message}"),
-            expected: kd.kind.expected().into(),
-            suggestion,
-        })?;
+        let v = kd
+            .kind
+            .check(value)
+            .map_err(|(message, suggestion)| Problem {
+                at: Location::Value(i),
+                message: format!("bad value for `{key}`: {message}"),
+                expected: kd.kind.expected().into(),
+                suggestion,
+            })?;
         out.push((kd.name, v));
     }
     out.sort_by_key(|(k, _)| def.keys.iter().position(|kd| kd.name == *k));
@@ -234,7 +244,11 @@ pub fn check_layer(name: &str, count: Option<u64>, args: &[(String, Value)]) -> 
 }
 
 fn join_names(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The closest candidate to `word` by edit distance, if it is close enough
@@ -275,7 +289,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }

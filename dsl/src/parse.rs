@@ -28,7 +28,13 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(source: &str, offset: usize, len: usize, message: impl Into<String>, expected: impl Into<String>) -> Self {
+    fn new(
+        source: &str,
+        offset: usize,
+        len: usize,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
         Self {
             source: source.to_string(),
             offset,
@@ -56,7 +62,10 @@ impl ParseError {
 
     /// 1-based line of the offending text.
     pub fn line(&self) -> usize {
-        self.source[..self.offset.min(self.source.len())].matches('\n').count() + 1
+        self.source[..self.offset.min(self.source.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     /// 1-based column (in characters) of the offending text.
@@ -162,7 +171,11 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
             i += c.len_utf8();
             continue;
         }
-        let single = |t: Tok| Lexed { tok: t, start, end: start + 1 };
+        let single = |t: Tok| Lexed {
+            tok: t,
+            start,
+            end: start + 1,
+        };
         match c {
             '(' => {
                 out.push(single(Tok::LParen));
@@ -197,18 +210,30 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
                         _ => {}
                     }
                 }
-                out.push(Lexed { tok: Tok::LBrace, start, end });
+                out.push(Lexed {
+                    tok: Tok::LBrace,
+                    start,
+                    end,
+                });
                 i = end;
             }
             '>' if bytes.get(i + 1) == Some(&b'>') => {
-                out.push(Lexed { tok: Tok::Then, start, end: start + 2 });
+                out.push(Lexed {
+                    tok: Tok::Then,
+                    start,
+                    end: start + 2,
+                });
                 i += 2;
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
                 while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                     i += 1;
                 }
-                out.push(Lexed { tok: Tok::Ident(src[start..i].to_string()), start, end: i });
+                out.push(Lexed {
+                    tok: Tok::Ident(src[start..i].to_string()),
+                    start,
+                    end: i,
+                });
             }
             c if c.is_ascii_digit() || c == '.' || c == '-' || c == '+' => {
                 i += 1;
@@ -217,10 +242,15 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
                     let b = bytes[i];
                     if b.is_ascii_digit() || b == b'_' {
                         i += 1;
-                    } else if b == b'.' || ((b == b'e' || b == b'E') && !src[start..i].contains(['e', 'E'])) {
+                    } else if b == b'.'
+                        || ((b == b'e' || b == b'E') && !src[start..i].contains(['e', 'E']))
+                    {
                         is_float = true;
                         i += 1;
-                        if (b == b'e' || b == b'E') && i < bytes.len() && (bytes[i] == b'-' || bytes[i] == b'+') {
+                        if (b == b'e' || b == b'E')
+                            && i < bytes.len()
+                            && (bytes[i] == b'-' || bytes[i] == b'+')
+                        {
                             i += 1;
                         }
                     } else {
@@ -228,7 +258,15 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
                     }
                 }
                 let text: String = src[start..i].chars().filter(|c| *c != '_').collect();
-                let bad = || ParseError::new(src, start, i - start, format!("malformed number `{}`", &src[start..i]), "an integer like `128` or a decimal like `2.5`");
+                let bad = || {
+                    ParseError::new(
+                        src,
+                        start,
+                        i - start,
+                        format!("malformed number `{}`", &src[start..i]),
+                        "an integer like `128` or a decimal like `2.5`",
+                    )
+                };
                 // Signed numbers (`-3`) lex as decimals so that the range
                 // check, not the lexer, reports them.
                 let tok = if !is_float && !text.starts_with(['-', '+']) {
@@ -264,9 +302,23 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
     let toks = lex(src)?;
     let mut p = 0usize;
     let mut spec = Spec::default();
-    let end_err = |what: &str| ParseError::new(src, src.len(), 1, "the flow spec ends early", what.to_string());
+    let end_err = |what: &str| {
+        ParseError::new(
+            src,
+            src.len(),
+            1,
+            "the flow spec ends early",
+            what.to_string(),
+        )
+    };
     if toks.is_empty() {
-        return Err(ParseError::new(src, 0, 1, "the flow spec is empty", "at least one layer, e.g. `maf(3)`"));
+        return Err(ParseError::new(
+            src,
+            0,
+            1,
+            "the flow spec is empty",
+            "at least one layer, e.g. `maf(3)`",
+        ));
     }
     loop {
         // A layer name.
@@ -275,11 +327,18 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
         };
         let Tok::Ident(name) = &t.tok else {
             let msg = if t.tok == Tok::LBrace {
-                "`{ expr }` layers embed Rust values and only work inside the `flow!` macro".to_string()
+                "`{ expr }` layers embed Rust values and only work inside the `flow!` macro"
+                    .to_string()
             } else {
                 format!("expected a layer name, found {}", describe(&t.tok))
             };
-            return Err(ParseError::new(src, t.start, t.end - t.start, msg, "a layer name such as `maf`"));
+            return Err(ParseError::new(
+                src,
+                t.start,
+                t.end - t.start,
+                msg,
+                "a layer name such as `maf`",
+            ));
         };
         let name_tok = t;
         p += 1;
@@ -287,26 +346,52 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
         let mut count_span = (name_tok.start, name_tok.end);
         let mut args: Vec<(String, Value)> = Vec::new();
         let mut spans: Vec<((usize, usize), (usize, usize))> = Vec::new();
-        if matches!(toks.get(p), Some(Lexed { tok: Tok::LParen, .. })) {
+        if matches!(
+            toks.get(p),
+            Some(Lexed {
+                tok: Tok::LParen,
+                ..
+            })
+        ) {
             let open = &toks[p];
             p += 1;
             let mut first = true;
             loop {
                 match toks.get(p) {
                     None => {
-                        return Err(ParseError::new(src, open.start, 1, "this `(` is never closed", "a matching `)`"));
+                        return Err(ParseError::new(
+                            src,
+                            open.start,
+                            1,
+                            "this `(` is never closed",
+                            "a matching `)`",
+                        ));
                     }
-                    Some(Lexed { tok: Tok::RParen, .. }) => {
+                    Some(Lexed {
+                        tok: Tok::RParen, ..
+                    }) => {
                         p += 1;
                         break;
                     }
                     Some(t) => {
                         if !first {
                             if t.tok != Tok::Comma {
-                                return Err(ParseError::new(src, t.start, t.end - t.start, format!("expected `,` or `)`, found {}", describe(&t.tok)), "`,` or `)`"));
+                                return Err(ParseError::new(
+                                    src,
+                                    t.start,
+                                    t.end - t.start,
+                                    format!("expected `,` or `)`, found {}", describe(&t.tok)),
+                                    "`,` or `)`",
+                                ));
                             }
                             p += 1;
-                            if matches!(toks.get(p), Some(Lexed { tok: Tok::RParen, .. })) {
+                            if matches!(
+                                toks.get(p),
+                                Some(Lexed {
+                                    tok: Tok::RParen,
+                                    ..
+                                })
+                            ) {
                                 p += 1;
                                 break;
                             }
@@ -319,14 +404,34 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                 p += 1;
                             }
                             Tok::Float(_) if first => {
-                                return Err(ParseError::new(src, t.start, t.end - t.start, format!("the count must be a whole number, found {}", describe(&t.tok)), "a count of at least 1"));
+                                return Err(ParseError::new(
+                                    src,
+                                    t.start,
+                                    t.end - t.start,
+                                    format!(
+                                        "the count must be a whole number, found {}",
+                                        describe(&t.tok)
+                                    ),
+                                    "a count of at least 1",
+                                ));
                             }
                             Tok::Ident(key) => {
                                 let key_span = (t.start, t.end);
                                 p += 1;
                                 match toks.get(p) {
                                     Some(Lexed { tok: Tok::Eq, .. }) => p += 1,
-                                    Some(o) => return Err(ParseError::new(src, o.start, o.end - o.start, format!("expected `=` after `{key}`, found {}", describe(&o.tok)), "`=`")),
+                                    Some(o) => {
+                                        return Err(ParseError::new(
+                                            src,
+                                            o.start,
+                                            o.end - o.start,
+                                            format!(
+                                                "expected `=` after `{key}`, found {}",
+                                                describe(&o.tok)
+                                            ),
+                                            "`=`",
+                                        ));
+                                    }
                                     None => return Err(end_err("`=` and a value")),
                                 }
                                 let Some(v) = toks.get(p) else {
@@ -338,15 +443,33 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                     Tok::Ident(w) if w == "true" => Value::Bool(true),
                                     Tok::Ident(w) if w == "false" => Value::Bool(false),
                                     Tok::Ident(w) => Value::Word(w.clone()),
-                                    other => return Err(ParseError::new(src, v.start, v.end - v.start, format!("expected a value, found {}", describe(other)), "an integer, a decimal, `true`/`false` or a word")),
+                                    other => {
+                                        return Err(ParseError::new(
+                                            src,
+                                            v.start,
+                                            v.end - v.start,
+                                            format!("expected a value, found {}", describe(other)),
+                                            "an integer, a decimal, `true`/`false` or a word",
+                                        ));
+                                    }
                                 };
                                 p += 1;
                                 args.push((key.clone(), value));
                                 spans.push((key_span, (v.start, v.end)));
                             }
                             other => {
-                                let expected = if first { "a count or `key = value`" } else { "`key = value`" };
-                                return Err(ParseError::new(src, t.start, t.end - t.start, format!("expected {expected}, found {}", describe(other)), expected));
+                                let expected = if first {
+                                    "a count or `key = value`"
+                                } else {
+                                    "`key = value`"
+                                };
+                                return Err(ParseError::new(
+                                    src,
+                                    t.start,
+                                    t.end - t.start,
+                                    format!("expected {expected}, found {}", describe(other)),
+                                    expected,
+                                ));
                             }
                         }
                         first = false;
@@ -370,7 +493,13 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
             None => break,
             Some(Lexed { tok: Tok::Then, .. }) => p += 1,
             Some(t) => {
-                return Err(ParseError::new(src, t.start, t.end - t.start, format!("expected `>>` between layers, found {}", describe(&t.tok)), "`>>` or the end of the spec"));
+                return Err(ParseError::new(
+                    src,
+                    t.start,
+                    t.end - t.start,
+                    format!("expected `>>` between layers, found {}", describe(&t.tok)),
+                    "`>>` or the end of the spec",
+                ));
             }
         }
     }

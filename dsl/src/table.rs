@@ -36,12 +36,16 @@ impl ValueKind {
             (ValueKind::PositiveInt, Value::Int(0)) => Err(("0 is out of range".into(), None)),
             (ValueKind::PositiveInt, Value::Int(i)) => Ok(Value::Int(*i)),
             (ValueKind::PositiveFloat, Value::Int(i)) if *i > 0 => Ok(Value::Float(*i as f64)),
-            (ValueKind::PositiveFloat, Value::Float(x)) if x.is_finite() && *x > 0.0 => Ok(Value::Float(*x)),
+            (ValueKind::PositiveFloat, Value::Float(x)) if x.is_finite() && *x > 0.0 => {
+                Ok(Value::Float(*x))
+            }
             (ValueKind::PositiveFloat, Value::Int(_) | Value::Float(_)) => {
                 Err((format!("{v} is out of range"), None))
             }
             (ValueKind::Bool, Value::Bool(b)) => Ok(Value::Bool(*b)),
-            (ValueKind::Activation, Value::Word(w)) if ACTIVATIONS.contains(&w.as_str()) => Ok(Value::Word(w.clone())),
+            (ValueKind::Activation, Value::Word(w)) if ACTIVATIONS.contains(&w.as_str()) => {
+                Ok(Value::Word(w.clone()))
+            }
             (ValueKind::Activation, Value::Word(w)) => Err((
                 format!("unknown activation `{w}`"),
                 crate::suggest(w, ACTIVATIONS).map(str::to_string),
@@ -50,7 +54,10 @@ impl ValueKind {
                 format!("`{w}` is not a boolean"),
                 crate::suggest(w, &["true", "false"]).map(str::to_string),
             )),
-            (_, other) => Err((format!("{} `{other}` has the wrong type", describe(other)), None)),
+            (_, other) => Err((
+                format!("{} `{other}` has the wrong type", describe(other)),
+                None,
+            )),
         }
     }
 }
@@ -269,5 +276,7 @@ pub const LAYERS: &[LayerDef] = &[
 
 /// The table entry for a name or alias.
 pub fn layer_def(name: &str) -> Option<&'static LayerDef> {
-    LAYERS.iter().find(|d| d.name == name || d.aliases.contains(&name))
+    LAYERS
+        .iter()
+        .find(|d| d.name == name || d.aliases.contains(&name))
 }

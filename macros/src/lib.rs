@@ -33,14 +33,20 @@ fn err(span: Span, msg: impl std::fmt::Display) -> syn::Error {
 fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let toks: Vec<TokenTree> = input.into_iter().collect();
     if toks.is_empty() {
-        return Err(err(Span::call_site(), "the flow is empty; expected at least one layer, e.g. `flow!(maf(3))`"));
+        return Err(err(
+            Span::call_site(),
+            "the flow is empty; expected at least one layer, e.g. `flow!(maf(3))`",
+        ));
     }
     let mut segments: Vec<Segment> = Vec::new();
     let mut p = 0;
     loop {
         let Some(t) = toks.get(p) else {
             let span = toks.last().map_or(Span::call_site(), TokenTree::span);
-            return Err(err(span, "the flow ends early; expected a layer after `>>`"));
+            return Err(err(
+                span,
+                "the flow ends early; expected a layer after `>>`",
+            ));
         };
         match t {
             TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
@@ -58,33 +64,45 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
                     p += 1;
                     parse_args(g.stream(), &mut count, &mut args, &mut spans)?;
                 }
-                let layer = check_layer(&name.to_string(), count.map(|c| c.0), &args).map_err(|problem| {
-                    let span = match problem.at {
-                        Location::Name => name.span(),
-                        Location::Count => count.map_or(name.span(), |c| c.1),
-                        Location::Key(i) => spans[i].0,
-                        Location::Value(i) => spans[i].1,
-                    };
-                    let mut msg = format!("{}; expected {}", problem.message, problem.expected);
-                    if let Some(s) = &problem.suggestion {
-                        msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
-                    }
-                    err(span, msg)
-                })?;
+                let layer = check_layer(&name.to_string(), count.map(|c| c.0), &args).map_err(
+                    |problem| {
+                        let span = match problem.at {
+                            Location::Name => name.span(),
+                            Location::Count => count.map_or(name.span(), |c| c.1),
+                            Location::Key(i) => spans[i].0,
+                            Location::Value(i) => spans[i].1,
+                        };
+                        let mut msg = format!("{}; expected {}", problem.message, problem.expected);
+                        if let Some(s) = &problem.suggestion {
+                            msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+                        }
+                        err(span, msg)
+                    },
+                )?;
                 match segments.last_mut() {
                     Some(Segment::Spec(v)) => v.push(layer.to_string()),
                     _ => segments.push(Segment::Spec(vec![layer.to_string()])),
                 }
             }
             other => {
-                return Err(err(other.span(), format!("expected a layer name or a `{{ expr }}` block, found `{other}`")));
+                return Err(err(
+                    other.span(),
+                    format!("expected a layer name or a `{{ expr }}` block, found `{other}`"),
+                ));
             }
         }
         match (toks.get(p), toks.get(p + 1)) {
             (None, _) => break,
-            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == '>' && b.as_char() == '>' => p += 2,
+            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                if a.as_char() == '>' && b.as_char() == '>' =>
+            {
+                p += 2
+            }
             (Some(t), _) => {
-                return Err(err(t.span(), format!("expected `>>` between layers, found `{t}`")));
+                return Err(err(
+                    t.span(),
+                    format!("expected `>>` between layers, found `{t}`"),
+                ));
             }
         }
     }
@@ -130,7 +148,14 @@ fn parse_args(
                 let span = lit.span();
                 match syn::parse2::<syn::Lit>(TokenTree::Literal(lit.clone()).into())? {
                     syn::Lit::Int(i) => *count = Some((i.base10_parse::<u64>()?, span)),
-                    _ => return Err(err(span, format!("the count must be a whole number, found `{lit}`; expected a count of at least 1"))),
+                    _ => {
+                        return Err(err(
+                            span,
+                            format!(
+                                "the count must be a whole number, found `{lit}`; expected a count of at least 1"
+                            ),
+                        ));
+                    }
                 }
                 p += 1;
             }
@@ -139,7 +164,12 @@ fn parse_args(
                 p += 1;
                 match toks.get(p) {
                     Some(TokenTree::Punct(e)) if e.as_char() == '=' => p += 1,
-                    Some(t) => return Err(err(t.span(), format!("expected `=` after `{key}`, found `{t}`"))),
+                    Some(t) => {
+                        return Err(err(
+                            t.span(),
+                            format!("expected `=` after `{key}`, found `{t}`"),
+                        ));
+                    }
                     None => return Err(err(key_span, format!("expected `= value` after `{key}`"))),
                 }
                 let (value, vspan, used) = parse_value(&toks[p..], key_span)?;
@@ -148,7 +178,11 @@ fn parse_args(
                 spans.push((key_span, vspan));
             }
             t => {
-                let what = if first { "a count or `key = value`" } else { "`key = value`" };
+                let what = if first {
+                    "a count or `key = value`"
+                } else {
+                    "`key = value`"
+                };
                 return Err(err(t.span(), format!("expected {what}, found `{t}`")));
             }
         }
@@ -180,7 +214,12 @@ fn parse_value(toks: &[TokenTree], key_span: Span) -> syn::Result<(Value, Span, 
             }
             _ => Err(err(m.span(), "expected a number after `-`")),
         },
-        other => Err(err(other.span(), format!("expected a value (an integer, a decimal, `true`/`false` or a word), found `{other}`"))),
+        other => Err(err(
+            other.span(),
+            format!(
+                "expected a value (an integer, a decimal, `true`/`false` or a word), found `{other}`"
+            ),
+        )),
     }
 }
 
@@ -193,6 +232,9 @@ fn literal_value(lit: &proc_macro2::Literal, negative: bool) -> syn::Result<Valu
             let v = f.base10_parse::<f64>()?;
             Ok(Value::Float(if negative { -v } else { v }))
         }
-        _ => Err(err(span, format!("expected a number, `true`/`false` or a word, found `{lit}`"))),
+        _ => Err(err(
+            span,
+            format!("expected a number, `true`/`false` or a word, found `{lit}`"),
+        )),
     }
 }
