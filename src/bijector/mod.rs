@@ -25,11 +25,14 @@ mod invert;
 mod leaky_relu;
 mod maf;
 mod permute;
+mod rq_spline;
 mod scale;
 mod scale_tril;
 mod shift;
 mod sigmoid;
 mod softplus;
+mod spline_autoregressive;
+mod spline_coupling;
 mod tanh;
 
 pub use blockwise::Blockwise;
@@ -42,11 +45,14 @@ pub use invert::Invert;
 pub use leaky_relu::LeakyRelu;
 pub use maf::MaskedAutoregressiveFlow;
 pub use permute::Permute;
+pub use rq_spline::RationalQuadraticSpline;
 pub use scale::Scale;
 pub use scale_tril::ScaleTriL;
 pub use shift::Shift;
 pub use sigmoid::Sigmoid;
 pub use softplus::Softplus;
+pub use spline_autoregressive::SplineAutoregressive;
+pub use spline_coupling::SplineCoupling;
 pub use tanh::Tanh;
 
 /// An invertible map `f: R^D → R^D` with a tractable log-determinant.
