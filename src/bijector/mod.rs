@@ -30,11 +30,14 @@ mod leaky_relu;
 mod lu_linear;
 mod maf;
 mod permute;
+mod rq_spline;
 mod scale;
 mod scale_tril;
 mod shift;
 mod sigmoid;
 mod softplus;
+mod spline_autoregressive;
+mod spline_coupling;
 mod tanh;
 
 pub use act_norm::ActNorm;
@@ -52,11 +55,14 @@ pub use leaky_relu::LeakyRelu;
 pub use lu_linear::LuLinear;
 pub use maf::MaskedAutoregressiveFlow;
 pub use permute::Permute;
+pub use rq_spline::RationalQuadraticSpline;
 pub use scale::Scale;
 pub use scale_tril::ScaleTriL;
 pub use shift::Shift;
 pub use sigmoid::Sigmoid;
 pub use softplus::Softplus;
+pub use spline_autoregressive::SplineAutoregressive;
+pub use spline_coupling::SplineCoupling;
 pub use tanh::Tanh;
 
 /// An invertible map `f: R^D → R^D` with a tractable log-determinant.
