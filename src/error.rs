@@ -79,6 +79,14 @@ pub enum Error {
         /// Why it cannot be built.
         reason: String,
     },
+    /// An operation this object does not support (e.g. the gradient of a
+    /// masked autoregressive flow's sequential direction).
+    Unsupported {
+        /// What was attempted, e.g. `"MaskedAutoregressiveFlow::forward_and_log_det_backward"`.
+        context: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// A list that must be a permutation of `0..n` is not.
     InvalidPermutation {
         /// The constructor that rejected it.
@@ -139,6 +147,7 @@ impl fmt::Display for Error {
                 "cannot build layer {} (`{layer}`) for dimension {dim}: {reason}",
                 position + 1
             ),
+            Error::Unsupported { context, reason } => write!(f, "{context}: not supported: {reason}"),
             Error::InvalidPermutation {
                 context,
                 got,

@@ -22,6 +22,7 @@ mod batch_norm;
 mod blockwise;
 mod chain;
 mod coupling_mask;
+mod differentiable;
 mod exp;
 mod iaf;
 mod identity;
@@ -47,6 +48,8 @@ pub use batch_norm::BatchNormalization;
 pub use blockwise::Blockwise;
 pub use chain::Chain;
 pub use coupling_mask::CouplingMask;
+pub use differentiable::{DataStage, Differentiable};
+pub(crate) use differentiable::{differentiable_hooks, not_differentiable, parameter_free_differentiable, zip_elementwise};
 pub use exp::Exp;
 pub use iaf::InverseAutoregressiveFlow;
 pub use identity::Identity;
@@ -123,6 +126,18 @@ pub trait Bijector<T: Real>: Debug {
     fn dim(&self) -> Option<usize> {
         None
     }
+
+    /// This bijector as a [`Differentiable`] one, if it is trainable (every
+    /// built-in is; a user type that implements [`Differentiable`] overrides
+    /// this to return `Some(self)` so that chains can train it).
+    fn as_differentiable(&self) -> Option<&dyn Differentiable<T>> {
+        None
+    }
+
+    /// Mutable version of [`Bijector::as_differentiable`].
+    fn as_differentiable_mut(&mut self) -> Option<&mut dyn Differentiable<T>> {
+        None
+    }
 }
 
 macro_rules! forward_bijector_impl {
@@ -148,6 +163,9 @@ macro_rules! forward_bijector_impl {
             }
             fn dim(&self) -> Option<usize> {
                 (**self).dim()
+            }
+            fn as_differentiable(&self) -> Option<&dyn Differentiable<T>> {
+                (**self).as_differentiable()
             }
         }
     };

@@ -36,7 +36,10 @@ use crate::Real;
 use crate::bijector::Bijector;
 use crate::distribution::Distribution;
 
+mod gradients;
 pub mod strategies;
+
+pub use gradients::{GRADIENT_TOLERANCE, GradientReport, check_gradients, check_gradients_with};
 
 /// The proptest crate the strategies are built on, re-exported so that users
 /// of the kit need no separate dependency to write `proptest!` tests.
@@ -122,6 +125,8 @@ pub enum Property {
     Equivalence,
     /// A density does not integrate to one ([`check_density_normalizes`]).
     Normalization,
+    /// A backward pass disagrees with finite differences ([`check_gradients`]).
+    Gradient,
     /// The input to a check is unusable (wrong dimension, empty).
     Input,
 }
@@ -138,6 +143,7 @@ impl fmt::Display for Property {
             Property::FusedInverse => "inverse_and_log_det vs separate calls",
             Property::Equivalence => "equivalence of two bijectors",
             Property::Normalization => "density integrates to one",
+            Property::Gradient => "gradient vs finite differences",
             Property::Input => "usable input",
         })
     }
@@ -457,7 +463,7 @@ fn rel(err: f64, scale: f64) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)] // one plain constructor for the record
-fn fail(
+pub(crate) fn fail(
     property: Property,
     sample: Option<usize>,
     coordinate: Option<usize>,

@@ -1,0 +1,190 @@
+//! Trainability: flat parameters and hand-written reverse-mode passes.
+
+use nalgebra::{DMatrix, DVector};
+
+use super::Bijector;
+use crate::{Error, Real};
+
+/// When [`Differentiable::prepare_with_data`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataStage {
+    /// Before fitting: data-dependent initialisation (ActNorm sets its scale
+    /// and shift so the data it sees comes out standardised, if it has not been
+    /// initialised yet).
+    Initialize,
+    /// After fitting: statistics of the full training set (batch normalisation
+    /// stores the mean and variance of the data it sees, as the MAF paper does).
+    Finalize,
+}
+
+/// A bijector whose parameters can be trained: its parameters as flat slices,
+/// and the reverse-mode (backward) passes of its two fused calls.
+///
+/// **Parameters.** Every built-in layer keeps its parameters in one contiguous
+/// buffer; a combinator (`Chain`, `Invert`, `Blockwise`, a built flow) holds
+/// several. [`visit_params`](Differentiable::visit_params) presents them, in a
+/// fixed order, as a sequence of slices whose concatenation is "the" flat
+/// parameter vector of length [`num_params`](Differentiable::num_params).
+/// Gradient buffers use the same order. Parameter-free bijectors have
+/// `num_params() == 0` and still pass gradients through.
+///
+/// **Backward passes.** For the map `y ↦ (x, l) = inverse_and_log_det(y)` and
+/// a scalar loss `L(x, l)`, [`inverse_and_log_det_backward`](Differentiable::inverse_and_log_det_backward)
+/// takes `y` and the cotangents `∂L/∂x` (`D × n`) and `∂L/∂l` (`n`), **adds**
+/// `∂L/∂θ` into `grad_params`, and returns `∂L/∂y`. The forward direction is
+/// the same with the roles of `x` and `y` swapped. Backward passes recompute
+/// what they need from the input; nothing is cached between calls.
+///
+/// Autoregressive layers differentiate their parallel direction; their
+/// sequential direction returns [`Error::Unsupported`].
+///
+/// Every implementation is checked against central finite differences by
+/// `normflow::testing::check_gradients`.
+pub trait Differentiable<T: Real>: Bijector<T> {
+    /// Total number of trainable parameters.
+    fn num_params(&self) -> usize;
+
+    /// Calls `f` on each contiguous parameter slice, in the fixed order that
+    /// defines the flat parameter vector.
+    fn visit_params(&self, f: &mut dyn FnMut(&[T]));
+
+    /// Mutable version of [`visit_params`](Differentiable::visit_params), same
+    /// order. Call [`params_changed`](Differentiable::params_changed) after
+    /// writing (the provided [`set_params`](Differentiable::set_params) does).
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T]));
+
+    /// Reverse mode of `inverse_and_log_det` at `y` (see the trait docs).
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error>;
+
+    /// Reverse mode of `forward_and_log_det` at `x` (see the trait docs).
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error>;
+
+    /// A boxed deep copy (every trainable type is `Clone`; implement as
+    /// `Box::new(self.clone())`). Combinators that share parts between clones
+    /// use it to copy a part before its parameters are written.
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>>;
+
+    /// Restores invariants after the parameters were written from outside
+    /// (a MADE re-zeroes its masked weights). Default: nothing.
+    fn params_changed(&mut self) {}
+
+    /// Switches between training and evaluation behaviour (batch
+    /// normalisation uses batch statistics in training mode). Default: nothing.
+    fn set_training(&mut self, _training: bool) {}
+
+    /// Data-dependent set-up: `y` is data as it arrives at this layer's output
+    /// side (the data side); the layer adapts to it (see [`DataStage`]) and
+    /// returns `inverse(y)` so that a chain can pass the data on. Default: no
+    /// adaptation.
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, _stage: DataStage) -> DMatrix<T> {
+        self.inverse(y)
+    }
+
+    /// The flat parameter vector (a copy).
+    fn params_to_vec(&self) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.num_params());
+        self.visit_params(&mut |s| out.extend_from_slice(s));
+        out
+    }
+
+    /// Overwrites the flat parameter vector. Errors if `values` has the wrong length.
+    fn set_params(&mut self, values: &[T]) -> Result<(), Error> {
+        let n = self.num_params();
+        if values.len() != n {
+            return Err(Error::DimensionMismatch {
+                context: "Differentiable::set_params".into(),
+                argument: "values".into(),
+                expected: n,
+                got: values.len(),
+            });
+        }
+        let mut off = 0;
+        self.visit_params_mut(&mut |s| {
+            s.copy_from_slice(&values[off..off + s.len()]);
+            off += s.len();
+        });
+        self.params_changed();
+        Ok(())
+    }
+}
+
+/// The error of a bijector that cannot take part in training.
+pub(crate) fn not_differentiable(context: &str, what: &str) -> Error {
+    Error::Unsupported {
+        context: context.into(),
+        reason: format!("{what} does not implement `Differentiable`, so no gradient can pass through it"),
+    }
+}
+
+/// Implements the two `as_differentiable` hooks of [`Bijector`] for a type
+/// that implements [`Differentiable`].
+macro_rules! differentiable_hooks {
+    () => {
+        fn as_differentiable(&self) -> Option<&dyn $crate::bijector::Differentiable<T>> {
+            Some(self)
+        }
+        fn as_differentiable_mut(&mut self) -> Option<&mut dyn $crate::bijector::Differentiable<T>> {
+            Some(self)
+        }
+    };
+}
+pub(crate) use differentiable_hooks;
+
+/// `Differentiable` for a parameter-free bijector given the input gradients of
+/// both directions as closures over `(input, grad_out, grad_log_det)`.
+macro_rules! parameter_free_differentiable {
+    ($ty:ty, forward: |$x:ident, $gy:ident, $gl:ident| $fwd:expr, inverse: |$y:ident, $gx:ident, $gl2:ident| $inv:expr) => {
+        impl<T: $crate::Real> $crate::bijector::Differentiable<T> for $ty {
+            fn num_params(&self) -> usize {
+                0
+            }
+            fn visit_params(&self, _f: &mut dyn FnMut(&[T])) {}
+            fn visit_params_mut(&mut self, _f: &mut dyn FnMut(&mut [T])) {}
+            fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
+                Box::new(self.clone())
+            }
+            fn inverse_and_log_det_backward(
+                &self,
+                $y: &nalgebra::DMatrix<T>,
+                $gx: &nalgebra::DMatrix<T>,
+                $gl2: &nalgebra::DVector<T>,
+                _grad_params: &mut [T],
+            ) -> Result<nalgebra::DMatrix<T>, $crate::Error> {
+                Ok($inv)
+            }
+            fn forward_and_log_det_backward(
+                &self,
+                $x: &nalgebra::DMatrix<T>,
+                $gy: &nalgebra::DMatrix<T>,
+                $gl: &nalgebra::DVector<T>,
+                _grad_params: &mut [T],
+            ) -> Result<nalgebra::DMatrix<T>, $crate::Error> {
+                Ok($fwd)
+            }
+        }
+    };
+}
+pub(crate) use parameter_free_differentiable;
+
+/// `out[(i, j)] = f(a[(i, j)], b[(i, j)], c[j])`: the shape of every
+/// elementwise backward pass (input, output cotangent, log-det cotangent).
+pub(crate) fn zip_elementwise<T: Real>(
+    a: &DMatrix<T>,
+    g: &DMatrix<T>,
+    gl: &DVector<T>,
+    f: impl Fn(T, T, T) -> T,
+) -> DMatrix<T> {
+    DMatrix::from_fn(a.nrows(), a.ncols(), |i, j| f(a[(i, j)], g[(i, j)], gl[j]))
+}
