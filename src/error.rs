@@ -147,7 +147,9 @@ impl fmt::Display for Error {
                 "cannot build layer {} (`{layer}`) for dimension {dim}: {reason}",
                 position + 1
             ),
-            Error::Unsupported { context, reason } => write!(f, "{context}: not supported: {reason}"),
+            Error::Unsupported { context, reason } => {
+                write!(f, "{context}: not supported: {reason}")
+            }
             Error::InvalidPermutation {
                 context,
                 got,

@@ -217,4 +217,95 @@ impl<T: Real> Bijector<T> for AffineCoupling<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.mask.dim())
     }
+    super::differentiable_hooks!();
+}
+
+impl<T: Real> AffineCoupling<T> {
+    /// Shared backward pass of both directions at `input` (`x` forward, `y`
+    /// inverse): returns `∂L/∂input` and adds `∂L/∂θ` into `grad_params`.
+    fn backward(
+        &self,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        inverse: bool,
+    ) -> DMatrix<T> {
+        let ia = self.mask.identity_indices();
+        let ib = self.mask.transformed_indices();
+        let nb = ib.len();
+        let (out, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
+        let n = input.ncols();
+        let mut grad_in = grad_out.clone();
+        let mut grad_net = DMatrix::zeros(2 * nb, n);
+        for s in 0..n {
+            for (r, &i) in ib.iter().enumerate() {
+                let a = out[(nb + r, s)];
+                let (sigma, _) = positive_scale(a);
+                let dsigma_da = crate::nn::positive_scale_derivative(a);
+                let g = grad_out[(i, s)];
+                let (g_input, g_t, g_sigma) = if inverse {
+                    // x_B = (y_B − t)/σ, log-det −log σ.
+                    let xb = (input[(i, s)] - out[(r, s)]) / sigma;
+                    (g / sigma, -g / sigma, -(g * xb + grad_log_det[s]) / sigma)
+                } else {
+                    // y_B = x_B σ + t, log-det log σ.
+                    (g * sigma, g, g * input[(i, s)] + grad_log_det[s] / sigma)
+                };
+                grad_in[(i, s)] = g_input;
+                grad_net[(r, s)] = g_t;
+                grad_net[(nb + r, s)] = g_sigma * dsigma_da;
+            }
+        }
+        let grad_a = self.net.backward(&cache, &grad_net, grad_params, None);
+        for (r, &i) in ia.iter().enumerate() {
+            for s in 0..n {
+                grad_in[(i, s)] += grad_a[(r, s)];
+            }
+        }
+        grad_in
+    }
+}
+
+impl<T: Real> super::Differentiable<T> for AffineCoupling<T> {
+    fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.net.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.net.params_mut())
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "AffineCoupling::inverse_and_log_det_backward",
+            self.mask.dim(),
+            y,
+        );
+        Ok(self.backward(y, grad_x, grad_log_det, grad_params, true))
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "AffineCoupling::forward_and_log_det_backward",
+            self.mask.dim(),
+            x,
+        );
+        Ok(self.backward(x, grad_y, grad_log_det, grad_params, false))
+    }
 }

@@ -124,7 +124,9 @@ pub trait Differentiable<T: Real>: Bijector<T> {
 pub(crate) fn not_differentiable(context: &str, what: &str) -> Error {
     Error::Unsupported {
         context: context.into(),
-        reason: format!("{what} does not implement `Differentiable`, so no gradient can pass through it"),
+        reason: format!(
+            "{what} does not implement `Differentiable`, so no gradient can pass through it"
+        ),
     }
 }
 
@@ -135,7 +137,9 @@ macro_rules! differentiable_hooks {
         fn as_differentiable(&self) -> Option<&dyn $crate::bijector::Differentiable<T>> {
             Some(self)
         }
-        fn as_differentiable_mut(&mut self) -> Option<&mut dyn $crate::bijector::Differentiable<T>> {
+        fn as_differentiable_mut(
+            &mut self,
+        ) -> Option<&mut dyn $crate::bijector::Differentiable<T>> {
             Some(self)
         }
     };

@@ -49,7 +49,9 @@ pub use blockwise::Blockwise;
 pub use chain::Chain;
 pub use coupling_mask::CouplingMask;
 pub use differentiable::{DataStage, Differentiable};
-pub(crate) use differentiable::{differentiable_hooks, not_differentiable, parameter_free_differentiable, zip_elementwise};
+pub(crate) use differentiable::{
+    differentiable_hooks, not_differentiable, parameter_free_differentiable, zip_elementwise,
+};
 pub use exp::Exp;
 pub use iaf::InverseAutoregressiveFlow;
 pub use identity::Identity;

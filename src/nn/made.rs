@@ -242,6 +242,28 @@ impl<T: Real> Made<T> {
         self.net.forward(&input)
     }
 
+    /// [`Made::forward`] that also returns the cache for [`Made::backward`].
+    pub fn forward_cached(&self, x: &DMatrix<T>) -> (DMatrix<T>, super::MlpCache<T>) {
+        crate::bijector::assert_rows("Made::forward_cached", self.dim, x);
+        assert!(
+            self.context_dim == 0,
+            "Made::forward_cached: this MADE takes a context"
+        );
+        self.net.forward_cached(x)
+    }
+
+    /// Reverse mode of [`Made::forward_cached`]: adds `∂L/∂θ` (zero on masked
+    /// weights) into `grad_params` and returns `∂L/∂x`.
+    pub fn backward(
+        &self,
+        cache: &super::MlpCache<T>,
+        grad_out: &DMatrix<T>,
+        grad_params: &mut [T],
+    ) -> DMatrix<T> {
+        self.net
+            .backward(cache, grad_out, grad_params, Some(&self.masks))
+    }
+
     /// The product of the masks, `M_L ⋯ M_1` restricted to the data inputs:
     /// entry `(k·D + i, j)` counts the paths from input `j` to output `(k, i)`,
     /// so it is zero unless `j` comes before `i` in the order.

@@ -157,3 +157,90 @@ impl<T: Real> Mlp<T> {
         h
     }
 }
+
+impl<T: Real> Mlp<T> {
+    /// Evaluates the network and keeps what the backward pass needs: the
+    /// input to every layer (`inputs[l]`, post-activation) and every hidden
+    /// pre-activation. Returns `(output, cache)`.
+    pub fn forward_cached(&self, x: &DMatrix<T>) -> (DMatrix<T>, MlpCache<T>) {
+        crate::bijector::assert_rows("Mlp::forward_cached", self.sizes[0], x);
+        let mut inputs = Vec::with_capacity(self.num_layers());
+        let mut pre = Vec::with_capacity(self.num_layers());
+        let mut h = x.clone();
+        for l in 0..self.num_layers() {
+            let (w, b) = self.layer(l);
+            let mut z = DMatrix::zeros(w.nrows(), h.ncols());
+            z.gemm(T::one(), &w, &h, T::zero());
+            for mut col in z.column_iter_mut() {
+                col += &b;
+            }
+            let last = l + 1 == self.num_layers();
+            inputs.push(h);
+            if last {
+                h = z;
+            } else {
+                let act = self.activation;
+                h = z.map(|v| act.apply(v));
+                pre.push(z);
+            }
+        }
+        (h, MlpCache { inputs, pre })
+    }
+
+    /// Reverse mode: given the cache of [`Mlp::forward_cached`] and `∂L/∂out`,
+    /// **adds** `∂L/∂θ` into `grad_params` (same layout as [`Mlp::params`]) and
+    /// returns `∂L/∂x`. `mask`, if given, multiplies each layer's weight
+    /// gradient (a MADE keeps masked weights at zero this way).
+    pub fn backward(
+        &self,
+        cache: &MlpCache<T>,
+        grad_out: &DMatrix<T>,
+        grad_params: &mut [T],
+        masks: Option<&[DMatrix<T>]>,
+    ) -> DMatrix<T> {
+        assert_eq!(
+            grad_params.len(),
+            self.num_params(),
+            "Mlp::backward: gradient buffer has the wrong length"
+        );
+        let mut delta = grad_out.clone();
+        for l in (0..self.num_layers()).rev() {
+            let (off, out, inp) = self.layer_offset(l);
+            let h = &cache.inputs[l];
+            {
+                let mut gw = nalgebra::DMatrixViewMut::from_slice(
+                    &mut grad_params[off..off + out * inp],
+                    out,
+                    inp,
+                );
+                gw.gemm(T::one(), &delta, &h.transpose(), T::one());
+                if let Some(m) = masks {
+                    gw.component_mul_assign(&m[l]);
+                }
+            }
+            for (j, gb) in grad_params[off + out * inp..off + out * inp + out]
+                .iter_mut()
+                .enumerate()
+            {
+                *gb += delta.row(j).sum();
+            }
+            let (w, _) = self.layer(l);
+            let mut below = DMatrix::zeros(inp, delta.ncols());
+            below.gemm(T::one(), &w.transpose(), &delta, T::zero());
+            if l > 0 {
+                let act = self.activation;
+                let z = &cache.pre[l - 1];
+                below.zip_apply(z, |g, zv| *g *= act.derivative(zv));
+            }
+            delta = below;
+        }
+        delta
+    }
+}
+
+/// What [`Mlp::backward`] needs from the forward pass.
+#[derive(Debug, Clone)]
+pub struct MlpCache<T: Real> {
+    inputs: Vec<DMatrix<T>>,
+    pre: Vec<DMatrix<T>>,
+}

@@ -14,7 +14,7 @@ mod mlp;
 pub use activation::Activation;
 pub use config::ConditionerConfig;
 pub use made::Made;
-pub use mlp::Mlp;
+pub use mlp::{Mlp, MlpCache};
 
 use crate::Real;
 

@@ -27,7 +27,10 @@ pub struct GradientReport {
 pub const GRADIENT_TOLERANCE: f64 = 1e-6;
 
 /// [`check_gradients_with`] with tolerance [`GRADIENT_TOLERANCE`].
-pub fn check_gradients<B: Differentiable<f64> + Clone>(b: &B, x: &DMatrix<f64>) -> Result<GradientReport, CheckFailure> {
+pub fn check_gradients<B: Differentiable<f64> + Clone>(
+    b: &B,
+    x: &DMatrix<f64>,
+) -> Result<GradientReport, CheckFailure> {
     check_gradients_with(b, x, GRADIENT_TOLERANCE)
 }
 
@@ -74,7 +77,8 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
     for (name, input) in [("forward", x), ("inverse", &y)] {
         let forward = name == "forward";
         let (d, n) = input.shape();
-        let w_out = weights(d * n, 17 + d as u64).reshape_generic(nalgebra::Dyn(d), nalgebra::Dyn(n));
+        let w_out =
+            weights(d * n, 17 + d as u64).reshape_generic(nalgebra::Dyn(d), nalgebra::Dyn(n));
         let w_ld = weights(n, 29 + n as u64);
         let loss = |layer: &B, inp: &DMatrix<f64>| -> f64 {
             let (out, ld) = if forward {
@@ -97,11 +101,31 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
                 continue;
             }
             Err(e) => {
-                return Err(fail(Property::Gradient, None, None, 0.0, 0.0, f64::INFINITY, tolerance, format!("{name} backward pass failed: {e}")));
+                return Err(fail(
+                    Property::Gradient,
+                    None,
+                    None,
+                    0.0,
+                    0.0,
+                    f64::INFINITY,
+                    tolerance,
+                    format!("{name} backward pass failed: {e}"),
+                ));
             }
         };
         if grad_in.shape() != input.shape() || grad_params.iter().any(|g| !g.is_finite()) {
-            return Err(fail(Property::Gradient, None, None, 0.0, 0.0, f64::INFINITY, tolerance, format!("{name} backward pass returned a gradient of the wrong shape or a non-finite value")));
+            return Err(fail(
+                Property::Gradient,
+                None,
+                None,
+                0.0,
+                0.0,
+                f64::INFINITY,
+                tolerance,
+                format!(
+                    "{name} backward pass returned a gradient of the wrong shape or a non-finite value"
+                ),
+            ));
         }
         // Parameters.
         let theta = b.params_to_vec();
@@ -121,7 +145,16 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
             let e = rel(grad_params[k], num);
             report.max_param_error = report.max_param_error.max(e);
             if e.is_nan() || e > tolerance {
-                return Err(fail(Property::Gradient, None, Some(k), num, grad_params[k], e, tolerance, format!("{name} pass: gradient of parameter {k}")));
+                return Err(fail(
+                    Property::Gradient,
+                    None,
+                    Some(k),
+                    num,
+                    grad_params[k],
+                    e,
+                    tolerance,
+                    format!("{name} pass: gradient of parameter {k}"),
+                ));
             }
         }
         set(&mut work, &theta);
@@ -138,7 +171,16 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
                 let e = rel(grad_in[(i, s)], num);
                 report.max_input_error = report.max_input_error.max(e);
                 if e.is_nan() || e > tolerance {
-                    return Err(fail(Property::Gradient, Some(s), Some(i), num, grad_in[(i, s)], e, tolerance, format!("{name} pass: gradient of the input")));
+                    return Err(fail(
+                        Property::Gradient,
+                        Some(s),
+                        Some(i),
+                        num,
+                        grad_in[(i, s)],
+                        e,
+                        tolerance,
+                        format!("{name} pass: gradient of the input"),
+                    ));
                 }
             }
         }
@@ -148,7 +190,8 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
 }
 
 fn set<B: Differentiable<f64>>(b: &mut B, p: &[f64]) {
-    b.set_params(p).expect("the parameter vector has the layer's length");
+    b.set_params(p)
+        .expect("the parameter vector has the layer's length");
 }
 
 fn rel(analytic: f64, numerical: f64) -> f64 {
@@ -157,9 +200,13 @@ fn rel(analytic: f64, numerical: f64) -> f64 {
 
 /// Deterministic weights in `[−1, 1]` (a linear congruential sequence).
 fn weights(n: usize, seed: u64) -> DVector<f64> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     DVector::from_fn(n, |_, _| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     })
 }
