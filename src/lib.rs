@@ -36,16 +36,16 @@
 
 pub mod bijector;
 pub mod distribution;
-pub mod nn;
 mod error;
+pub mod nn;
 mod real;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bijector::{
     Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
-    InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
-    ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+    InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Planar,
+    Radial, Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
 };
 pub use distribution::{
     Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal, StandardNormal,
@@ -58,15 +58,15 @@ pub use real::Real;
 pub mod prelude {
     pub use crate::bijector::{
         Bijector, BijectorExt, Blockwise, Chain, CouplingMask, Exp, Identity,
-        InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Scale,
-        ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
+        InverseAutoregressiveFlow, Invert, LeakyRelu, MaskedAutoregressiveFlow, Permute, Planar,
+        Radial, Scale, ScaleTriL, Shift, Sigmoid, Softplus, Tanh,
     };
-    pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::distribution::{
         Distribution, GaussianMixture, Laplace, Logistic, MultivariateNormal, Normal,
         StandardNormal, TransformedDistribution, Uniform,
     };
     pub use crate::error::Error;
+    pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::real::Real;
 }
 
