@@ -39,6 +39,7 @@ pub mod distribution;
 mod error;
 pub mod nn;
 mod real;
+pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -47,6 +48,14 @@ pub use bijector::*;
 pub use distribution::*;
 pub use error::{Error, Result};
 pub use real::Real;
+pub use spec::{Flow, FlowSpec};
+
+/// Declares a flow in the DSL, checked at compile time: `flow!(maf(3) >> permute >> iaf(2))`.
+///
+/// Returns a [`FlowSpec`] equal to `FlowSpec::parse` of the same text, or a
+/// [`spec::FlowBuilder`] when the stack contains a `{ expr }` layer. See
+/// `docs/dsl.md` for the grammar and every layer.
+pub use normflow_macros::flow;
 
 /// Everything most programs need: `use normflow::prelude::*;`.
 pub mod prelude {
@@ -55,6 +64,8 @@ pub mod prelude {
     pub use crate::error::Error;
     pub use crate::nn::{Activation, ConditionerConfig};
     pub use crate::real::Real;
+    pub use crate::spec::{Flow, FlowSpec};
+    pub use normflow_macros::flow;
 }
 
 // The guide's code blocks are compiled and run as doctests.
@@ -67,3 +78,6 @@ pub struct ConceptsDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/verification.md")]
 pub struct VerificationDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/dsl.md")]
+pub struct DslDoctests;

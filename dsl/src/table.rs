@@ -134,6 +134,12 @@ const IDENTITY_INIT: KeyDef = KeyDef {
     default: "true",
     doc: "whether a fresh layer is exactly the identity (false: standard random initialisation)",
 };
+/// Planar and radial flows start random by default: at their identity point
+/// every parameter gradient vanishes (a saddle), so training could not leave it.
+const IDENTITY_INIT_RANDOM: KeyDef = KeyDef {
+    default: "false",
+    ..IDENTITY_INIT
+};
 const BINS: KeyDef = KeyDef {
     name: "bins",
     kind: ValueKind::PositiveInt,
@@ -150,6 +156,7 @@ const BOUND: KeyDef = KeyDef {
 const CONDITIONED: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT];
 const SPLINE: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, BINS, BOUND];
 const INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT];
+const RANDOM_INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT_RANDOM];
 
 /// Every layer of the DSL, in documentation order.
 pub const LAYERS: &[LayerDef] = &[
@@ -198,14 +205,14 @@ pub const LAYERS: &[LayerDef] = &[
     LayerDef {
         name: "planar",
         aliases: &[],
-        keys: INIT_ONLY,
+        keys: RANDOM_INIT_ONLY,
         repeat: Repeat::Plain,
         summary: "planar flow: sampling in closed form, inverse by 1-D root finding",
     },
     LayerDef {
         name: "radial",
         aliases: &[],
-        keys: INIT_ONLY,
+        keys: RANDOM_INIT_ONLY,
         repeat: Repeat::Plain,
         summary: "radial flow: sampling in closed form, inverse by solving for the radius",
     },

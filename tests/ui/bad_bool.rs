@@ -1,0 +1,3 @@
+fn main() {
+    let _a = normflow::flow!(planar(identity_init = 1));
+}

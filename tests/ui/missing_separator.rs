@@ -1,0 +1,3 @@
+fn main() {
+    let _a = normflow::flow!(maf permute);
+}

@@ -1,0 +1,3 @@
+fn main() {
+    let _spec = normflow::flow!(mafx(3) >> permute);
+}

@@ -1,0 +1,3 @@
+fn main() {
+    let _spec = normflow::flow!(maf(3) >> iaf(0));
+}
