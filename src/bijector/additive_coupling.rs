@@ -142,4 +142,73 @@ impl<T: Real> Bijector<T> for AdditiveCoupling<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.mask.dim())
     }
+    super::differentiable_hooks!();
+}
+
+impl<T: Real> super::Differentiable<T> for AdditiveCoupling<T> {
+    fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.net.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.net.params_mut())
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        _grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "AdditiveCoupling::inverse_and_log_det_backward",
+            self.mask.dim(),
+            y,
+        );
+        Ok(self.backward(y, grad_x, -T::one(), grad_params))
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        _grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "AdditiveCoupling::forward_and_log_det_backward",
+            self.mask.dim(),
+            x,
+        );
+        Ok(self.backward(x, grad_y, T::one(), grad_params))
+    }
+}
+
+impl<T: Real> AdditiveCoupling<T> {
+    /// `out_B = in_B + sign · t(in_A)`: the cotangent passes through, and
+    /// `sign · ∂L/∂out_B` flows into the conditioner.
+    fn backward(
+        &self,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        sign: T,
+        grad_params: &mut [T],
+    ) -> DMatrix<T> {
+        let ia = self.mask.identity_indices();
+        let ib = self.mask.transformed_indices();
+        let (_, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
+        let grad_t = CouplingMask::gather(ib, grad_out) * sign;
+        let grad_a = self.net.backward(&cache, &grad_t, grad_params, None);
+        let mut grad_in = grad_out.clone();
+        for (r, &i) in ia.iter().enumerate() {
+            for s in 0..input.ncols() {
+                grad_in[(i, s)] += grad_a[(r, s)];
+            }
+        }
+        grad_in
+    }
 }

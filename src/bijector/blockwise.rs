@@ -110,4 +110,132 @@ impl<T: Real> Bijector<T> for Blockwise<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
+    super::differentiable_hooks!();
+}
+
+impl<T: Real> Blockwise<T> {
+    fn block_params(&self, i: usize) -> usize {
+        self.blocks[i]
+            .0
+            .as_differentiable()
+            .map_or(0, |d| d.num_params())
+    }
+
+    fn block_mut(&mut self, i: usize) -> &mut dyn Bijector<T> {
+        if Arc::get_mut(&mut self.blocks[i].0).is_none() {
+            let fresh = self.blocks[i]
+                .0
+                .as_differentiable()
+                .expect("only trainable blocks are written to")
+                .boxed_clone();
+            self.blocks[i].0 = Arc::from(fresh);
+        }
+        Arc::get_mut(&mut self.blocks[i].0).expect("the block was just made unique")
+    }
+
+    fn backward(
+        &self,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows("Blockwise backward pass", self.dim, input);
+        let mut grad_in = DMatrix::zeros(self.dim, input.ncols());
+        let (mut start, mut off) = (0, 0);
+        for (i, (b, size)) in self.blocks.iter().enumerate() {
+            let n = self.block_params(i);
+            let d = b.as_differentiable().ok_or_else(|| {
+                super::not_differentiable("Blockwise backward pass", &format!("block {i} ({b:?})"))
+            })?;
+            let inp = input.rows(start, *size).clone_owned();
+            let g = grad_out.rows(start, *size).clone_owned();
+            let gp = &mut grad_params[off..off + n];
+            let gi = if inverse {
+                d.inverse_and_log_det_backward(&inp, &g, grad_log_det, gp)?
+            } else {
+                d.forward_and_log_det_backward(&inp, &g, grad_log_det, gp)?
+            };
+            grad_in.rows_mut(start, *size).copy_from(&gi);
+            start += size;
+            off += n;
+        }
+        Ok(grad_in)
+    }
+}
+
+impl<T: Real> super::Differentiable<T> for Blockwise<T> {
+    fn num_params(&self) -> usize {
+        (0..self.blocks.len()).map(|i| self.block_params(i)).sum()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        for (b, _) in &self.blocks {
+            if let Some(d) = b.as_differentiable() {
+                d.visit_params(f);
+            }
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        for i in 0..self.blocks.len() {
+            if self.block_params(i) > 0 {
+                self.block_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .visit_params_mut(f);
+            }
+        }
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|(b, s)| match b.as_differentiable() {
+                Some(d) => (Arc::from(d.boxed_clone()), *s),
+                None => (Arc::clone(b), *s),
+            })
+            .collect();
+        Box::new(Blockwise {
+            blocks,
+            dim: self.dim,
+        })
+    }
+    fn params_changed(&mut self) {
+        for i in 0..self.blocks.len() {
+            if self.block_params(i) > 0 {
+                self.block_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .params_changed();
+            }
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        for i in 0..self.blocks.len() {
+            if self.block_params(i) > 0 {
+                self.block_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .set_training(training);
+            }
+        }
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.backward(y, grad_x, grad_log_det, grad_params, true)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.backward(x, grad_y, grad_log_det, grad_params, false)
+    }
 }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
 
-use super::{Bijector, assert_rows};
+use super::{Bijector, Differentiable, assert_rows};
 use crate::{Error, Real};
 
 /// A composition of bijectors, applied **first to last** in the forward direction.
@@ -161,5 +161,180 @@ impl<T: Real> Bijector<T> for Chain<T> {
     }
     fn dim(&self) -> Option<usize> {
         self.dim
+    }
+    super::differentiable_hooks!();
+}
+
+impl<T: Real> Chain<T> {
+    /// Part `i`, made unique (copied if a clone of this chain shares it) so
+    /// that its parameters can be written.
+    fn part_mut(&mut self, i: usize) -> &mut dyn Bijector<T> {
+        if Arc::get_mut(&mut self.parts[i]).is_none() {
+            let fresh = self.parts[i]
+                .as_differentiable()
+                .expect("only trainable parts are written to")
+                .boxed_clone();
+            self.parts[i] = Arc::from(fresh);
+        }
+        Arc::get_mut(&mut self.parts[i]).expect("the part was just made unique")
+    }
+
+    fn part_params(&self, i: usize) -> usize {
+        self.parts[i]
+            .as_differentiable()
+            .map_or(0, |d| d.num_params())
+    }
+
+    fn differentiable_part(
+        &self,
+        i: usize,
+        context: &str,
+    ) -> Result<&dyn Differentiable<T>, Error> {
+        self.parts[i].as_differentiable().ok_or_else(|| {
+            super::not_differentiable(
+                context,
+                &format!("part {i} of the chain ({:?})", self.parts[i]),
+            )
+        })
+    }
+}
+
+impl<T: Real> Differentiable<T> for Chain<T> {
+    fn num_params(&self) -> usize {
+        (0..self.parts.len()).map(|i| self.part_params(i)).sum()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        for p in &self.parts {
+            if let Some(d) = p.as_differentiable() {
+                d.visit_params(f);
+            }
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        for i in 0..self.parts.len() {
+            if self.part_params(i) > 0 {
+                self.part_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .visit_params_mut(f);
+            }
+        }
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| match p.as_differentiable() {
+                Some(d) => Arc::from(d.boxed_clone()),
+                None => Arc::clone(p),
+            })
+            .collect();
+        Box::new(Chain {
+            parts,
+            dim: self.dim,
+        })
+    }
+    fn params_changed(&mut self) {
+        for i in 0..self.parts.len() {
+            if self.part_params(i) > 0 {
+                self.part_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .params_changed();
+            }
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        for i in 0..self.parts.len() {
+            if self.part_params(i) > 0 {
+                self.part_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .set_training(training);
+            }
+        }
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: super::DataStage) -> DMatrix<T> {
+        let mut cur = y.clone();
+        for i in (0..self.parts.len()).rev() {
+            cur = if self.part_params(i) > 0 {
+                self.part_mut(i)
+                    .as_differentiable_mut()
+                    .expect("trainable")
+                    .prepare_with_data(&cur, stage)
+            } else {
+                self.parts[i].inverse(&cur)
+            };
+        }
+        cur
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.check("Chain::forward_and_log_det_backward", x);
+        // Inputs of every part, first to last.
+        let mut inputs = Vec::with_capacity(self.parts.len());
+        let mut cur = x.clone();
+        for p in &self.parts {
+            let next = p.forward(&cur);
+            inputs.push(cur);
+            cur = next;
+        }
+        let offsets = self.offsets();
+        let mut g = grad_y.clone();
+        for i in (0..self.parts.len()).rev() {
+            let d = self.differentiable_part(i, "Chain::forward_and_log_det_backward")?;
+            g = d.forward_and_log_det_backward(
+                &inputs[i],
+                &g,
+                grad_log_det,
+                &mut grad_params[offsets[i]..offsets[i + 1]],
+            )?;
+        }
+        Ok(g)
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.check("Chain::inverse_and_log_det_backward", y);
+        // The inverse runs last to first; record each part's input.
+        let mut inputs: Vec<DMatrix<T>> = vec![DMatrix::zeros(0, 0); self.parts.len()];
+        let mut cur = y.clone();
+        for i in (0..self.parts.len()).rev() {
+            let next = self.parts[i].inverse(&cur);
+            inputs[i] = cur;
+            cur = next;
+        }
+        let offsets = self.offsets();
+        let mut g = grad_x.clone();
+        for i in 0..self.parts.len() {
+            let d = self.differentiable_part(i, "Chain::inverse_and_log_det_backward")?;
+            g = d.inverse_and_log_det_backward(
+                &inputs[i],
+                &g,
+                grad_log_det,
+                &mut grad_params[offsets[i]..offsets[i + 1]],
+            )?;
+        }
+        Ok(g)
+    }
+}
+
+impl<T: Real> Chain<T> {
+    /// Start of each part's parameters in the flat vector, and the total at the end.
+    fn offsets(&self) -> Vec<usize> {
+        let mut off = vec![0];
+        for i in 0..self.parts.len() {
+            off.push(off[i] + self.part_params(i));
+        }
+        off
     }
 }

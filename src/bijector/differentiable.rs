@@ -149,7 +149,7 @@ pub(crate) use differentiable_hooks;
 /// `Differentiable` for a parameter-free bijector given the input gradients of
 /// both directions as closures over `(input, grad_out, grad_log_det)`.
 macro_rules! parameter_free_differentiable {
-    ($ty:ty, forward: |$x:ident, $gy:ident, $gl:ident| $fwd:expr, inverse: |$y:ident, $gx:ident, $gl2:ident| $inv:expr) => {
+    ($ty:ty, forward: |$s1:ident, $x:ident, $gy:ident, $gl:ident| $fwd:expr, inverse: |$s2:ident, $y:ident, $gx:ident, $gl2:ident| $inv:expr) => {
         impl<T: $crate::Real> $crate::bijector::Differentiable<T> for $ty {
             fn num_params(&self) -> usize {
                 0
@@ -166,6 +166,8 @@ macro_rules! parameter_free_differentiable {
                 $gl2: &nalgebra::DVector<T>,
                 _grad_params: &mut [T],
             ) -> Result<nalgebra::DMatrix<T>, $crate::Error> {
+                #[allow(unused_variables)]
+                let $s2 = self;
                 Ok($inv)
             }
             fn forward_and_log_det_backward(
@@ -175,6 +177,8 @@ macro_rules! parameter_free_differentiable {
                 $gl: &nalgebra::DVector<T>,
                 _grad_params: &mut [T],
             ) -> Result<nalgebra::DMatrix<T>, $crate::Error> {
+                #[allow(unused_variables)]
+                let $s1 = self;
                 Ok($fwd)
             }
         }

@@ -31,4 +31,12 @@ impl<T: Real> Bijector<T> for Exp {
     fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
         elementwise_log_det(y, |v| -v.ln())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Exp,
+    // y = eˣ, log-det x.
+    forward: |this, x, gy, gl| super::zip_elementwise(x, gy, gl, |v, g, l| g * v.exp() + l),
+    // x = ln y, log-det −ln y.
+    inverse: |this, y, gx, gl| super::zip_elementwise(y, gx, gl, |v, g, l| (g - l) / v)
+);

@@ -108,4 +108,50 @@ impl<T: Real> Bijector<T> for InverseAutoregressiveFlow<T> {
     fn dim(&self) -> Option<usize> {
         self.inner.dim()
     }
+    super::differentiable_hooks!();
+}
+
+/// Sampling (the forward direction, one MADE pass) is differentiable; the
+/// density of an outside point (`D` sequential passes) is not.
+impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
+    fn num_params(&self) -> usize {
+        self.inner.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        self.inner.visit_params(f)
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        self.inner.visit_params_mut(f)
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn params_changed(&mut self) {
+        self.inner.params_changed()
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.inner
+            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
+            .map_err(|_| Error::Unsupported {
+                context: "InverseAutoregressiveFlow::inverse_and_log_det_backward".into(),
+                reason: "the density direction of an IAF is D sequential passes and has no backward pass;                          train an IAF through its samples (variational inference), or use a                          MaskedAutoregressiveFlow for maximum likelihood"
+                    .into(),
+            })
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.inner
+            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
+    }
 }

@@ -21,4 +21,10 @@ impl<T: Real> Bijector<T> for Identity {
     fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
         DVector::zeros(y.ncols())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Identity,
+    forward: |this, _x, gy, _gl| gy.clone(),
+    inverse: |this, _y, gx, _gl| gx.clone()
+);

@@ -60,4 +60,80 @@ impl<T: Real, B: Bijector<T>> Bijector<T> for Invert<B> {
     fn dim(&self) -> Option<usize> {
         self.inner.dim()
     }
+    super::differentiable_hooks!();
+}
+
+/// An `Invert` is trainable exactly when the bijector it wraps is: the two
+/// backward passes swap, like the directions.
+impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
+    fn num_params(&self) -> usize {
+        self.inner.as_differentiable().map_or(0, |d| d.num_params())
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        if let Some(d) = self.inner.as_differentiable() {
+            d.visit_params(f);
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        if let Some(d) = self.inner.as_differentiable_mut() {
+            d.visit_params_mut(f);
+        }
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        let inner = self
+            .inner
+            .as_differentiable()
+            .expect("Invert::boxed_clone: the wrapped bijector is not trainable")
+            .boxed_clone();
+        Box::new(Invert::new(inner))
+    }
+    fn params_changed(&mut self) {
+        if let Some(d) = self.inner.as_differentiable_mut() {
+            d.params_changed();
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        if let Some(d) = self.inner.as_differentiable_mut() {
+            d.set_training(training);
+        }
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, _stage: super::DataStage) -> DMatrix<T> {
+        // The data side of an inverted layer is the wrapped layer's base side:
+        // there is no data-dependent statistic to take there.
+        self.inverse(y)
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, crate::Error> {
+        self.inner
+            .as_differentiable()
+            .ok_or_else(|| {
+                super::not_differentiable(
+                    "Invert::inverse_and_log_det_backward",
+                    "the wrapped bijector",
+                )
+            })?
+            .forward_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, crate::Error> {
+        self.inner
+            .as_differentiable()
+            .ok_or_else(|| {
+                super::not_differentiable(
+                    "Invert::forward_and_log_det_backward",
+                    "the wrapped bijector",
+                )
+            })?
+            .inverse_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
+    }
 }

@@ -50,4 +50,10 @@ impl<T: Real> Bijector<T> for LeakyRelu<T> {
         let ls = self.slope.ln();
         elementwise_log_det(y, |v| if v < T::zero() { -ls } else { T::zero() })
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(LeakyRelu<T>,
+    forward: |this, x, gy, gl| super::zip_elementwise(x, gy, gl, |v, g, _| if v < T::zero() { g * this.slope } else { g }),
+    inverse: |this, y, gx, gl| super::zip_elementwise(y, gx, gl, |v, g, _| if v < T::zero() { g / this.slope } else { g })
+);

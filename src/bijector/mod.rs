@@ -147,7 +147,7 @@ pub trait Bijector<T: Real>: Debug {
 }
 
 macro_rules! forward_bijector_impl {
-    ($ptr:ty) => {
+    ($ptr:ty $(, $extra:item)*) => {
         impl<T: Real, B: Bijector<T> + ?Sized> Bijector<T> for $ptr {
             fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
                 (**self).forward(x)
@@ -173,11 +173,83 @@ macro_rules! forward_bijector_impl {
             fn as_differentiable(&self) -> Option<&dyn Differentiable<T>> {
                 (**self).as_differentiable()
             }
+            $($extra)*
         }
     };
 }
 
-forward_bijector_impl!(Box<B>);
+forward_bijector_impl!(
+    Box<B>,
+    fn as_differentiable_mut(&mut self) -> Option<&mut dyn Differentiable<T>> {
+        (**self).as_differentiable_mut()
+    }
+);
+
+impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
+    fn num_params(&self) -> usize {
+        (**self).as_differentiable().map_or(0, |d| d.num_params())
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        if let Some(d) = (**self).as_differentiable() {
+            d.visit_params(f);
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        if let Some(d) = (**self).as_differentiable_mut() {
+            d.visit_params_mut(f);
+        }
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        (**self)
+            .as_differentiable()
+            .expect("Box::boxed_clone: the boxed bijector is not trainable")
+            .boxed_clone()
+    }
+    fn params_changed(&mut self) {
+        if let Some(d) = (**self).as_differentiable_mut() {
+            d.params_changed();
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        if let Some(d) = (**self).as_differentiable_mut() {
+            d.set_training(training);
+        }
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        match (**self).as_differentiable_mut() {
+            Some(d) => d.prepare_with_data(y, stage),
+            None => (**self).inverse(y),
+        }
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        (**self)
+            .as_differentiable()
+            .ok_or_else(|| {
+                not_differentiable("Box::inverse_and_log_det_backward", "the boxed bijector")
+            })?
+            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        (**self)
+            .as_differentiable()
+            .ok_or_else(|| {
+                not_differentiable("Box::forward_and_log_det_backward", "the boxed bijector")
+            })?
+            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
+    }
+}
 forward_bijector_impl!(Arc<B>);
 forward_bijector_impl!(&B);
 

@@ -126,4 +126,11 @@ impl<T: Real> Bijector<T> for Permute {
     fn dim(&self) -> Option<usize> {
         Some(self.permutation.len())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Permute,
+    // y[i] = x[p[i]], so ∂L/∂x[p[i]] = ∂L/∂y[i]: gather with the inverse.
+    forward: |this, _x, gy, _gl| Permute::apply(&this.inverse, gy),
+    inverse: |this, _y, gx, _gl| Permute::apply(&this.permutation, gx)
+);

@@ -77,4 +77,22 @@ impl<T: Real> Bijector<T> for Scale<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.scale.len())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Scale<T>,
+    forward: |this, _x, gy, _gl| {
+        let mut g = gy.clone();
+        for mut c in g.column_iter_mut() {
+            c.component_mul_assign(&this.scale);
+        }
+        g
+    },
+    inverse: |this, _y, gx, _gl| {
+        let mut g = gx.clone();
+        for mut c in g.column_iter_mut() {
+            c.component_div_assign(&this.scale);
+        }
+        g
+    }
+);

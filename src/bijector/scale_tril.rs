@@ -111,4 +111,16 @@ impl<T: Real> Bijector<T> for ScaleTriL<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.shift.len())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(ScaleTriL<T>,
+    // y = L x + b: ∂L/∂x = Lᵀ ∂L/∂y.
+    forward: |this, _x, gy, _gl| this.scale_tril.tr_mul(gy),
+    // x = L⁻¹ (y − b): ∂L/∂y = L⁻ᵀ ∂L/∂x, one triangular solve with Lᵀ.
+    inverse: |this, _y, gx, _gl| {
+        let mut g = gx.clone();
+        this.scale_tril.tr_solve_lower_triangular_mut(&mut g);
+        g
+    }
+);

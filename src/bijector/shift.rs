@@ -62,4 +62,10 @@ impl<T: Real> Bijector<T> for Shift<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.shift.len())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Shift<T>,
+    forward: |this, _x, gy, _gl| gy.clone(),
+    inverse: |this, _y, gx, _gl| gx.clone()
+);

@@ -34,4 +34,18 @@ impl<T: Real> Bijector<T> for Sigmoid {
         // dx/dy = 1 / (y (1 − y)).
         elementwise_log_det(y, |v| -v.ln() - (-v).ln_1p())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Sigmoid,
+    // y = σ(x), log-det log σ(x) + log(1 − σ(x)), whose derivative is 1 − 2σ(x).
+    forward: |this, x, gy, gl| super::zip_elementwise(x, gy, gl, |v, g, l| {
+        let s = v.sigmoid();
+        g * s * (T::one() - s) + l * (T::one() - s - s)
+    }),
+    // x = logit y, log-det −log y − log(1 − y).
+    inverse: |this, y, gx, gl| super::zip_elementwise(y, gx, gl, |v, g, l| {
+        let one_minus = T::one() - v;
+        g / (v * one_minus) + l * (T::one() / one_minus - T::one() / v)
+    })
+);

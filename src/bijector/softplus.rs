@@ -26,4 +26,18 @@ impl<T: Real> Bijector<T> for Softplus {
         // dx/dy = 1 / σ(x) = 1 / (1 − exp(−y)).
         elementwise_log_det(y, |v| -(-(-v).exp_m1()).ln())
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Softplus,
+    // y = softplus x, log-det log σ(x), whose derivative is 1 − σ(x).
+    forward: |this, x, gy, gl| super::zip_elementwise(x, gy, gl, |v, g, l| {
+        let s = v.sigmoid();
+        g * s + l * (T::one() - s)
+    }),
+    // x = y + log(−expm1(−y)): dx/dy = 1 / (1 − e^{−y}); log-det −log(1 − e^{−y}),
+    // whose derivative is −1 / expm1(y).
+    inverse: |this, y, gx, gl| super::zip_elementwise(y, gx, gl, |v, g, l| {
+        g / -(-v).exp_m1() - l / v.exp_m1()
+    })
+);

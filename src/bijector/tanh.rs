@@ -29,4 +29,18 @@ impl<T: Real> Bijector<T> for Tanh {
         // dx/dy = 1 / (1 − y²) = 1 / ((1 − y)(1 + y)).
         elementwise_log_det(y, |v| -(v.ln_1p() + (-v).ln_1p()))
     }
+    super::differentiable_hooks!();
 }
+
+super::parameter_free_differentiable!(Tanh,
+    // y = tanh x, log-det log(1 − tanh² x), whose derivative is −2 tanh x.
+    forward: |this, x, gy, gl| super::zip_elementwise(x, gy, gl, |v, g, l| {
+        let t = v.tanh();
+        g * (T::one() - t * t) - l * (t + t)
+    }),
+    // x = atanh y, log-det −log(1 − y²), whose derivative is 2y / (1 − y²).
+    inverse: |this, y, gx, gl| super::zip_elementwise(y, gx, gl, |v, g, l| {
+        let d = (T::one() - v) * (T::one() + v);
+        (g + l * (v + v)) / d
+    })
+);
