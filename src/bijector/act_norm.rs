@@ -2,8 +2,8 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use super::batch_norm::row_statistics;
-use super::{Bijector, assert_rows};
+use super::batch_norm::{assert_backward_shapes, row_statistics};
+use super::{Bijector, DataStage, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
 
@@ -261,5 +261,115 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
     }
     fn dim(&self) -> Option<usize> {
         Some(self.dim_())
+    }
+    super::differentiable_hooks!();
+}
+
+/// Training: the parameters `[s (D), t (D)]` are the flat parameter vector.
+///
+/// Backward passes, per coordinate `i` and sample `j`, with output cotangent
+/// `g` and log-det cotangent `gₗ`:
+///
+/// ```text
+/// forward  x = u eˢ + t,      ld = Σ s:   ∂u = g eˢ,   ∂s = Σⱼ g u eˢ + Σⱼ gₗ,   ∂t = Σⱼ g
+/// inverse  u = (x − t) e⁻ˢ,   ld = −Σ s:  ∂x = g e⁻ˢ,  ∂s = −Σⱼ g u − Σⱼ gₗ,     ∂t = −Σⱼ g e⁻ˢ
+/// ```
+///
+/// [`prepare_with_data`](super::Differentiable::prepare_with_data) with
+/// [`DataStage::Initialize`] runs [`ActNorm::initialize_from_data`] on the data
+/// if the layer is not yet [initialised](ActNorm::is_initialized) (a second
+/// call, or a layer loaded from a checkpoint, keeps its parameters); data with
+/// no columns or a non-finite entry leaves the layer uninitialised (the
+/// returned `inverse(y)` carries any non-finite value on to the caller).
+/// [`DataStage::Finalize`] changes nothing. Both return `inverse(y)`.
+impl<T: Real> super::Differentiable<T> for ActNorm<T> {
+    fn num_params(&self) -> usize {
+        self.params.len()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(&self.params)
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(&mut self.params)
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        let d = self.dim_();
+        assert_rows("ActNorm::inverse_and_log_det_backward", d, x);
+        assert_backward_shapes(
+            "ActNorm::inverse_and_log_det_backward",
+            x,
+            grad_u,
+            grad_log_det,
+            grad_params,
+            2 * d,
+        );
+        let (s, t) = (self.log_scale(), self.shift());
+        let gl_sum = grad_log_det.iter().fold(T::zero(), |a, &v| a + v);
+        let mut grad_x = DMatrix::zeros(d, x.ncols());
+        for i in 0..d {
+            let inv_scale = (-s[i]).exp();
+            let (mut gs, mut gt) = (T::zero(), T::zero());
+            for j in 0..x.ncols() {
+                let g = grad_u[(i, j)] * inv_scale;
+                let u = (x[(i, j)] - t[i]) * inv_scale;
+                grad_x[(i, j)] = g;
+                gt -= g;
+                gs -= grad_u[(i, j)] * u;
+            }
+            grad_params[i] += gs - gl_sum;
+            grad_params[d + i] += gt;
+        }
+        Ok(grad_x)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        u: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        let d = self.dim_();
+        assert_rows("ActNorm::forward_and_log_det_backward", d, u);
+        assert_backward_shapes(
+            "ActNorm::forward_and_log_det_backward",
+            u,
+            grad_x,
+            grad_log_det,
+            grad_params,
+            2 * d,
+        );
+        let s = self.log_scale();
+        let gl_sum = grad_log_det.iter().fold(T::zero(), |a, &v| a + v);
+        let mut grad_u = DMatrix::zeros(d, u.ncols());
+        for i in 0..d {
+            let scale = s[i].exp();
+            let (mut gs, mut gt) = (T::zero(), T::zero());
+            for j in 0..u.ncols() {
+                let g = grad_x[(i, j)];
+                grad_u[(i, j)] = g * scale;
+                gt += g;
+                gs += g * u[(i, j)] * scale;
+            }
+            grad_params[i] += gs + gl_sum;
+            grad_params[d + i] += gt;
+        }
+        Ok(grad_u)
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        if stage == DataStage::Initialize && !self.initialized {
+            // An error (no columns, non-finite data) leaves the layer
+            // uninitialised; see the impl's docs.
+            let _ = self.initialize_from_data(y);
+        }
+        self.inverse(y)
     }
 }

@@ -6,6 +6,9 @@ use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
 
+mod training;
+pub(crate) use training::assert_backward_shapes;
+
 /// The invertible batch normalisation of masked autoregressive flows
 /// (Papamakarios, Pavlakou & Murray 2017, appendix B, "Batch normalization").
 ///
@@ -24,29 +27,57 @@ use crate::{Error, Real};
 /// variance `v` are **state**, not parameters: nothing should differentiate
 /// with respect to them.
 ///
-/// # Two modes, two entry points
+/// # Training and evaluation modes
 ///
-/// - **Evaluation mode** — the [`Bijector`] impl (`forward`, `inverse`, the
-///   log-dets, and therefore sampling and `log_prob` of a
-///   [`TransformedDistribution`](crate::TransformedDistribution)) — uses the
-///   **stored** statistics ([`running_mean`](BatchNormalization::running_mean),
+/// The layer carries a mode flag ([`is_training`](BatchNormalization::is_training),
+/// switched by [`Differentiable::set_training`](super::Differentiable::set_training)).
+/// It is not a parameter and it is **not serialised**: a new or deserialised
+/// layer is always in evaluation mode (a loaded model scores and samples with
+/// its stored statistics; a training loop switches the mode on explicitly).
+///
+/// - **Evaluation mode** (the default): both directions of the [`Bijector`]
+///   impl (`forward`, `inverse`, the log-dets, and therefore sampling and
+///   `log_prob` of a [`TransformedDistribution`](crate::TransformedDistribution))
+///   use the **stored** statistics
+///   ([`running_mean`](BatchNormalization::running_mean),
 ///   [`running_var`](BatchNormalization::running_var)).
-/// - **Training mode** — [`BatchNormalization::inverse_and_log_det_training`]
-///   (`&mut self`) — normalises a batch of data with **that batch's own** mean and
-///   (biased) variance, and folds them into the stored statistics by an
-///   exponential moving average with [`momentum`](BatchNormalization::momentum):
+/// - **Training mode**: the **inverse** (density) direction of the [`Bijector`]
+///   impl (`inverse`, `inverse_log_det_jacobian`, `inverse_and_log_det`, hence
+///   `log_prob`) normalises a batch of data with **that batch's own** mean and
+///   biased (divide-by-`n`) variance. It takes `&self` and leaves the stored
+///   statistics untouched. The **forward** (sampling) direction uses the stored
+///   statistics in both modes: a batch being generated from the base has no
+///   data statistics. So in training mode `forward` and `inverse` are inverse
+///   to each other only when the stored statistics equal the batch's, and each
+///   sample's output depends on the whole batch it arrives in.
+/// - [`BatchNormalization::inverse_and_log_det_training`] (`&mut self`, in
+///   either mode) returns exactly what training-mode `inverse_and_log_det`
+///   returns and, in addition, folds the batch statistics into the stored ones
+///   by an exponential moving average with
+///   [`momentum`](BatchNormalization::momentum):
 ///   `m ← (1 − momentum)·m + momentum·m_batch`, and the same for `v` (default
-///   momentum `0.1`, the PyTorch convention). As in the MAF paper and in nflows,
-///   the training-mode log-det treats the batch statistics as **constants**: it
-///   is the per-sample formula above with `(m, v) = (m_batch, v_batch)`, not the
-///   log-det of the whole batch as a function of all its samples.
+///   momentum `0.1`, the PyTorch convention). It serves training loops that
+///   keep running averages; a loop that finalises with the full training set
+///   (below) does not need it.
+///
+/// As in the MAF paper and in nflows, the training-mode log-det **value** is
+/// the per-sample formula above with `(m, v) = (m_batch, v_batch)`, not the
+/// log-det of the whole batch as a function of all its samples. Its backward
+/// pass ([`Differentiable::inverse_and_log_det_backward`](super::Differentiable::inverse_and_log_det_backward))
+/// differentiates exactly what was computed, as an autodiff framework would:
+/// the input gradient includes the paths through the batch mean and variance
+/// (the standard batch-norm backward), and the log-det depends on `v_batch`
+/// and hence on every sample. (So, unlike for other layers, the gradient of a
+/// batch is not the sum of the gradients of its halves.)
 ///
 /// The two modes give different maps whenever the stored statistics differ from
 /// the batch's: a model that looks good during training can score differently in
 /// evaluation. The MAF paper's remedy, after training, is to set the stored
 /// statistics to those of the **full training set**
-/// ([`BatchNormalization::compute_statistics`]); then evaluation mode on the
-/// training set is exactly training mode on it as one batch.
+/// ([`BatchNormalization::compute_statistics`], or
+/// [`prepare_with_data`](super::Differentiable::prepare_with_data) with
+/// [`DataStage::Finalize`](super::DataStage::Finalize)); then evaluation mode on the training set is
+/// exactly training mode on it as one batch.
 ///
 /// # Identity initialisation
 ///
@@ -79,6 +110,13 @@ use crate::{Error, Real};
 /// let expected = -0.5 * ((1.25_f64 + 1e-5).ln() + (31.25_f64 + 1e-5).ln());
 /// assert!((ldj[0] - expected).abs() < 1e-12);
 ///
+/// // The Bijector impl in training mode computes the same, without updating
+/// // the stored statistics.
+/// let mut train = bn.clone();
+/// train.set_training(true);
+/// assert_eq!(train.inverse_and_log_det(&data), (u.clone(), ldj.clone()));
+/// assert_eq!(train.running_mean(), bn.running_mean());
+///
 /// // Evaluation mode with the statistics of the full data set agrees with it.
 /// bn.compute_statistics(&data)?;
 /// assert!((bn.inverse(&data) - &u).amax() < 1e-15);
@@ -97,6 +135,8 @@ pub struct BatchNormalization<T: Real> {
     running_var: DVector<T>,
     epsilon: T,
     momentum: T,
+    /// Training mode (not serialised; see the type's docs).
+    training: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -147,6 +187,7 @@ impl<T: Real> TryFrom<BatchNormRepr<T>> for BatchNormalization<T> {
             running_var,
             epsilon: r.epsilon,
             momentum: r.momentum,
+            training: false,
         })
     }
 }
@@ -261,6 +302,7 @@ impl<T: Real> BatchNormalization<T> {
             running_var: DVector::from_element(dim, T::one() - epsilon),
             epsilon,
             momentum,
+            training: false,
         })
     }
 
@@ -312,6 +354,12 @@ impl<T: Real> BatchNormalization<T> {
     /// The momentum of the running statistics.
     pub fn momentum(&self) -> T {
         self.momentum
+    }
+
+    /// Whether the layer is in training mode (see the type's docs); set it with
+    /// [`Differentiable::set_training`](super::Differentiable::set_training).
+    pub fn is_training(&self) -> bool {
+        self.training
     }
 
     /// Sets the evaluation-mode statistics. Errors (naming `mean` or `var[i]`)
@@ -369,11 +417,14 @@ impl<T: Real> BatchNormalization<T> {
         row_statistics(x)
     }
 
-    /// Training mode: `(u, log|det ∂u/∂x|)` for a batch of **data** `x`,
-    /// normalised with the batch's own mean and biased variance, which are then
-    /// folded into the stored statistics (`m ← (1 − momentum) m + momentum m_batch`,
-    /// likewise `v`). The log-det treats the batch statistics as constants (see
-    /// the type's docs). A batch with a non-finite entry gives non-finite
+    /// Training mode with running averages: `(u, log|det ∂u/∂x|)` for a batch
+    /// of **data** `x`, normalised with the batch's own mean and biased
+    /// variance, which are then folded into the stored statistics
+    /// (`m ← (1 − momentum) m + momentum m_batch`, likewise `v`). Whatever the
+    /// mode flag, the result equals what `inverse_and_log_det` returns in
+    /// training mode (which takes `&self` and does not update the statistics);
+    /// the backward pass of that call is the gradient of this one. The log-det
+    /// is the per-sample formula with the batch statistics (see the type's docs). A batch with a non-finite entry gives non-finite
     /// outputs and leaves the stored statistics unchanged.
     ///
     /// # Panics
@@ -444,6 +495,21 @@ impl<T: Real> BatchNormalization<T> {
     }
 }
 
+impl<T: Real> BatchNormalization<T> {
+    /// The statistics the inverse direction normalises `x` with: the batch's in
+    /// training mode, the stored ones in evaluation mode.
+    fn inverse_statistics(&self, x: &DMatrix<T>) -> (DVector<T>, DVector<T>) {
+        if self.training {
+            row_statistics(x)
+        } else {
+            (self.running_mean.clone(), self.running_var.clone())
+        }
+    }
+}
+
+/// Evaluation mode: both directions with the stored statistics. Training mode:
+/// the inverse direction with the statistics of the batch `x` it is given, the
+/// forward direction with the stored statistics (see the type's docs).
 impl<T: Real> Bijector<T> for BatchNormalization<T> {
     fn forward(&self, u: &DMatrix<T>) -> DMatrix<T> {
         assert_rows("BatchNormalization::forward", self.dim_(), u);
@@ -451,7 +517,8 @@ impl<T: Real> Bijector<T> for BatchNormalization<T> {
     }
     fn inverse(&self, x: &DMatrix<T>) -> DMatrix<T> {
         assert_rows("BatchNormalization::inverse", self.dim_(), x);
-        self.normalize(x, &self.running_mean, &self.running_var).0
+        let (mean, var) = self.inverse_statistics(x);
+        self.normalize(x, &mean, &var).0
     }
     fn forward_log_det_jacobian(&self, u: &DMatrix<T>) -> DVector<T> {
         assert_rows(
@@ -467,7 +534,12 @@ impl<T: Real> Bijector<T> for BatchNormalization<T> {
             self.dim_(),
             x,
         );
-        DVector::from_element(x.ncols(), self.inverse_log_det(&self.running_var))
+        let var = if self.training {
+            row_statistics(x).1
+        } else {
+            self.running_var.clone()
+        };
+        DVector::from_element(x.ncols(), self.inverse_log_det(&var))
     }
     fn forward_and_log_det(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         assert_rows("BatchNormalization::forward_and_log_det", self.dim_(), u);
@@ -475,9 +547,11 @@ impl<T: Real> Bijector<T> for BatchNormalization<T> {
     }
     fn inverse_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         assert_rows("BatchNormalization::inverse_and_log_det", self.dim_(), x);
-        self.normalize(x, &self.running_mean, &self.running_var)
+        let (mean, var) = self.inverse_statistics(x);
+        self.normalize(x, &mean, &var)
     }
     fn dim(&self) -> Option<usize> {
         Some(self.dim_())
     }
+    super::differentiable_hooks!();
 }
