@@ -87,6 +87,31 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// Fitting stopped: the loss or a gradient became non-finite (the model
+    /// is left at its last good parameters), or an input was unusable.
+    Training {
+        /// 1-based epoch (or step, for variational fitting).
+        epoch: usize,
+        /// 1-based batch within the epoch (0 when not about one batch).
+        batch: usize,
+        /// What happened.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    Io {
+        /// The path.
+        path: String,
+        /// The operating system's message.
+        reason: String,
+    },
+    /// A saved model (or checkpoint) is malformed, truncated, from a newer
+    /// format version, or inconsistent with its own spec.
+    Format {
+        /// Where (file and field).
+        location: String,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
     /// A list that must be a permutation of `0..n` is not.
     InvalidPermutation {
         /// The constructor that rejected it.
@@ -147,6 +172,15 @@ impl fmt::Display for Error {
                 "cannot build layer {} (`{layer}`) for dimension {dim}: {reason}",
                 position + 1
             ),
+            Error::Training { epoch, batch, reason } => {
+                if *batch > 0 {
+                    write!(f, "fitting stopped at epoch {epoch}, batch {batch}: {reason}")
+                } else {
+                    write!(f, "fitting stopped at epoch {epoch}: {reason}")
+                }
+            }
+            Error::Io { path, reason } => write!(f, "{path}: {reason}"),
+            Error::Format { location, reason } => write!(f, "{location}: {reason}"),
             Error::Unsupported { context, reason } => {
                 write!(f, "{context}: not supported: {reason}")
             }

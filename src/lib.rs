@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod bijector;
+pub mod data;
 pub mod distribution;
 mod error;
 pub mod nn;
@@ -42,6 +43,7 @@ mod real;
 pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod train;
 
 // Every bijector and distribution at the crate root: `normflow::Exp`, …
 pub use bijector::*;

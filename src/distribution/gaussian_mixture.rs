@@ -175,6 +175,37 @@ impl<T: Real> Distribution<T> for GaussianMixture<T> {
         }
         x
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        let d = self.locs.nrows();
+        assert_rows("GaussianMixture::log_prob_grad", d, x);
+        let k = self.weights.len();
+        let half = T::lit(0.5);
+        let mut terms = vec![T::zero(); k];
+        let mut g = DMatrix::zeros(d, x.ncols());
+        for s in 0..x.ncols() {
+            // Responsibilities r_c = softmax of the per-component log terms;
+            // ∇ log p = Σ_c r_c · (−(x − μ_c)/σ_c²).
+            for (c, t) in terms.iter_mut().enumerate() {
+                let mut q = T::zero();
+                let mut lsum = T::zero();
+                for i in 0..d {
+                    let z = (x[(i, s)] - self.locs[(i, c)]) / self.scales[(i, c)];
+                    q += z * z;
+                    lsum += self.scales[(i, c)].ln();
+                }
+                *t = self.weights[c].ln() - lsum - half * q;
+            }
+            let lse = log_sum_exp(&terms);
+            for (c, t) in terms.iter().enumerate() {
+                let r = (*t - lse).exp();
+                for i in 0..d {
+                    let sc = self.scales[(i, c)];
+                    g[(i, s)] -= r * (x[(i, s)] - self.locs[(i, c)]) / (sc * sc);
+                }
+            }
+        }
+        Some(g)
+    }
 }
 
 /// `log Σ exp(aᵢ)` without overflow; `-inf` if every term is `-inf`.

@@ -81,4 +81,18 @@ impl<T: Real> Distribution<T> for Laplace<T> {
             self.loc[i] + self.scale[i] * T::lit(e1 - e2)
         })
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        assert_rows("Laplace::log_prob_grad", self.loc.len(), x);
+        // −sign(x − μ)/b (0 at the kink).
+        Some(DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+            let d = x[(i, j)] - self.loc[i];
+            if d > T::zero() {
+                -T::one() / self.scale[i]
+            } else if d < T::zero() {
+                T::one() / self.scale[i]
+            } else {
+                T::zero()
+            }
+        }))
+    }
 }

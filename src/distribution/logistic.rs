@@ -79,4 +79,12 @@ impl<T: Real> Distribution<T> for Logistic<T> {
             self.loc[i] + self.scale[i] * T::lit((u / (1.0 - u)).ln())
         })
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        assert_rows("Logistic::log_prob_grad", self.loc.len(), x);
+        // d/dz [−z − 2 softplus(−z)] = 1 − 2σ(z), divided by s.
+        Some(DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+            let z = (x[(i, j)] - self.loc[i]) / self.scale[i];
+            (T::one() - T::lit(2.0) * z.sigmoid()) / self.scale[i]
+        }))
+    }
 }

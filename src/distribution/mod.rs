@@ -69,6 +69,14 @@ pub trait Distribution<T: Real>: Debug {
         let lp = self.log_prob(&x);
         (x, lp)
     }
+
+    /// `∇ₓ log p(x)` for every column (`D × n`), or `None` if this
+    /// distribution does not provide it. Every built-in does (zero where the
+    /// density is flat or zero); a transformed distribution does when its
+    /// bijector is [`Differentiable`](crate::bijector::Differentiable).
+    fn log_prob_grad(&self, _x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        None
+    }
 }
 
 macro_rules! forward_distribution_impl {
@@ -85,6 +93,9 @@ macro_rules! forward_distribution_impl {
             }
             fn sample_and_log_prob(&self, n: usize, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
                 (**self).sample_and_log_prob(n, rng)
+            }
+            fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+                (**self).log_prob_grad(x)
             }
         }
     };

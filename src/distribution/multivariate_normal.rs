@@ -168,4 +168,15 @@ impl<T: Real> Distribution<T> for MultivariateNormal<T> {
         }
         x
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        assert_rows("MultivariateNormal::log_prob_grad", self.loc.len(), x);
+        // −Σ⁻¹(x − μ) = −L⁻ᵀ L⁻¹ (x − μ): two triangular solves.
+        let mut z = x.clone();
+        for mut col in z.column_iter_mut() {
+            col -= &self.loc;
+        }
+        self.scale_tril.solve_lower_triangular_mut(&mut z);
+        self.scale_tril.tr_solve_lower_triangular_mut(&mut z);
+        Some(-z)
+    }
 }

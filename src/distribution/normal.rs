@@ -97,4 +97,11 @@ impl<T: Real> Distribution<T> for Normal<T> {
         }
         z
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        assert_rows("Normal::log_prob_grad", self.loc.len(), x);
+        // −(x − μ)/σ².
+        Some(DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+            -(x[(i, j)] - self.loc[i]) / (self.scale[i] * self.scale[i])
+        }))
+    }
 }

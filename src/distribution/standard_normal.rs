@@ -59,4 +59,8 @@ impl<T: Real> Distribution<T> for StandardNormal {
     fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
         standard_normal_matrix(self.dim, n, rng)
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        assert_rows("StandardNormal::log_prob_grad", self.dim, x);
+        Some(-x)
+    }
 }

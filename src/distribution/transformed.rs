@@ -126,6 +126,10 @@ impl<T, D, B> TransformedDistribution<T, D, B> {
         &self.bijector
     }
 
+    pub(crate) fn bijector_mut_internal(&mut self) -> &mut B {
+        &mut self.bijector
+    }
+
     /// Splits into base and bijector.
     pub fn into_parts(self) -> (D, B) {
         (self.base, self.bijector)
@@ -159,5 +163,13 @@ impl<T: Real, D: Distribution<T>, B: Bijector<T>> Distribution<T>
         let (x, base_lp) = self.base.sample_and_log_prob(n, rng);
         let (y, fldj) = self.bijector.forward_and_log_det(&x);
         (y, sanitize(base_lp - fldj))
+    }
+    fn log_prob_grad(&self, y: &DMatrix<T>) -> Option<DMatrix<T>> {
+        let d = self.bijector.as_differentiable()?;
+        let (x, _) = self.bijector.inverse_and_log_det(y);
+        let g_base = self.base.log_prob_grad(&x)?;
+        let mut scratch = vec![T::zero(); d.num_params()];
+        d.inverse_and_log_det_backward(y, &g_base, &DVector::from_element(y.ncols(), T::one()), &mut scratch)
+            .ok()
     }
 }

@@ -98,4 +98,9 @@ impl<T: Real> Distribution<T> for Uniform<T> {
             self.low[i] + u * (self.high[i] - self.low[i])
         })
     }
+    fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
+        assert_rows("Uniform::log_prob_grad", self.low.len(), x);
+        // Flat inside the box, −∞ (constant) outside.
+        Some(DMatrix::zeros(x.nrows(), x.ncols()))
+    }
 }

@@ -1,0 +1,95 @@
+//! What maximum-likelihood and variational fitting need from a model.
+
+use nalgebra::{DMatrix, DVector};
+
+use crate::bijector::{Bijector, DataStage, Differentiable};
+use crate::distribution::{Distribution, TransformedDistribution};
+use crate::{Error, Real};
+
+/// A density with trainable parameters, as [`fit`](super::fit) sees it.
+pub trait TrainableDensity<T: Real>: Distribution<T> {
+    /// Number of trainable parameters.
+    fn num_params(&self) -> usize;
+    /// Visits the flat parameter vector slice by slice.
+    fn visit_params(&self, f: &mut dyn FnMut(&[T]));
+    /// Mutable version; call [`TrainableDensity::params_changed`] afterwards.
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T]));
+    /// Restores invariants after a parameter update (MADE masks).
+    fn params_changed(&mut self);
+    /// Training or evaluation behaviour (batch normalisation).
+    fn set_training(&mut self, training: bool);
+    /// Data-dependent set-up before (ActNorm) or after (batch norm) fitting.
+    fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage);
+    /// The mean log-density of the batch; **adds** its gradient with respect
+    /// to the parameters into `grad` (length [`TrainableDensity::num_params`]).
+    fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error>;
+
+    /// The flat parameter vector into `out` (resized; no allocation once sized).
+    fn copy_params_into(&self, out: &mut Vec<T>) {
+        out.clear();
+        self.visit_params(&mut |s| out.extend_from_slice(s));
+    }
+    /// Overwrites the flat parameter vector (must have the right length).
+    fn load_params(&mut self, values: &[T]) {
+        assert_eq!(values.len(), self.num_params(), "load_params: wrong number of parameters");
+        let mut off = 0;
+        self.visit_params_mut(&mut |s| {
+            s.copy_from_slice(&values[off..off + s.len()]);
+            off += s.len();
+        });
+        self.params_changed();
+    }
+}
+
+/// `log p(y) = log p_base(u) + ildj(y)` with `u = f⁻¹(y)`; its gradient comes
+/// from the base's `∇ log p` and the bijector's inverse backward pass.
+impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T> for TransformedDistribution<T, D, B> {
+    fn num_params(&self) -> usize {
+        self.bijector().num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        self.bijector().visit_params(f)
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        self.bijector_mut().visit_params_mut(f)
+    }
+    fn params_changed(&mut self) {
+        self.bijector_mut().params_changed()
+    }
+    fn set_training(&mut self, training: bool) {
+        self.bijector_mut().set_training(training)
+    }
+    fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage) {
+        let _ = self.bijector_mut().prepare_with_data(data, stage);
+    }
+    fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error> {
+        mean_log_prob_and_grad(self.base(), self.bijector(), x, grad)
+    }
+}
+
+/// The shared computation of [`TrainableDensity::mean_log_prob_and_grad`]
+/// for a base pushed through a differentiable bijector.
+pub(crate) fn mean_log_prob_and_grad<T: Real>(
+    base: &dyn Distribution<T>,
+    bijector: &dyn Differentiable<T>,
+    x: &DMatrix<T>,
+    grad: &mut [T],
+) -> Result<T, Error> {
+    let n = x.ncols();
+    let (u, ildj) = bijector.inverse_and_log_det(x);
+    let lp = base.log_prob(&u);
+    let g_base = base.log_prob_grad(&u).ok_or_else(|| Error::Unsupported {
+        context: "mean_log_prob_and_grad".into(),
+        reason: "the base distribution does not provide ∇ log p".into(),
+    })?;
+    let inv_n = T::one() / T::lit(n as f64);
+    bijector.inverse_and_log_det_backward(x, &(g_base * inv_n), &DVector::from_element(n, inv_n), grad)?;
+    Ok((lp + ildj).sum() * inv_n)
+}
+
+impl<T: Real, D: Distribution<T>, B: Bijector<T>> TransformedDistribution<T, D, B> {
+    /// Mutable access to the bijector (for training).
+    pub fn bijector_mut(&mut self) -> &mut B {
+        self.bijector_mut_internal()
+    }
+}
