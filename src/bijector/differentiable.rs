@@ -71,6 +71,14 @@ pub trait Differentiable<T: Real>: Bijector<T> {
         grad_params: &mut [T],
     ) -> Result<DMatrix<T>, Error>;
 
+    /// Visits the layer's non-parameter **state** (batch-normalisation
+    /// statistics, ActNorm's initialised flag as 0/1), which a saved model
+    /// stores beside the parameters. Default: none.
+    fn visit_state(&self, _f: &mut dyn FnMut(&[T])) {}
+
+    /// Mutable version of [`visit_state`](Differentiable::visit_state).
+    fn visit_state_mut(&mut self, _f: &mut dyn FnMut(&mut [T])) {}
+
     /// A boxed deep copy (every trainable type is `Clone`; implement as
     /// `Box::new(self.clone())`). Combinators that share parts between clones
     /// use it to copy a part before its parameters are written.

@@ -24,6 +24,16 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
     /// to the parameters into `grad` (length [`TrainableDensity::num_params`]).
     fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error>;
 
+    /// Folds a per-dimension standardisation of `data` into the model (used by
+    /// [`FitOptions::standardize`](super::FitOptions::standardize)). Default:
+    /// unsupported.
+    fn standardize_from(&mut self, _data: &DMatrix<T>) -> Result<(), Error> {
+        Err(Error::Unsupported {
+            context: "TrainableDensity::standardize_from".into(),
+            reason: "this model cannot fold a data standardisation into itself; use a FlowModel".into(),
+        })
+    }
+
     /// The flat parameter vector into `out` (resized; no allocation once sized).
     fn copy_params_into(&self, out: &mut Vec<T>) {
         out.clear();

@@ -44,6 +44,11 @@ pub struct FitOptions<T: Real> {
     pub seed: u64,
     /// Validation data for the history and for early stopping.
     pub validation: Validation<T>,
+    /// Fold a standardisation of the training data (per-dimension mean and
+    /// standard deviation) into the model before fitting, so that the flow
+    /// trains on standardised data while the model stays in data units
+    /// (default `false`; needs a model that supports it, such as `FlowModel`).
+    pub standardize: bool,
     /// Stop when the validation NLL has not improved for this many epochs,
     /// and restore the best parameters (needs validation data).
     pub patience: Option<usize>,
@@ -61,6 +66,7 @@ impl<T: Real> Default for FitOptions<T> {
             schedule: Schedule::Constant,
             seed: 0,
             validation: Validation::None,
+            standardize: false,
             patience: None,
         }
     }
@@ -201,6 +207,9 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
     adam.weight_decay = options.weight_decay;
     let batches = n.div_ceil(options.batch_size);
 
+    if options.standardize {
+        model.standardize_from(&train)?;
+    }
     model.prepare_with_data(&train, DataStage::Initialize);
     model.set_training(true);
     model.copy_params_into(&mut best);

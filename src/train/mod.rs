@@ -23,12 +23,14 @@
 
 mod density;
 mod fit;
+mod model;
 mod optimizer;
 pub mod targets;
 mod variational;
 
 pub use density::TrainableDensity;
 pub use fit::{EpochRecord, FitEvent, FitOptions, FitReport, Validation, fit, fit_with_observer};
+pub use model::{FlowModel, MODEL_FORMAT_VERSION, Standardization, write_atomically};
 pub use optimizer::{Adam, Optimizer, Schedule, Sgd, clip_grad_norm};
 pub use variational::{
     DistributionTarget, FnTarget, LogDensity, VariationalOptions, VariationalReport, elbo_and_grad, fit_variational,

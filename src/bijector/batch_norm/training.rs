@@ -36,6 +36,15 @@ use crate::{Error, Real};
 /// non-finite entry leaves them unchanged); [`DataStage::Initialize`] changes
 /// nothing. Both return `inverse(y)` in the current mode.
 impl<T: Real> Differentiable<T> for BatchNormalization<T> {
+    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.running_mean.as_slice());
+        f(self.running_var.as_slice());
+    }
+    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.running_mean.as_mut_slice());
+        f(self.running_var.as_mut_slice());
+    }
+
     fn num_params(&self) -> usize {
         self.params.len()
     }
