@@ -7,6 +7,8 @@ use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
 
+mod gradients;
+
 /// Planar flow layer (Rezende & Mohamed 2015, *Variational Inference with
 /// Normalizing Flows*, §4.1 and appendix A.1).
 ///
@@ -58,6 +60,27 @@ use crate::{Error, Real};
 /// **Costs.** Forward and log-det: `O(D)` per sample. Inverse: `O(D)` per sample
 /// plus a scalar root finding (a few `tanh` evaluations).
 ///
+/// **Training.** The layer is [`Differentiable`](super::Differentiable) in both
+/// directions, by hand-written reverse mode through the reparametrisation
+/// (`û` depends on `u` and `w`, `wᵀû` on `wᵀu`). The inverse is differentiated
+/// implicitly: with `z = f⁻¹(y)`, `∂z/∂y = J⁻¹` and `∂z/∂θ = −J⁻¹ ∂f/∂θ`, where
+/// `J = I + û ψᵀ` is inverted by Sherman–Morrison,
+/// `J⁻ᵀ v = v − ψ (ûᵀv)/(1 + ψᵀû)`; the inverse log-det is differentiated both
+/// directly in `θ` and through `z`. Backward passes cost `O(D)` per sample
+/// (plus the root finding in the inverse direction). In the `w = 0` branch the
+/// gradients are those of the function that branch computes,
+/// `z + u tanh(wᵀz + b)` with log-det `log(1 + wᵀu·sech²(wᵀz + b))`; the layer
+/// itself is discontinuous in `w` at `w = 0` (for `w ≠ 0`, `û − u` is of order
+/// `1/‖w‖`), so no gradient can be consistent with both sides.
+///
+/// **Do not train from the identity initialisation.** At `u = w = 0`, `b = 0`
+/// every parameter gradient vanishes exactly, in both directions and for any
+/// loss: `∂f/∂u = tanh(b) = 0`, `∂f/∂w` and `∂f/∂b` are proportional to
+/// `û = 0`, and the log-det `log(1 + wᵀu·sech²)` is flat to first order. It is
+/// a saddle that gradient descent cannot leave, which is why the flow DSL's
+/// `planar` defaults to `identity_init = false` (a random, well-conditioned
+/// start; see [`Planar::new`]).
+///
 /// **Parameters.** One buffer of length `2D + 1`: `[u (D), w (D), b (1)]`
 /// ([`Planar::params`]); `u` is the unconstrained vector (before the
 /// reparametrisation). Every entry must stay finite.
@@ -78,9 +101,21 @@ use crate::{Error, Real};
 /// assert!((z_back - &z).amax() < 1e-12);
 /// assert!((ldj + ildj).amax() < 1e-12);
 ///
-/// // The identity initialisation (u = w = 0, b = 0) is exactly the identity.
+/// // Training: the backward pass of the density direction (implicit
+/// // differentiation of the root finding) for the loss Σ log-det.
+/// let mut grad = vec![0.0; planar.num_params()];
+/// let grad_y = planar.inverse_and_log_det_backward(
+///     &y, &DMatrix::zeros(2, 3), &DVector::from_element(3, 1.0), &mut grad)?;
+/// assert_eq!(grad_y.shape(), (2, 3));
+/// assert!(grad.iter().any(|&g| g != 0.0));
+///
+/// // The identity initialisation (u = w = 0, b = 0) is exactly the identity,
+/// // and a saddle: every parameter gradient is 0 there.
 /// let id = Planar::<f64>::new(2, true, &mut rng)?;
 /// assert_eq!(id.forward(&z), z);
+/// let mut grad = vec![0.0; id.num_params()];
+/// id.forward_and_log_det_backward(&z, &DMatrix::from_element(2, 3, 1.0), &DVector::from_element(3, 1.0), &mut grad)?;
+/// assert!(grad.iter().all(|&g| g == 0.0));
 ///
 /// // Hand-picked parameters: u = (1, 0), w = (0, 2), b = 0.5.
 /// let p = Planar::from_params(
@@ -145,6 +180,13 @@ struct Derived<T: Real> {
     m: T,
     /// `1 + m`, computed without cancellation (`softplus(wᵀu)`).
     one_plus_m: T,
+    /// `wᵀu`.
+    wtu: T,
+    /// `‖w‖²`.
+    wtw: T,
+    /// The coefficient `k = (m(wᵀu) − wᵀu)/‖w‖²` of `û = u + k w`, or `None`
+    /// in the `w = 0` branch (`û = u`, `m = wᵀu`).
+    k: Option<T>,
 }
 
 impl<T: Real> Planar<T> {
@@ -152,8 +194,8 @@ impl<T: Real> Planar<T> {
     ///
     /// With `identity_init`, `u = 0`, `w = 0` and `b = 0`, so `f(z) = z + 0·tanh(0)`
     /// is exactly the identity (the `w = 0` rule: `û = u = 0`). Note that every
-    /// parameter derivative of `f` vanishes there, so training from this point
-    /// needs a perturbation. Without it, `w` has a uniformly random direction
+    /// parameter gradient vanishes there (a saddle: see "Training" in the
+    /// type's docs), so training from this point needs a perturbation. Without it, `w` has a uniformly random direction
     /// and a norm uniform in `[0.5, 1.5]`, `u ~ N(0, I/D)` and
     /// `b ~ N(0, 0.5²)`: a clearly non-linear, well-conditioned layer
     /// (`‖w‖ ≥ 0.5` keeps `‖û‖` moderate).
@@ -254,15 +296,15 @@ impl<T: Real> Planar<T> {
         let wtu = w.iter().zip(u).fold(T::zero(), |acc, (&a, &c)| acc + a * c);
         // m(a) − a = −1 + softplus(a) − a = softplus(−a) − 1, without cancellation.
         let k = ((-wtu).softplus() - T::one()) / wtw;
-        let (u_hat, m, one_plus_m) = if wtw > T::zero() && k.is_finite() {
+        let (u_hat, m, one_plus_m, k) = if wtw > T::zero() && k.is_finite() {
             let u_hat =
                 DVector::from_iterator(self.dim, u.iter().zip(w).map(|(&ui, &wi)| ui + k * wi));
             let s = wtu.softplus();
-            (u_hat, s - T::one(), s)
+            (u_hat, s - T::one(), s, Some(k))
         } else {
             // w = 0 (or ‖w‖ so small that the correction is not representable):
             // û = u, and wᵀû = wᵀu.
-            (DVector::from_column_slice(u), wtu, T::one() + wtu)
+            (DVector::from_column_slice(u), wtu, T::one() + wtu, None)
         };
         let dot = w
             .iter()
@@ -273,6 +315,19 @@ impl<T: Real> Planar<T> {
             u_hat,
             m,
             one_plus_m,
+            wtu,
+            wtw,
+            k,
+        }
+    }
+
+    /// `1 + wᵀû · sech²(x)` from `t = tanh x` and `s2 = sech² x`, in the same
+    /// stable form as [`Planar::log_det_at`].
+    fn det_at(d: &Derived<T>, t: T, s2: T) -> T {
+        if d.m >= T::lit(-0.5) {
+            T::one() + d.m * s2
+        } else {
+            t * t + d.one_plus_m * s2
         }
     }
 
@@ -343,6 +398,37 @@ impl<T: Real> Planar<T> {
 /// One draw from `N(0, 1)`.
 pub(crate) fn std_normal(rng: &mut dyn Rng) -> f64 {
     StandardNormal.sample(rng)
+}
+
+/// Panics unless the arguments of a backward pass have matching shapes: `input`
+/// and `grad_out` are `dim × n`, `grad_log_det` has length `n` and
+/// `grad_params` has length `num_params`.
+pub(crate) fn assert_backward_shapes<T: Real>(
+    context: &str,
+    dim: usize,
+    num_params: usize,
+    input: &DMatrix<T>,
+    grad_out: &DMatrix<T>,
+    grad_log_det: &DVector<T>,
+    grad_params: &[T],
+) {
+    assert_rows(context, dim, input);
+    let n = input.ncols();
+    assert!(
+        grad_out.shape() == (dim, n),
+        "{context}: output cotangent has shape {:?}, expected ({dim}, {n})",
+        grad_out.shape()
+    );
+    assert!(
+        grad_log_det.len() == n,
+        "{context}: log-det cotangent has length {}, expected {n}",
+        grad_log_det.len()
+    );
+    assert!(
+        grad_params.len() == num_params,
+        "{context}: parameter gradient has length {}, expected {num_params}",
+        grad_params.len()
+    );
 }
 
 /// `(tanh x, sech² x)`, with `sech² x = 4e/(1 + e)²`, `e = exp(−2|x|)`: accurate
@@ -460,4 +546,5 @@ impl<T: Real> Bijector<T> for Planar<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
+    super::differentiable_hooks!();
 }
