@@ -83,3 +83,6 @@ pub struct VerificationDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/dsl.md")]
 pub struct DslDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/training.md")]
+pub struct TrainingDoctests;

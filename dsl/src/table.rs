@@ -134,8 +134,9 @@ const IDENTITY_INIT: KeyDef = KeyDef {
     default: "true",
     doc: "whether a fresh layer is exactly the identity (false: standard random initialisation)",
 };
-/// Planar and radial flows start random by default: at their identity point
-/// every parameter gradient vanishes (a saddle), so training could not leave it.
+/// Planar and radial flows start random by default, as in Rezende & Mohamed
+/// (2015): a planar flow's identity point (`u = w = 0`) is a saddle where every
+/// parameter gradient vanishes, so training could not leave it.
 const IDENTITY_INIT_RANDOM: KeyDef = KeyDef {
     default: "false",
     ..IDENTITY_INIT
