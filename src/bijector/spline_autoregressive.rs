@@ -5,7 +5,9 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::rq_spline::{check_spline_shape, params_per_coord, rqs_forward, rqs_inverse};
+use super::rq_spline::{
+    check_spline_shape, params_per_coord, rqs_forward, rqs_inverse, rqs_inverse_backward,
+};
 use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Made};
@@ -30,6 +32,13 @@ use crate::{Error, Real};
 /// can be conditioned on it. Wrap the layer in
 /// [`Invert`](super::Invert) to swap the costs (fast sampling, slow density,
 /// the IAF trade-off).
+///
+/// **Training.** [`Differentiable`](super::Differentiable) through the
+/// inverse (the parallel direction, used for maximum likelihood); the
+/// backward pass of the sequential forward returns [`Error::Unsupported`].
+/// A loss that differentiates through sampling (variational fitting) needs
+/// the one-pass direction to be the sampling one: wrap the layer in
+/// [`Invert`](super::Invert) (the IAF arrangement).
 ///
 /// # Conditioner
 ///
@@ -283,5 +292,89 @@ impl<T: Real> Bijector<T> for SplineAutoregressive<T> {
     }
     fn dim(&self) -> Option<usize> {
         Some(self.dim_())
+    }
+    super::differentiable_hooks!();
+}
+
+/// Trainable through the inverse (data → base, one MADE pass), the direction
+/// of maximum-likelihood training. The forward (sampling) direction is `D`
+/// sequential MADE passes and its backward pass returns
+/// [`Error::Unsupported`]; train an [`Invert`](super::Invert) of this layer
+/// to fit through the other direction.
+impl<T: Real> super::Differentiable<T> for SplineAutoregressive<T> {
+    fn num_params(&self) -> usize {
+        self.made.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.made.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.made.params_mut())
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn params_changed(&mut self) {
+        self.enforce_masks();
+    }
+    /// `x` feeds both the splines (as their inputs) and the MADE (as the
+    /// conditioner's input): `∂L/∂x` is the sum of the spline kernels' input
+    /// gradients and the MADE's input gradient.
+    fn inverse_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "SplineAutoregressive::inverse_and_log_det_backward",
+            self.dim_(),
+            x,
+        );
+        let d = self.dim_();
+        let p = params_per_coord(self.bins);
+        let (out, cache) = self.made.forward_cached(x);
+        let mut grad_out = DMatrix::zeros(out.nrows(), x.ncols());
+        let mut grad_x = DMatrix::zeros(d, x.ncols());
+        let mut theta = vec![T::zero(); p];
+        let mut g_theta = vec![T::zero(); p];
+        for s in 0..x.ncols() {
+            for i in 0..d {
+                self.gather(&out, i, s, &mut theta);
+                g_theta.iter_mut().for_each(|g| *g = T::zero());
+                grad_x[(i, s)] = rqs_inverse_backward(
+                    x[(i, s)],
+                    &theta,
+                    self.bins,
+                    self.bound,
+                    grad_u[(i, s)],
+                    grad_log_det[s],
+                    &mut g_theta,
+                );
+                for (q, g) in g_theta.iter().enumerate() {
+                    grad_out[(q * d + i, s)] = *g;
+                }
+            }
+        }
+        grad_x += self.made.backward(&cache, &grad_out, grad_params);
+        Ok(grad_x)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        _u: &DMatrix<T>,
+        _grad_x: &DMatrix<T>,
+        _grad_log_det: &DVector<T>,
+        _grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        Err(Error::Unsupported {
+            context: "SplineAutoregressive::forward_and_log_det_backward".into(),
+            reason: "the forward (sampling) direction takes D sequential MADE passes and has \
+                     no backward pass; train through the inverse direction (data → base, one \
+                     MADE pass, as maximum likelihood does), or, if the loss differentiates \
+                     through sampling, wrap the layer in `Invert` so that sampling is the \
+                     one-pass direction"
+                .into(),
+        })
     }
 }

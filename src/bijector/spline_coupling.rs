@@ -4,7 +4,10 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::rq_spline::{check_spline_shape, params_per_coord, rqs_forward, rqs_inverse};
+use super::rq_spline::{
+    BackwardKernel, check_spline_shape, params_per_coord, rqs_forward, rqs_forward_backward,
+    rqs_inverse, rqs_inverse_backward,
+};
 use super::{Bijector, CouplingMask, assert_rows};
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Mlp};
@@ -45,6 +48,11 @@ use crate::{Error, Real};
 /// zero: every raw parameter is 0 and a fresh layer is the identity map.
 ///
 /// All parameters are the MLP's, in one buffer ([`SplineCoupling::params`]).
+///
+/// **Training.** [`Differentiable`](super::Differentiable) in both
+/// directions: the cotangents of the raw spline parameters (from the spline
+/// kernels' reverse mode) go back through the MLP, whose input gradient adds
+/// to the identity half's.
 ///
 /// ```
 /// use nalgebra::DMatrix;
@@ -276,5 +284,105 @@ impl<T: Real> Bijector<T> for SplineCoupling<T> {
     }
     fn dim(&self) -> Option<usize> {
         Some(self.mask.dim())
+    }
+    super::differentiable_hooks!();
+}
+
+impl<T: Real> SplineCoupling<T> {
+    /// Shared backward pass of both directions at `input` (`x` forward, `y`
+    /// inverse; `input_A` is the conditioner's input either way): returns
+    /// `∂L/∂input` and adds `∂L/∂θ` into `grad_params`.
+    ///
+    /// The transformed coordinates get the spline kernel's input gradient; the
+    /// cotangents of the raw spline parameters go back through the MLP, whose
+    /// input gradient adds to the identity half's pass-through cotangent.
+    fn backward(
+        &self,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        kernel: BackwardKernel<T>,
+    ) -> DMatrix<T> {
+        let ia = self.mask.identity_indices();
+        let ib = self.mask.transformed_indices();
+        let p = params_per_coord(self.bins);
+        let (raw, cache) = self.net.forward_cached(&input.select_rows(ia));
+        let rows = raw.nrows();
+        let mut grad_raw = DMatrix::zeros(rows, input.ncols());
+        let mut grad_in = grad_out.clone();
+        for (s, (col, gcol)) in raw
+            .as_slice()
+            .chunks_exact(rows)
+            .zip(grad_raw.as_mut_slice().chunks_exact_mut(rows))
+            .enumerate()
+        {
+            for ((&i, theta), g_theta) in ib
+                .iter()
+                .zip(col.chunks_exact(p))
+                .zip(gcol.chunks_exact_mut(p))
+            {
+                grad_in[(i, s)] = kernel(
+                    input[(i, s)],
+                    theta,
+                    self.bins,
+                    self.bound,
+                    grad_out[(i, s)],
+                    grad_log_det[s],
+                    g_theta,
+                );
+            }
+        }
+        let grad_a = self.net.backward(&cache, &grad_raw, grad_params, None);
+        for (r, &i) in ia.iter().enumerate() {
+            for s in 0..input.ncols() {
+                grad_in[(i, s)] += grad_a[(r, s)];
+            }
+        }
+        grad_in
+    }
+}
+
+/// Both directions are one MLP pass, and both are differentiable.
+impl<T: Real> super::Differentiable<T> for SplineCoupling<T> {
+    fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.net.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.net.params_mut())
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "SplineCoupling::inverse_and_log_det_backward",
+            self.mask.dim(),
+            y,
+        );
+        Ok(self.backward(y, grad_x, grad_log_det, grad_params, rqs_inverse_backward))
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "SplineCoupling::forward_and_log_det_backward",
+            self.mask.dim(),
+            x,
+        );
+        Ok(self.backward(x, grad_y, grad_log_det, grad_params, rqs_forward_backward))
     }
 }

@@ -213,9 +213,15 @@ impl<T: Real> Mlp<T> {
                     out,
                     inp,
                 );
-                gw.gemm(T::one(), &delta, &h.transpose(), T::one());
                 if let Some(m) = masks {
-                    gw.component_mul_assign(&m[l]);
+                    // Mask the increment, not the buffer: what the buffer
+                    // already holds must survive (backward passes add).
+                    let mut inc = DMatrix::zeros(out, inp);
+                    inc.gemm(T::one(), &delta, &h.transpose(), T::zero());
+                    inc.component_mul_assign(&m[l]);
+                    gw += inc;
+                } else {
+                    gw.gemm(T::one(), &delta, &h.transpose(), T::one());
                 }
             }
             for (j, gb) in grad_params[off + out * inp..off + out * inp + out]
