@@ -172,9 +172,16 @@ impl fmt::Display for Error {
                 "cannot build layer {} (`{layer}`) for dimension {dim}: {reason}",
                 position + 1
             ),
-            Error::Training { epoch, batch, reason } => {
+            Error::Training {
+                epoch,
+                batch,
+                reason,
+            } => {
                 if *batch > 0 {
-                    write!(f, "fitting stopped at epoch {epoch}, batch {batch}: {reason}")
+                    write!(
+                        f,
+                        "fitting stopped at epoch {epoch}, batch {batch}: {reason}"
+                    )
                 } else {
                     write!(f, "fitting stopped at epoch {epoch}: {reason}")
                 }

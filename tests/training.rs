@@ -10,27 +10,44 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 fn normal_data(n: usize, seed: u64) -> DMatrix<f64> {
-    let d = Normal::new(DVector::from_vec(vec![3.0, -1.0]), DVector::from_vec(vec![0.5, 2.0])).unwrap();
+    let d = Normal::new(
+        DVector::from_vec(vec![3.0, -1.0]),
+        DVector::from_vec(vec![0.5, 2.0]),
+    )
+    .unwrap();
     d.sample(n, &mut StdRng::seed_from_u64(seed))
 }
 
 /// The entropy of N(μ, diag σ²): Σ ½ log(2πe σᵢ²) (the best achievable NLL).
 fn normal_entropy() -> f64 {
-    [0.5_f64, 2.0].iter().map(|s| 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * s * s).ln()).sum()
+    [0.5_f64, 2.0]
+        .iter()
+        .map(|s| 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * s * s).ln())
+        .sum()
 }
 
 #[test]
 fn fit_reaches_the_entropy_of_gaussian_data() {
     let data = normal_data(4000, 1);
     let mut model = FlowModel::<f64>::new(&flow!(maf(2, hidden = 16)), 2, 3).unwrap();
-    let opts = FitOptions { epochs: 20, batch_size: 200, learning_rate: 5e-3, standardize: true, ..Default::default() };
+    let opts = FitOptions {
+        epochs: 20,
+        batch_size: 200,
+        learning_rate: 5e-3,
+        standardize: true,
+        ..Default::default()
+    };
     let report = fit(&mut model, &data, &opts).unwrap();
     assert_eq!(report.history.len(), 20);
     assert_eq!(report.steps, 20 * 20);
     let nll = -model.log_prob(&data).mean();
     // The NLL of the data under its own density is its entropy, 2.9894; a
     // good fit is within a few hundredths (sampling error ~ 1/√n).
-    assert!((nll - normal_entropy()).abs() < 0.05, "nll {nll} vs entropy {}", normal_entropy());
+    assert!(
+        (nll - normal_entropy()).abs() < 0.05,
+        "nll {nll} vs entropy {}",
+        normal_entropy()
+    );
     // Training reduced the loss.
     assert!(report.history.last().unwrap().train_nll < report.history[0].train_nll);
 }
@@ -40,7 +57,12 @@ fn same_seed_gives_the_same_run() {
     let data = normal_data(600, 2);
     let run = |seed| {
         let mut m = FlowModel::<f64>::new(&flow!(realnvp(2, hidden = 8)), 2, 1).unwrap();
-        let opts = FitOptions { epochs: 3, batch_size: 64, seed, ..Default::default() };
+        let opts = FitOptions {
+            epochs: 3,
+            batch_size: 64,
+            seed,
+            ..Default::default()
+        };
         fit(&mut m, &data, &opts).unwrap();
         m.flow().params_to_vec()
     };
@@ -65,7 +87,11 @@ fn validation_history_and_early_stopping_restore_the_best_parameters() {
     };
     let report = fit(&mut model, &data, &opts).unwrap();
     assert!(report.stopped_early, "{report:?}");
-    let best = report.history.iter().map(|r| r.valid_nll.unwrap()).fold(f64::INFINITY, f64::min);
+    let best = report
+        .history
+        .iter()
+        .map(|r| r.valid_nll.unwrap())
+        .fold(f64::INFINITY, f64::min);
     assert_eq!(report.best_valid_nll, Some(best));
     assert_eq!(report.history[report.best_epoch - 1].valid_nll, Some(best));
     // The model holds the best epoch's parameters: its validation NLL is the best one.
@@ -78,14 +104,30 @@ fn validation_history_and_early_stopping_restore_the_best_parameters() {
 fn validation_fraction_and_bad_options() {
     let data = normal_data(200, 6);
     let mut model = FlowModel::<f64>::new(&flow!(maf(hidden = 8)), 2, 0).unwrap();
-    let opts = FitOptions { epochs: 2, validation: Validation::Fraction(0.25), ..Default::default() };
+    let opts = FitOptions {
+        epochs: 2,
+        validation: Validation::Fraction(0.25),
+        ..Default::default()
+    };
     let r = fit(&mut model, &data, &opts).unwrap();
     assert!(r.history.iter().all(|h| h.valid_nll.is_some()));
     for bad in [
-        FitOptions { batch_size: 0, ..Default::default() },
-        FitOptions { learning_rate: -1.0, ..Default::default() },
-        FitOptions { validation: Validation::Fraction(1.5), ..Default::default() },
-        FitOptions { patience: Some(3), ..Default::default() },
+        FitOptions {
+            batch_size: 0,
+            ..Default::default()
+        },
+        FitOptions {
+            learning_rate: -1.0,
+            ..Default::default()
+        },
+        FitOptions {
+            validation: Validation::Fraction(1.5),
+            ..Default::default()
+        },
+        FitOptions {
+            patience: Some(3),
+            ..Default::default()
+        },
     ] {
         assert!(fit(&mut model, &data, &bad).is_err());
     }
@@ -130,25 +172,54 @@ fn non_finite_loss_stops_with_the_epoch_and_batch() {
         fn params_changed(&mut self) {}
         fn set_training(&mut self, _: bool) {}
         fn prepare_with_data(&mut self, _: &DMatrix<f64>, _: DataStage) {}
-        fn mean_log_prob_and_grad(&self, _x: &DMatrix<f64>, grad: &mut [f64]) -> Result<f64, Error> {
+        fn mean_log_prob_and_grad(
+            &self,
+            _x: &DMatrix<f64>,
+            grad: &mut [f64],
+        ) -> Result<f64, Error> {
             let k = self.calls.get() + 1;
             self.calls.set(k);
             grad[0] += -2.0 * self.theta[0];
-            Ok(if k == 7 { f64::NAN } else { -self.theta[0] * self.theta[0] })
+            Ok(if k == 7 {
+                f64::NAN
+            } else {
+                -self.theta[0] * self.theta[0]
+            })
         }
     }
-    let mut trap = Trap { theta: vec![1.0], calls: std::cell::Cell::new(0) };
+    let mut trap = Trap {
+        theta: vec![1.0],
+        calls: std::cell::Cell::new(0),
+    };
     let data = DMatrix::zeros(1, 10);
     // 10 samples in batches of 4: 3 batches per epoch, so call 7 is epoch 3, batch 1.
     let mut seen = Vec::new();
-    let e = fit_with_observer(&mut trap, &data, &FitOptions { batch_size: 4, ..Default::default() }, &mut |ev| {
-        if let FitEvent::Step { .. } = ev {
-            seen.push(());
-        }
-        true
-    })
+    let e = fit_with_observer(
+        &mut trap,
+        &data,
+        &FitOptions {
+            batch_size: 4,
+            ..Default::default()
+        },
+        &mut |ev| {
+            if let FitEvent::Step { .. } = ev {
+                seen.push(());
+            }
+            true
+        },
+    )
     .unwrap_err();
-    assert!(matches!(e, Error::Training { epoch: 3, batch: 1, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Training {
+                epoch: 3,
+                batch: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("epoch 3, batch 1"), "{e}");
     assert_eq!(seen.len(), 6);
     // The parameters are those after the 5th update, whose loss (call 6) was finite.
@@ -166,12 +237,20 @@ fn observer_can_stop_fitting() {
     let data = normal_data(500, 7);
     let mut model = FlowModel::<f64>::new(&flow!(realnvp(hidden = 8)), 2, 0).unwrap();
     let mut steps = 0;
-    let r = fit_with_observer(&mut model, &data, &FitOptions { batch_size: 50, ..Default::default() }, &mut |ev| {
-        if let FitEvent::Step { .. } = ev {
-            steps += 1;
-        }
-        steps < 4
-    })
+    let r = fit_with_observer(
+        &mut model,
+        &data,
+        &FitOptions {
+            batch_size: 50,
+            ..Default::default()
+        },
+        &mut |ev| {
+            if let FitEvent::Step { .. } = ev {
+                steps += 1;
+            }
+            steps < 4
+        },
+    )
     .unwrap();
     assert!(r.interrupted);
     assert_eq!(r.steps, 4);
@@ -183,9 +262,20 @@ fn observer_can_stop_fitting() {
 fn batch_norm_ends_with_full_training_set_statistics() {
     let data = normal_data(1000, 8);
     let mut model = FlowModel::<f64>::new(&flow!(maf(hidden = 8) >> batchnorm), 2, 0).unwrap();
-    fit(&mut model, &data, &FitOptions { epochs: 2, batch_size: 100, ..Default::default() }).unwrap();
+    fit(
+        &mut model,
+        &data,
+        &FitOptions {
+            epochs: 2,
+            batch_size: 100,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     use normflow::spec::FlowLayer;
-    let FlowLayer::BatchNorm(bn) = &model.flow().layers()[1] else { panic!("layer 1 is batch norm") };
+    let FlowLayer::BatchNorm(bn) = &model.flow().layers()[1] else {
+        panic!("layer 1 is batch norm")
+    };
     // batchnorm is last (data side): its statistics are those of the data itself.
     for i in 0..2 {
         let row = data.row(i);
@@ -202,8 +292,23 @@ fn batch_norm_ends_with_full_training_set_statistics() {
 #[test]
 fn saved_models_reload_bit_identical() {
     let data = normal_data(800, 9);
-    let mut model = FlowModel::<f64>::new(&flow!(maf(2, hidden = 8) >> permute >> actnorm >> batchnorm >> nsf(bins = 4)), 2, 11).unwrap();
-    fit(&mut model, &data, &FitOptions { epochs: 2, batch_size: 100, standardize: true, ..Default::default() }).unwrap();
+    let mut model = FlowModel::<f64>::new(
+        &flow!(maf(2, hidden = 8) >> permute >> actnorm >> batchnorm >> nsf(bins = 4)),
+        2,
+        11,
+    )
+    .unwrap();
+    fit(
+        &mut model,
+        &data,
+        &FitOptions {
+            epochs: 2,
+            batch_size: 100,
+            standardize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("normflow-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.json");
@@ -223,7 +328,10 @@ fn bad_model_files_are_clear_errors() {
     let json = model.to_json();
     let truncated = &json[..json.len() / 2];
     let e = FlowModel::<f64>::from_json(truncated).unwrap_err();
-    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("truncated"), "{e}");
+    assert!(
+        matches!(e, Error::Format { .. }) && e.to_string().contains("truncated"),
+        "{e}"
+    );
     let newer = json.replace("\"version\": 1", "\"version\": 99");
     let e = FlowModel::<f64>::from_json(&newer).unwrap_err();
     assert!(e.to_string().contains("version 99, newer"), "{e}");
@@ -246,7 +354,11 @@ fn bad_model_files_are_clear_errors() {
 /// The targets' gradients agree with finite differences.
 #[test]
 fn target_gradients_match_finite_differences() {
-    let pts = DMatrix::from_row_slice(2, 5, &[0.3, -1.7, 2.2, 0.0, 1.1, -0.4, 0.9, 1.5, -2.0, 0.05]);
+    let pts = DMatrix::from_row_slice(
+        2,
+        5,
+        &[0.3, -1.7, 2.2, 0.0, 1.1, -0.4, 0.9, 1.5, -2.0, 0.05],
+    );
     let targets: Vec<(&str, Box<dyn LogDensity<f64>>)> = vec![
         ("U1", Box::new(Energy::U1)),
         ("U2", Box::new(Energy::U2)),
@@ -265,7 +377,11 @@ fn target_gradients_match_finite_differences() {
                 let mut b = pts.clone();
                 b[(i, j)] -= h;
                 let num = (t.log_density(&a)[0 + j] - t.log_density(&b)[j]) / (2.0 * h);
-                assert!((num - g[(i, j)]).abs() < 1e-6 * (1.0 + num.abs()), "{name} at column {j}, coordinate {i}: {num} vs {}", g[(i, j)]);
+                assert!(
+                    (num - g[(i, j)]).abs() < 1e-6 * (1.0 + num.abs()),
+                    "{name} at column {j}, coordinate {i}: {num} vs {}",
+                    g[(i, j)]
+                );
             }
         }
     }
@@ -278,10 +394,24 @@ fn u1_log_normalizer_by_quadrature() {
     let m = 1201;
     let (a, b) = (-6.0, 6.0);
     let h = (b - a) / (m - 1) as f64;
-    let w = |k: usize| if k == 0 || k == m - 1 { 1.0 } else if k % 2 == 1 { 4.0 } else { 2.0 };
+    let w = |k: usize| {
+        if k == 0 || k == m - 1 {
+            1.0
+        } else if k % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        }
+    };
     let mut z = 0.0;
     for i in 0..m {
-        let col = DMatrix::from_fn(2, m, |r, j| if r == 0 { a + h * i as f64 } else { a + h * j as f64 });
+        let col = DMatrix::from_fn(2, m, |r, j| {
+            if r == 0 {
+                a + h * i as f64
+            } else {
+                a + h * j as f64
+            }
+        });
         let lp: DVector<f64> = Energy::U1.log_density(&col);
         for j in 0..m {
             z += w(i) * w(j) * lp[j].exp();
@@ -297,7 +427,17 @@ fn variational_fit_of_u1_reaches_log_z() {
     let mut rng = StdRng::seed_from_u64(0);
     let spec = flow!(nsf(4, hidden = 32, bins = 8, bound = 4) >> actnorm);
     let mut q = spec.build_distribution::<f64>(2, &mut rng).unwrap();
-    let opts = VariationalOptions { steps: 3000, batch_size: 256, learning_rate: 3e-3, seed: 1, schedule: Schedule::Cosine { total_steps: 3000, min_factor: 0.05 }, ..Default::default() };
+    let opts = VariationalOptions {
+        steps: 3000,
+        batch_size: 256,
+        learning_rate: 3e-3,
+        seed: 1,
+        schedule: Schedule::Cosine {
+            total_steps: 3000,
+            min_factor: 0.05,
+        },
+        ..Default::default()
+    };
     let report = fit_variational(&mut q, &Energy::U1, &opts, &mut |_, _| true).unwrap();
     // A large-sample ELBO estimate at the end.
     let mut grad = vec![0.0; q.bijector().num_params()];
@@ -306,7 +446,11 @@ fn variational_fit_of_u1_reaches_log_z() {
         elbo += elbo_and_grad(&q, &Energy::U1, 1000, &mut rng, &mut grad).unwrap() / 20.0;
     }
     let log_z = Energy::U1.log_normalizer().unwrap();
-    eprintln!("U1: ELBO {elbo:.4}, log Z {log_z}, gap {:.4} nats (first step {:.3})", log_z - elbo, report.elbo_history[0]);
+    eprintln!(
+        "U1: ELBO {elbo:.4}, log Z {log_z}, gap {:.4} nats (first step {:.3})",
+        log_z - elbo,
+        report.elbo_history[0]
+    );
     assert!(elbo <= log_z + 0.01, "the ELBO cannot exceed log Z: {elbo}");
     assert!(log_z - elbo < 0.1, "ELBO {elbo}, log Z {log_z}");
 }

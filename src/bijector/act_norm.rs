@@ -284,10 +284,18 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
 /// [`DataStage::Finalize`] changes nothing. Both return `inverse(y)`.
 impl<T: Real> super::Differentiable<T> for ActNorm<T> {
     fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
-        f(&[if self.initialized { T::one() } else { T::zero() }]);
+        f(&[if self.initialized {
+            T::one()
+        } else {
+            T::zero()
+        }]);
     }
     fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        let mut flag = [if self.initialized { T::one() } else { T::zero() }];
+        let mut flag = [if self.initialized {
+            T::one()
+        } else {
+            T::zero()
+        }];
         f(&mut flag);
         self.initialized = flag[0] != T::zero();
     }

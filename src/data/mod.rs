@@ -45,7 +45,11 @@ pub fn moon_arcs(n: usize) -> DMatrix<f64> {
             if i == 0 { t.cos() } else { t.sin() }
         } else {
             let t = lin(j - n_out, n_in);
-            if i == 0 { 1.0 - t.cos() } else { 1.0 - t.sin() - 0.5 }
+            if i == 0 {
+                1.0 - t.cos()
+            } else {
+                1.0 - t.sin() - 0.5
+            }
         }
     })
 }

@@ -169,7 +169,12 @@ impl<T: Real, D: Distribution<T>, B: Bijector<T>> Distribution<T>
         let (x, _) = self.bijector.inverse_and_log_det(y);
         let g_base = self.base.log_prob_grad(&x)?;
         let mut scratch = vec![T::zero(); d.num_params()];
-        d.inverse_and_log_det_backward(y, &g_base, &DVector::from_element(y.ncols(), T::one()), &mut scratch)
-            .ok()
+        d.inverse_and_log_det_backward(
+            y,
+            &g_base,
+            &DVector::from_element(y.ncols(), T::one()),
+            &mut scratch,
+        )
+        .ok()
     }
 }

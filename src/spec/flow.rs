@@ -3,6 +3,7 @@ use rand::Rng;
 
 use super::{FlowSpec, LayerSpec, Value, check_rows};
 use crate::bijector::*;
+use crate::bijector::{DataStage, Differentiable};
 use crate::nn::{Activation, ConditionerConfig};
 use crate::{Error, Real};
 
@@ -63,10 +64,89 @@ macro_rules! dispatch {
     };
 }
 
+macro_rules! dispatch_mut {
+    ($self:expr, $b:ident => $e:expr, $unit:expr) => {
+        match $self {
+            FlowLayer::Maf($b) => $e,
+            FlowLayer::Iaf($b) => $e,
+            FlowLayer::Nice($b) => $e,
+            FlowLayer::RealNvp($b) => $e,
+            FlowLayer::SplineCoupling($b) => $e,
+            FlowLayer::SplineAr($b) => $e,
+            FlowLayer::Planar($b) => $e,
+            FlowLayer::Radial($b) => $e,
+            FlowLayer::BatchNorm($b) => $e,
+            FlowLayer::ActNorm($b) => $e,
+            FlowLayer::Lu($b) => $e,
+            FlowLayer::Permute(_)
+            | FlowLayer::Exp
+            | FlowLayer::Sigmoid
+            | FlowLayer::Tanh
+            | FlowLayer::Softplus => $unit,
+        }
+    };
+}
+
 impl<T: Real> FlowLayer<T> {
     /// The layer as a bijector trait object.
     pub fn as_bijector(&self) -> &dyn Bijector<T> {
         dispatch!(self, b => b as &dyn Bijector<T>)
+    }
+
+    /// The layer as a trainable trait object.
+    pub fn as_trainable(&self) -> &dyn Differentiable<T> {
+        dispatch!(self, b => b as &dyn Differentiable<T>)
+    }
+}
+
+impl<T: Real> Differentiable<T> for FlowLayer<T> {
+    fn num_params(&self) -> usize {
+        self.as_trainable().num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        self.as_trainable().visit_params(f)
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        dispatch_mut!(self, b => b.visit_params_mut(f), ())
+    }
+    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
+        self.as_trainable().visit_state(f)
+    }
+    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        dispatch_mut!(self, b => b.visit_state_mut(f), ())
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn params_changed(&mut self) {
+        dispatch_mut!(self, b => b.params_changed(), ())
+    }
+    fn set_training(&mut self, training: bool) {
+        dispatch_mut!(self, b => b.set_training(training), ())
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        let inv = self.inverse(y);
+        dispatch_mut!(self, b => b.prepare_with_data(y, stage), inv)
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.as_trainable()
+            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        self.as_trainable()
+            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
     }
 }
 
@@ -92,6 +172,7 @@ impl<T: Real> Bijector<T> for FlowLayer<T> {
     fn dim(&self) -> Option<usize> {
         dispatch!(self, b => Bijector::<T>::dim(b))
     }
+    crate::bijector::differentiable_hooks!();
 }
 
 /// A flow built from a [`FlowSpec`] for a given dimension: its layers in
@@ -273,5 +354,116 @@ impl<T: Real> Bijector<T> for Flow<T> {
     }
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
+    }
+    crate::bijector::differentiable_hooks!();
+}
+
+impl<T: Real> Flow<T> {
+    fn offsets(&self) -> Vec<usize> {
+        let mut off = vec![0];
+        for (i, l) in self.layers.iter().enumerate() {
+            off.push(off[i] + l.num_params());
+        }
+        off
+    }
+}
+
+impl<T: Real> Differentiable<T> for Flow<T> {
+    fn num_params(&self) -> usize {
+        self.layers.iter().map(|l| l.num_params()).sum()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        for l in &self.layers {
+            l.visit_params(f);
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        for l in &mut self.layers {
+            l.visit_params_mut(f);
+        }
+    }
+    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
+        for l in &self.layers {
+            l.visit_state(f);
+        }
+    }
+    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        for l in &mut self.layers {
+            l.visit_state_mut(f);
+        }
+    }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
+    fn params_changed(&mut self) {
+        for l in &mut self.layers {
+            l.params_changed();
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        for l in &mut self.layers {
+            l.set_training(training);
+        }
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        let mut cur = y.clone();
+        for l in self.layers.iter_mut().rev() {
+            cur = l.prepare_with_data(&cur, stage);
+        }
+        cur
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        check_rows("Flow::forward_and_log_det_backward", self.dim, x);
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut cur = x.clone();
+        for l in &self.layers {
+            let next = l.forward(&cur);
+            inputs.push(cur);
+            cur = next;
+        }
+        let off = self.offsets();
+        let mut g = grad_y.clone();
+        for i in (0..self.layers.len()).rev() {
+            g = self.layers[i].forward_and_log_det_backward(
+                &inputs[i],
+                &g,
+                grad_log_det,
+                &mut grad_params[off[i]..off[i + 1]],
+            )?;
+        }
+        Ok(g)
+    }
+    fn inverse_and_log_det_backward(
+        &self,
+        y: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        check_rows("Flow::inverse_and_log_det_backward", self.dim, y);
+        let mut inputs: Vec<DMatrix<T>> = vec![DMatrix::zeros(0, 0); self.layers.len()];
+        let mut cur = y.clone();
+        for i in (0..self.layers.len()).rev() {
+            let next = self.layers[i].inverse(&cur);
+            inputs[i] = cur;
+            cur = next;
+        }
+        let off = self.offsets();
+        let mut g = grad_x.clone();
+        for i in 0..self.layers.len() {
+            g = self.layers[i].inverse_and_log_det_backward(
+                &inputs[i],
+                &g,
+                grad_log_det,
+                &mut grad_params[off[i]..off[i + 1]],
+            )?;
+        }
+        Ok(g)
     }
 }

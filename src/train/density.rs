@@ -30,7 +30,8 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
     fn standardize_from(&mut self, _data: &DMatrix<T>) -> Result<(), Error> {
         Err(Error::Unsupported {
             context: "TrainableDensity::standardize_from".into(),
-            reason: "this model cannot fold a data standardisation into itself; use a FlowModel".into(),
+            reason: "this model cannot fold a data standardisation into itself; use a FlowModel"
+                .into(),
         })
     }
 
@@ -41,7 +42,11 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
     }
     /// Overwrites the flat parameter vector (must have the right length).
     fn load_params(&mut self, values: &[T]) {
-        assert_eq!(values.len(), self.num_params(), "load_params: wrong number of parameters");
+        assert_eq!(
+            values.len(),
+            self.num_params(),
+            "load_params: wrong number of parameters"
+        );
         let mut off = 0;
         self.visit_params_mut(&mut |s| {
             s.copy_from_slice(&values[off..off + s.len()]);
@@ -53,7 +58,9 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
 
 /// `log p(y) = log p_base(u) + ildj(y)` with `u = f⁻¹(y)`; its gradient comes
 /// from the base's `∇ log p` and the bijector's inverse backward pass.
-impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T> for TransformedDistribution<T, D, B> {
+impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T>
+    for TransformedDistribution<T, D, B>
+{
     fn num_params(&self) -> usize {
         self.bijector().num_params()
     }
@@ -93,7 +100,12 @@ pub(crate) fn mean_log_prob_and_grad<T: Real>(
         reason: "the base distribution does not provide ∇ log p".into(),
     })?;
     let inv_n = T::one() / T::lit(n as f64);
-    bijector.inverse_and_log_det_backward(x, &(g_base * inv_n), &DVector::from_element(n, inv_n), grad)?;
+    bijector.inverse_and_log_det_backward(
+        x,
+        &(g_base * inv_n),
+        &DVector::from_element(n, inv_n),
+        grad,
+    )?;
     Ok((lp + ildj).sum() * inv_n)
 }
 

@@ -1,9 +1,9 @@
 //! Maximum-likelihood fitting.
 
 use nalgebra::DMatrix;
+use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Adam, Optimizer, Schedule, TrainableDensity, clip_grad_norm};
@@ -122,7 +122,11 @@ pub enum FitEvent {
 }
 
 /// [`fit_with_observer`] without an observer.
-pub fn fit<T: Real, M: TrainableDensity<T>>(model: &mut M, data: &DMatrix<T>, options: &FitOptions<T>) -> Result<FitReport, Error> {
+pub fn fit<T: Real, M: TrainableDensity<T>>(
+    model: &mut M,
+    data: &DMatrix<T>,
+    options: &FitOptions<T>,
+) -> Result<FitReport, Error> {
     fit_with_observer(model, data, options, &mut |_| true)
 }
 
@@ -153,10 +157,20 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
     let d = model.dim();
     check_data("training data", data, d)?;
     if options.batch_size == 0 {
-        return Err(crate::error::check::invalid("fit", "batch_size", "at least 1", 0));
+        return Err(crate::error::check::invalid(
+            "fit",
+            "batch_size",
+            "at least 1",
+            0,
+        ));
     }
     if !(options.learning_rate.is_finite() && options.learning_rate > 0.0) {
-        return Err(crate::error::check::invalid("fit", "learning_rate", "finite and positive", options.learning_rate));
+        return Err(crate::error::check::invalid(
+            "fit",
+            "learning_rate",
+            "finite and positive",
+            options.learning_rate,
+        ));
     }
     let mut rng = StdRng::seed_from_u64(options.seed);
     // Split off validation data.
@@ -168,7 +182,12 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
         }
         Validation::Fraction(f) => {
             if !(*f > 0.0 && *f < 1.0) {
-                return Err(crate::error::check::invalid("fit", "validation fraction", "in (0, 1)", f));
+                return Err(crate::error::check::invalid(
+                    "fit",
+                    "validation fraction",
+                    "in (0, 1)",
+                    f,
+                ));
             }
             let n = data.ncols();
             let m = ((n as f64) * f).ceil() as usize;
@@ -239,12 +258,10 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
             }
             grad.iter_mut().for_each(|g| *g = T::zero());
             let result = model.mean_log_prob_and_grad(&batch, &mut grad);
-            let bad = |reason: String| {
-                Error::Training {
-                    epoch,
-                    batch: b + 1,
-                    reason,
-                }
+            let bad = |reason: String| Error::Training {
+                epoch,
+                batch: b + 1,
+                reason,
             };
             let mean_lp = match result {
                 Ok(v) => v,
@@ -255,7 +272,11 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
             };
             if !mean_lp.is_finite() || grad.iter().any(|g| !g.is_finite()) {
                 restore(model, &last_good);
-                let what = if mean_lp.is_finite() { "a gradient" } else { "the loss" };
+                let what = if mean_lp.is_finite() {
+                    "a gradient"
+                } else {
+                    "the loss"
+                };
                 return Err(bad(format!(
                     "{what} is not finite (loss {}); the model holds its last parameters with a finite loss",
                     -mean_lp.to_f64()
@@ -332,13 +353,21 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
 
 /// Validation NLL in evaluation mode, with batch-norm statistics of the
 /// training set; the model is returned to training mode.
-fn evaluate_nll<T: Real, M: TrainableDensity<T>>(model: &mut M, train: &DMatrix<T>, valid: &DMatrix<T>) -> f64 {
+fn evaluate_nll<T: Real, M: TrainableDensity<T>>(
+    model: &mut M,
+    train: &DMatrix<T>,
+    valid: &DMatrix<T>,
+) -> f64 {
     model.prepare_with_data(train, DataStage::Finalize);
     model.set_training(false);
     let lp = model.log_prob(valid);
     model.set_training(true);
     let mean = lp.iter().map(|v| v.to_f64()).sum::<f64>() / lp.len() as f64;
-    if mean.is_finite() { -mean } else { f64::INFINITY }
+    if mean.is_finite() {
+        -mean
+    } else {
+        f64::INFINITY
+    }
 }
 
 fn restore<T: Real, M: TrainableDensity<T>>(model: &mut M, last_good: &[T]) {

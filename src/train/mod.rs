@@ -33,5 +33,6 @@ pub use fit::{EpochRecord, FitEvent, FitOptions, FitReport, Validation, fit, fit
 pub use model::{FlowModel, MODEL_FORMAT_VERSION, Standardization, write_atomically};
 pub use optimizer::{Adam, Optimizer, Schedule, Sgd, clip_grad_norm};
 pub use variational::{
-    DistributionTarget, FnTarget, LogDensity, VariationalOptions, VariationalReport, elbo_and_grad, fit_variational,
+    DistributionTarget, FnTarget, LogDensity, VariationalOptions, VariationalReport, elbo_and_grad,
+    fit_variational,
 };

@@ -141,7 +141,11 @@ impl<T: Real> FlowModel<T> {
     }
 
     fn log_scale_sum(&self) -> T {
-        T::lit(self.standardization.as_ref().map_or(0.0, |s| s.std.iter().map(|v| v.ln()).sum()))
+        T::lit(
+            self.standardization
+                .as_ref()
+                .map_or(0.0, |s| s.std.iter().map(|v| v.ln()).sum()),
+        )
     }
 
     /// The model as JSON (see the type docs for the contents).
@@ -153,10 +157,16 @@ impl<T: Real> FlowModel<T> {
             dim: self.dim(),
             seed: self.seed,
             standardization: self.standardization.clone(),
-            params: self.flow.params_to_vec().iter().map(|v| v.to_f64()).collect(),
+            params: self
+                .flow
+                .params_to_vec()
+                .iter()
+                .map(|v| v.to_f64())
+                .collect(),
             state: {
                 let mut s = Vec::new();
-                self.flow.visit_state(&mut |x| s.extend(x.iter().map(|v| v.to_f64())));
+                self.flow
+                    .visit_state(&mut |x| s.extend(x.iter().map(|v| v.to_f64())));
                 s
             },
         };
@@ -172,39 +182,76 @@ impl<T: Real> FlowModel<T> {
 
     fn from_json_at(text: &str, location: &str) -> Result<Self, Error> {
         let fmt = |field: &str, reason: String| Error::Format {
-            location: if field.is_empty() { location.to_string() } else { format!("{location}, field `{field}`") },
+            location: if field.is_empty() {
+                location.to_string()
+            } else {
+                format!("{location}, field `{field}`")
+            },
             reason,
         };
         // Check the header first, so that a newer version is reported as such
         // even when its fields differ.
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            fmt("", if e.is_eof() { format!("the file is truncated ({e})") } else { format!("not valid JSON: {e}") })
+            fmt(
+                "",
+                if e.is_eof() {
+                    format!("the file is truncated ({e})")
+                } else {
+                    format!("not valid JSON: {e}")
+                },
+            )
         })?;
         if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
-            return Err(fmt("format", format!("expected \"{FORMAT_NAME}\"; this is not a normflow model file")));
+            return Err(fmt(
+                "format",
+                format!("expected \"{FORMAT_NAME}\"; this is not a normflow model file"),
+            ));
         }
-        let version = value.get("version").and_then(|v| v.as_u64()).ok_or_else(|| fmt("version", "missing or not an integer".into()))?;
+        let version = value
+            .get("version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| fmt("version", "missing or not an integer".into()))?;
         if version > MODEL_FORMAT_VERSION as u64 {
             return Err(fmt(
                 "version",
-                format!("the file has format version {version}, newer than this build's {MODEL_FORMAT_VERSION}; upgrade normflow to read it"),
+                format!(
+                    "the file has format version {version}, newer than this build's {MODEL_FORMAT_VERSION}; upgrade normflow to read it"
+                ),
             ));
         }
-        let file: ModelFile = serde_json::from_value(value).map_err(|e| fmt("", format!("malformed model file: {e}")))?;
-        let spec = FlowSpec::parse(&file.spec.0).map_err(|e| fmt("spec", format!("invalid flow spec:\n{e}")))?;
-        let mut model = Self::new(&spec, file.dim, file.seed).map_err(|e| fmt("spec", e.to_string()))?;
+        let file: ModelFile = serde_json::from_value(value)
+            .map_err(|e| fmt("", format!("malformed model file: {e}")))?;
+        let spec = FlowSpec::parse(&file.spec.0)
+            .map_err(|e| fmt("spec", format!("invalid flow spec:\n{e}")))?;
+        let mut model =
+            Self::new(&spec, file.dim, file.seed).map_err(|e| fmt("spec", e.to_string()))?;
         if let Some(s) = &file.standardization {
             if s.mean.len() != file.dim || s.std.len() != file.dim {
-                return Err(fmt("standardization", format!("expected {} means and standard deviations", file.dim)));
+                return Err(fmt(
+                    "standardization",
+                    format!("expected {} means and standard deviations", file.dim),
+                ));
             }
-            if s.std.iter().any(|v| !(v.is_finite() && *v > 0.0)) || s.mean.iter().any(|v| !v.is_finite()) {
-                return Err(fmt("standardization", "standard deviations must be finite and positive, means finite".into()));
+            if s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+                || s.mean.iter().any(|v| !v.is_finite())
+            {
+                return Err(fmt(
+                    "standardization",
+                    "standard deviations must be finite and positive, means finite".into(),
+                ));
             }
         }
         model.standardization = file.standardization;
         let n = model.flow.num_params();
         if file.params.len() != n {
-            return Err(fmt("params", format!("the spec `{spec}` in {} dimensions has {n} parameters, the file has {}", file.dim, file.params.len())));
+            return Err(fmt(
+                "params",
+                format!(
+                    "the spec `{spec}` in {} dimensions has {n} parameters, the file has {}",
+                    file.dim,
+                    file.params.len()
+                ),
+            ));
         }
         if file.params.iter().any(|v| !v.is_finite()) {
             return Err(fmt("params", "every parameter must be finite".into()));
@@ -214,7 +261,13 @@ impl<T: Real> FlowModel<T> {
         let mut expected_state = 0;
         model.flow.visit_state(&mut |s| expected_state += s.len());
         if file.state.len() != expected_state {
-            return Err(fmt("state", format!("expected {expected_state} values of layer state, the file has {}", file.state.len())));
+            return Err(fmt(
+                "state",
+                format!(
+                    "expected {expected_state} values of layer state, the file has {}",
+                    file.state.len()
+                ),
+            ));
         }
         let mut off = 0;
         model.flow.visit_state_mut(&mut |s| {
@@ -250,8 +303,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -271,7 +330,11 @@ impl<T: Real> Distribution<T> for FlowModel<T> {
         let c = self.log_scale_sum();
         let mut lp = Distribution::<T>::log_prob(&self.base, &u) + ildj;
         for (j, l) in lp.iter_mut().enumerate() {
-            *l = if u.column(j).iter().all(|v| v.is_finite()) { *l - c } else { T::neg_infinity() };
+            *l = if u.column(j).iter().all(|v| v.is_finite()) {
+                *l - c
+            } else {
+                T::neg_infinity()
+            };
             if l.is_nan_() {
                 *l = T::neg_infinity();
             }
@@ -279,10 +342,14 @@ impl<T: Real> Distribution<T> for FlowModel<T> {
         lp
     }
     fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
-        let y = self.flow.forward(&Distribution::<T>::sample(&self.base, n, rng));
+        let y = self
+            .flow
+            .forward(&Distribution::<T>::sample(&self.base, n, rng));
         match &self.standardization {
             None => y,
-            Some(s) => DMatrix::from_fn(y.nrows(), n, |i, j| T::lit(s.mean[i]) + T::lit(s.std[i]) * y[(i, j)]),
+            Some(s) => DMatrix::from_fn(y.nrows(), n, |i, j| {
+                T::lit(s.mean[i]) + T::lit(s.std[i]) * y[(i, j)]
+            }),
         }
     }
 }

@@ -95,7 +95,13 @@ impl Optimizer for Adam {
         self.learning_rate
     }
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64) {
-        assert_eq!(params.len(), grads.len(), "Adam::step: {} parameters but {} gradients", params.len(), grads.len());
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "Adam::step: {} parameters but {} gradients",
+            params.len(),
+            grads.len()
+        );
         if self.m.len() != params.len() {
             self.m = vec![0.0; params.len()];
             self.v = vec![0.0; params.len()];
@@ -122,7 +128,13 @@ impl Optimizer for Sgd {
         self.learning_rate
     }
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64) {
-        assert_eq!(params.len(), grads.len(), "Sgd::step: {} parameters but {} gradients", params.len(), grads.len());
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "Sgd::step: {} parameters but {} gradients",
+            params.len(),
+            grads.len()
+        );
         if self.buf.len() != params.len() {
             self.buf = vec![0.0; params.len()];
         }
@@ -142,7 +154,11 @@ impl Optimizer for Sgd {
 /// assert!((g[0] - 0.6).abs() < 1e-15 && (g[1] - 0.8).abs() < 1e-15);
 /// ```
 pub fn clip_grad_norm<T: Real>(grads: &mut [T], max_norm: f64) -> f64 {
-    let norm = grads.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>().sqrt();
+    let norm = grads
+        .iter()
+        .map(|g| g.to_f64() * g.to_f64())
+        .sum::<f64>()
+        .sqrt();
     if norm > max_norm && norm.is_finite() && norm > 0.0 {
         let s = T::lit(max_norm / norm);
         for g in grads.iter_mut() {
@@ -188,7 +204,10 @@ impl Schedule {
     pub fn factor(&self, step: u64) -> f64 {
         match *self {
             Schedule::Constant => 1.0,
-            Schedule::Cosine { total_steps, min_factor } => {
+            Schedule::Cosine {
+                total_steps,
+                min_factor,
+            } => {
                 let t = (step as f64 / total_steps.max(1) as f64).min(1.0);
                 min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
             }

@@ -60,7 +60,11 @@ impl Energy {
             Energy::U1 => {
                 let r = (z1 * z1 + z2 * z2).sqrt();
                 let ring = 0.5 * ((r - 2.0) / 0.4).powi(2);
-                let (dr1, dr2) = if r > 0.0 { (z1 / r, z2 / r) } else { (0.0, 0.0) };
+                let (dr1, dr2) = if r > 0.0 {
+                    (z1 / r, z2 / r)
+                } else {
+                    (0.0, 0.0)
+                };
                 let dring = (r - 2.0) / 0.16;
                 let a = -0.5 * ((z1 - 2.0) / 0.6).powi(2);
                 let b = -0.5 * ((z1 + 2.0) / 0.6).powi(2);
@@ -102,7 +106,10 @@ impl Energy {
     }
 }
 
-fn pointwise<T: Real>(x: &DMatrix<T>, f: impl Fn(f64, f64) -> (f64, f64, f64)) -> (DVector<T>, DMatrix<T>) {
+fn pointwise<T: Real>(
+    x: &DMatrix<T>,
+    f: impl Fn(f64, f64) -> (f64, f64, f64),
+) -> (DVector<T>, DMatrix<T>) {
     crate::bijector::assert_rows("2-D target", 2, x);
     let mut lp = DVector::zeros(x.ncols());
     let mut g = DMatrix::zeros(2, x.ncols());
@@ -140,7 +147,10 @@ pub struct Banana {
 
 impl Default for Banana {
     fn default() -> Self {
-        Self { sigma1: 2.0, b: 0.25 }
+        Self {
+            sigma1: 2.0,
+            b: 0.25,
+        }
     }
 }
 
@@ -177,8 +187,17 @@ impl<T: Real> LogDensity<T> for Funnel {
     fn log_density_and_grad(&self, x: &DMatrix<T>) -> (DVector<T>, DMatrix<T>) {
         let l2pi = (2.0 * std::f64::consts::PI).ln();
         pointwise(x, |v, y| {
-            let lp = -0.5 * l2pi - 3f64.ln() - 0.5 * v * v / 9.0 - 0.5 * l2pi - 0.5 * v - 0.5 * y * y * (-v).exp();
-            (lp, -v / 9.0 - 0.5 + 0.5 * y * y * (-v).exp(), -y * (-v).exp())
+            let lp = -0.5 * l2pi
+                - 3f64.ln()
+                - 0.5 * v * v / 9.0
+                - 0.5 * l2pi
+                - 0.5 * v
+                - 0.5 * y * y * (-v).exp();
+            (
+                lp,
+                -v / 9.0 - 0.5 + 0.5 * y * y * (-v).exp(),
+                -y * (-v).exp(),
+            )
         })
     }
 }

@@ -142,8 +142,12 @@ pub fn elbo_and_grad<T: Real, D: Distribution<T>, B: Differentiable<T>>(
     let (x, fldj) = q.bijector().forward_and_log_det(&u);
     let (lp, glp) = target.log_density_and_grad(&x);
     let inv_n = T::one() / T::lit(n as f64);
-    q.bijector()
-        .forward_and_log_det_backward(&u, &(glp * (-inv_n)), &DVector::from_element(n, -inv_n), grad)?;
+    q.bijector().forward_and_log_det_backward(
+        &u,
+        &(glp * (-inv_n)),
+        &DVector::from_element(n, -inv_n),
+        grad,
+    )?;
     Ok((lp - (lp_base - fldj)).sum() * inv_n)
 }
 
@@ -163,7 +167,12 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
 ) -> Result<VariationalReport, Error> {
     crate::error::check::same_dim("fit_variational", "target", q.dim(), target.dim())?;
     if options.batch_size == 0 {
-        return Err(crate::error::check::invalid("fit_variational", "batch_size", "at least 1", 0));
+        return Err(crate::error::check::invalid(
+            "fit_variational",
+            "batch_size",
+            "at least 1",
+            0,
+        ));
     }
     let mut rng = StdRng::seed_from_u64(options.seed);
     let p = q.bijector().num_params();
@@ -202,10 +211,15 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
             clip_grad_norm(&mut grad, c);
         }
         params.clear();
-        q.bijector().visit_params(&mut |s| params.extend_from_slice(s));
+        q.bijector()
+            .visit_params(&mut |s| params.extend_from_slice(s));
         last_good.clear();
         last_good.extend_from_slice(&params);
-        adam.step(&mut params, &grad, options.learning_rate * options.schedule.factor(step));
+        adam.step(
+            &mut params,
+            &grad,
+            options.learning_rate * options.schedule.factor(step),
+        );
         q.bijector_mut().set_params(&params)?;
         report.steps = step + 1;
         report.elbo_history.push(elbo.to_f64());
