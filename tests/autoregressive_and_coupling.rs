@@ -462,3 +462,53 @@ fn constructor_errors_name_the_argument() {
     // A saved mask that is invalid is rejected on load.
     assert!(serde_json::from_str::<CouplingMask>("[true, true]").is_err());
 }
+
+/// Worst errors of the kit over many random layers, in f64 and in f32 (the f32
+/// layer is the f64 one's parameters rounded): printed for the record, and
+/// bounded by the kit's default tolerances.
+#[test]
+fn worst_case_errors_over_random_layers() {
+    let mut worst: Vec<(&str, CheckReport, CheckReport)> = Vec::new();
+    for (name, make) in [
+        ("MaskedAutoregressiveFlow", 0usize),
+        ("InverseAutoregressiveFlow", 1),
+        ("AdditiveCoupling", 2),
+        ("AffineCoupling", 3),
+    ] {
+        let (mut r64, mut r32) = (CheckReport::default(), CheckReport::default());
+        for seed in 0..40u64 {
+            let d = 2 + (seed as usize % 4);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let cfg = random_cfg([Activation::Relu, Activation::Tanh, Activation::Elu][seed as usize % 3], 2);
+            let x = DMatrix::from_fn(d, 8, |i, j| ((i * 13 + j * 7 + seed as usize) as f64 * 0.37).sin() * 2.5);
+            let x32 = x.map(|v| v as f32);
+            macro_rules! both {
+                ($b64:expr, $t32:ty) => {{
+                    let b64 = $b64;
+                    let b32: $t32 = to_f32(&b64);
+                    r64 = r64.merge(check_bijector(&b64, &x).unwrap());
+                    r32 = r32.merge(check_bijector(&b32, &x32).unwrap());
+                }};
+            }
+            match make {
+                0 => both!(MaskedAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap(), MaskedAutoregressiveFlow<f32>),
+                1 => both!(InverseAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap(), InverseAutoregressiveFlow<f32>),
+                2 => both!(AdditiveCoupling::<f64>::new(CouplingMask::half(d, seed % 2 == 0).unwrap(), &cfg, &mut rng).unwrap(), AdditiveCoupling<f32>),
+                _ => both!(AffineCoupling::<f64>::new(CouplingMask::alternating(d, seed % 2 == 0).unwrap(), &cfg, &mut rng).unwrap(), AffineCoupling<f32>),
+            }
+        }
+        worst.push((name, r64, r32));
+    }
+    for (name, r64, r32) in &worst {
+        eprintln!(
+            "{name}: f64 round trip {:.1e}/{:.1e}, log-det {:.1e}; f32 round trip {:.1e}/{:.1e}, log-det {:.1e} ({} samples)",
+            r64.max_round_trip_error,
+            r64.max_reverse_round_trip_error,
+            r64.max_log_det_error,
+            r32.max_round_trip_error,
+            r32.max_reverse_round_trip_error,
+            r32.max_log_det_error,
+            r64.samples
+        );
+    }
+}
