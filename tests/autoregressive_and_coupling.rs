@@ -479,8 +479,13 @@ fn worst_case_errors_over_random_layers() {
         for seed in 0..40u64 {
             let d = 2 + (seed as usize % 4);
             let mut rng = StdRng::seed_from_u64(seed);
-            let cfg = random_cfg([Activation::Relu, Activation::Tanh, Activation::Elu][seed as usize % 3], 2);
-            let x = DMatrix::from_fn(d, 8, |i, j| ((i * 13 + j * 7 + seed as usize) as f64 * 0.37).sin() * 2.5);
+            let cfg = random_cfg(
+                [Activation::Relu, Activation::Tanh, Activation::Elu][seed as usize % 3],
+                2,
+            );
+            let x = DMatrix::from_fn(d, 8, |i, j| {
+                ((i * 13 + j * 7 + seed as usize) as f64 * 0.37).sin() * 2.5
+            });
             let x32 = x.map(|v| v as f32);
             macro_rules! both {
                 ($b64:expr, $t32:ty) => {{
@@ -491,10 +496,32 @@ fn worst_case_errors_over_random_layers() {
                 }};
             }
             match make {
-                0 => both!(MaskedAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap(), MaskedAutoregressiveFlow<f32>),
-                1 => both!(InverseAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap(), InverseAutoregressiveFlow<f32>),
-                2 => both!(AdditiveCoupling::<f64>::new(CouplingMask::half(d, seed % 2 == 0).unwrap(), &cfg, &mut rng).unwrap(), AdditiveCoupling<f32>),
-                _ => both!(AffineCoupling::<f64>::new(CouplingMask::alternating(d, seed % 2 == 0).unwrap(), &cfg, &mut rng).unwrap(), AffineCoupling<f32>),
+                0 => both!(
+                    MaskedAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap(),
+                    MaskedAutoregressiveFlow<f32>
+                ),
+                1 => both!(
+                    InverseAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap(),
+                    InverseAutoregressiveFlow<f32>
+                ),
+                2 => both!(
+                    AdditiveCoupling::<f64>::new(
+                        CouplingMask::half(d, seed % 2 == 0).unwrap(),
+                        &cfg,
+                        &mut rng
+                    )
+                    .unwrap(),
+                    AdditiveCoupling<f32>
+                ),
+                _ => both!(
+                    AffineCoupling::<f64>::new(
+                        CouplingMask::alternating(d, seed % 2 == 0).unwrap(),
+                        &cfg,
+                        &mut rng
+                    )
+                    .unwrap(),
+                    AffineCoupling<f32>
+                ),
             }
         }
         worst.push((name, r64, r32));

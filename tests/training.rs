@@ -376,7 +376,7 @@ fn target_gradients_match_finite_differences() {
                 a[(i, j)] += h;
                 let mut b = pts.clone();
                 b[(i, j)] -= h;
-                let num = (t.log_density(&a)[0 + j] - t.log_density(&b)[j]) / (2.0 * h);
+                let num = (t.log_density(&a)[j] - t.log_density(&b)[j]) / (2.0 * h);
                 assert!(
                     (num - g[(i, j)]).abs() < 1e-6 * (1.0 + num.abs()),
                     "{name} at column {j}, coordinate {i}: {num} vs {}",
