@@ -77,6 +77,34 @@ pub trait Distribution<T: Real>: Debug {
     fn log_prob_grad(&self, _x: &DMatrix<T>) -> Option<DMatrix<T>> {
         None
     }
+
+    /// This distribution as a trainable base, if its parameters can be
+    /// learned with a flow on top (a [`GaussianMixture`] can: MAF-MoG).
+    fn as_trainable_base(&self) -> Option<&dyn TrainableBase<T>> {
+        None
+    }
+
+    /// Mutable version of [`Distribution::as_trainable_base`].
+    fn as_trainable_base_mut(&mut self) -> Option<&mut dyn TrainableBase<T>> {
+        None
+    }
+}
+
+/// A base distribution with trainable parameters (one flat buffer) and the
+/// reverse mode of its `log_prob`.
+pub trait TrainableBase<T: Real>: Distribution<T> {
+    /// The parameters.
+    fn params(&self) -> &[T];
+    /// Mutable parameters.
+    fn params_mut(&mut self) -> &mut [T];
+    /// Given `∂L/∂log p` per column, adds `∂L/∂θ` into `grad_params` and
+    /// returns `∂L/∂x`.
+    fn log_prob_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_log_prob: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> DMatrix<T>;
 }
 
 macro_rules! forward_distribution_impl {
@@ -96,6 +124,9 @@ macro_rules! forward_distribution_impl {
             }
             fn log_prob_grad(&self, x: &DMatrix<T>) -> Option<DMatrix<T>> {
                 (**self).log_prob_grad(x)
+            }
+            fn as_trainable_base(&self) -> Option<&dyn TrainableBase<T>> {
+                (**self).as_trainable_base()
             }
         }
     };

@@ -130,6 +130,10 @@ impl<T, D, B> TransformedDistribution<T, D, B> {
         &mut self.bijector
     }
 
+    pub(crate) fn base_mut_internal(&mut self) -> &mut D {
+        &mut self.base
+    }
+
     /// Splits into base and bijector.
     pub fn into_parts(self) -> (D, B) {
         (self.base, self.bijector)

@@ -35,6 +35,20 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
         })
     }
 
+    /// The model's complete saved form (for checkpoints), or `None` if it
+    /// cannot save itself. Default: `None`.
+    fn save_state(&self) -> Option<String> {
+        None
+    }
+
+    /// Restores a form written by [`TrainableDensity::save_state`].
+    fn restore_state(&mut self, _saved: &str) -> Result<(), Error> {
+        Err(Error::Unsupported {
+            context: "TrainableDensity::restore_state".into(),
+            reason: "this model cannot be restored from a checkpoint; use a FlowModel".into(),
+        })
+    }
+
     /// The flat parameter vector into `out` (resized; no allocation once sized).
     fn copy_params_into(&self, out: &mut Vec<T>) {
         out.clear();
@@ -56,19 +70,30 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
     }
 }
 
-/// `log p(y) = log p_base(u) + ildj(y)` with `u = f⁻¹(y)`; its gradient comes
-/// from the base's `∇ log p` and the bijector's inverse backward pass.
+/// `log p(y) = log p_base(u) + ildj(y)` with `u = f⁻¹(y)`. The flat parameter
+/// vector is the bijector's, followed by the base's when the base is trainable
+/// (a `GaussianMixture`: the MAF paper's MAF-MoG).
 impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T>
     for TransformedDistribution<T, D, B>
 {
     fn num_params(&self) -> usize {
         self.bijector().num_params()
+            + self
+                .base()
+                .as_trainable_base()
+                .map_or(0, |b| b.params().len())
     }
     fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.bijector().visit_params(f)
+        self.bijector().visit_params(f);
+        if let Some(b) = self.base().as_trainable_base() {
+            f(b.params());
+        }
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.bijector_mut().visit_params_mut(f)
+        self.bijector_mut().visit_params_mut(f);
+        if let Some(b) = self.base_mut().as_trainable_base_mut() {
+            f(b.params_mut());
+        }
     }
     fn params_changed(&mut self) {
         self.bijector_mut().params_changed()
@@ -85,7 +110,8 @@ impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T>
 }
 
 /// The shared computation of [`TrainableDensity::mean_log_prob_and_grad`]
-/// for a base pushed through a differentiable bijector.
+/// for a base pushed through a differentiable bijector. `grad` holds the
+/// bijector's gradient, then the base's if the base is trainable.
 pub(crate) fn mean_log_prob_and_grad<T: Real>(
     base: &dyn Distribution<T>,
     bijector: &dyn Differentiable<T>,
@@ -95,16 +121,23 @@ pub(crate) fn mean_log_prob_and_grad<T: Real>(
     let n = x.ncols();
     let (u, ildj) = bijector.inverse_and_log_det(x);
     let lp = base.log_prob(&u);
-    let g_base = base.log_prob_grad(&u).ok_or_else(|| Error::Unsupported {
-        context: "mean_log_prob_and_grad".into(),
-        reason: "the base distribution does not provide ∇ log p".into(),
-    })?;
     let inv_n = T::one() / T::lit(n as f64);
+    let nb = bijector.num_params();
+    let (grad_bij, grad_base) = grad.split_at_mut(nb);
+    let g_base = match base.as_trainable_base() {
+        Some(b) => b.log_prob_backward(&u, &DVector::from_element(n, inv_n), grad_base),
+        None => {
+            base.log_prob_grad(&u).ok_or_else(|| Error::Unsupported {
+                context: "mean_log_prob_and_grad".into(),
+                reason: "the base distribution does not provide ∇ log p".into(),
+            })? * inv_n
+        }
+    };
     bijector.inverse_and_log_det_backward(
         x,
-        &(g_base * inv_n),
+        &g_base,
         &DVector::from_element(n, inv_n),
-        grad,
+        grad_bij,
     )?;
     Ok((lp + ildj).sum() * inv_n)
 }
@@ -113,5 +146,10 @@ impl<T: Real, D: Distribution<T>, B: Bijector<T>> TransformedDistribution<T, D, 
     /// Mutable access to the bijector (for training).
     pub fn bijector_mut(&mut self) -> &mut B {
         self.bijector_mut_internal()
+    }
+
+    /// Mutable access to the base (for training a trainable base).
+    pub fn base_mut(&mut self) -> &mut D {
+        self.base_mut_internal()
     }
 }

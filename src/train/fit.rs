@@ -49,6 +49,14 @@ pub struct FitOptions<T: Real> {
     /// trains on standardised data while the model stays in data units
     /// (default `false`; needs a model that supports it, such as `FlowModel`).
     pub standardize: bool,
+    /// Write a checkpoint (model, optimiser state, history, best parameters)
+    /// to this path after every epoch, atomically (temporary file + rename).
+    /// Needs a model that can save itself (such as `FlowModel`).
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Continue the run saved in this checkpoint: the model, optimiser and
+    /// history are restored and fitting resumes after its last epoch, giving
+    /// the same result as an uninterrupted run with the same options.
+    pub resume: Option<std::path::PathBuf>,
     /// Stop when the validation NLL has not improved for this many epochs,
     /// and restore the best parameters (needs validation data).
     pub patience: Option<usize>,
@@ -67,6 +75,8 @@ impl<T: Real> Default for FitOptions<T> {
             seed: 0,
             validation: Validation::None,
             standardize: false,
+            checkpoint: None,
+            resume: None,
             patience: None,
         }
     }
@@ -243,8 +253,38 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
     };
     let mut best_valid = f64::INFINITY;
     let mut since_best = 0usize;
-    'epochs: for epoch in 1..=options.epochs {
-        shuffle(&mut idx, &mut rng);
+    let mut first_epoch = 1;
+    if let Some(path) = &options.resume {
+        let ck = Checkpoint::read(path)?;
+        if ck.num_params != p {
+            return Err(Error::Format {
+                location: path.display().to_string(),
+                reason: format!(
+                    "the checkpoint's model has {} parameters, this model has {p}",
+                    ck.num_params
+                ),
+            });
+        }
+        model.restore_state(&ck.model).map_err(|e| Error::Format {
+            location: format!("{}, field `model`", path.display()),
+            reason: e.to_string(),
+        })?;
+        model.set_training(true);
+        adam = ck.adam;
+        best = ck.best_params.iter().map(|v| T::lit(*v)).collect();
+        best_valid = ck.best_valid.unwrap_or(f64::INFINITY);
+        since_best = ck.since_best;
+        report = ck.report;
+        first_epoch = report.epochs_run + 1;
+    }
+    'epochs: for epoch in first_epoch..=options.epochs {
+        // Each epoch's order depends only on the seed and the epoch, so a
+        // resumed run shuffles exactly like an uninterrupted one.
+        let mut epoch_rng = StdRng::seed_from_u64(
+            options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        idx.iter_mut().enumerate().for_each(|(i, v)| *v = i);
+        shuffle(&mut idx, &mut epoch_rng);
         report.epochs_run = epoch;
         let mut total = 0.0;
         for b in 0..batches {
@@ -330,6 +370,30 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
             report.best_epoch = epoch;
         }
         report.history.push(record);
+        if let Some(path) = &options.checkpoint {
+            let ck = Checkpoint {
+                format: CHECKPOINT_FORMAT.into(),
+                version: CHECKPOINT_VERSION,
+                num_params: p,
+                model: model.save_state().ok_or_else(|| Error::Unsupported {
+                    context: "fit".into(),
+                    reason: "checkpoints need a model that can save itself (a FlowModel)".into(),
+                })?,
+                adam: adam.clone(),
+                best_params: best.iter().map(|v| v.to_f64()).collect(),
+                best_valid: best_valid.is_finite().then_some(best_valid),
+                since_best,
+                report: report.clone(),
+            };
+            // Checkpoints store the model in evaluation form; training resumes
+            // in training mode.
+            super::write_atomically(
+                path,
+                serde_json::to_string(&ck)
+                    .expect("a checkpoint serialises")
+                    .as_bytes(),
+            )?;
+        }
         if !observer(&FitEvent::Epoch(record)) {
             report.interrupted = true;
             break;
@@ -349,6 +413,59 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
     model.prepare_with_data(&train, DataStage::Finalize);
     model.set_training(false);
     Ok(report)
+}
+
+const CHECKPOINT_FORMAT: &str = "normflow-checkpoint";
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// A fitting run saved after an epoch.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    version: u32,
+    num_params: usize,
+    /// The model's own saved form (for a `FlowModel`, its JSON).
+    model: String,
+    adam: Adam,
+    best_params: Vec<f64>,
+    best_valid: Option<f64>,
+    since_best: usize,
+    report: FitReport,
+}
+
+impl Checkpoint {
+    fn read(path: &std::path::Path) -> Result<Checkpoint, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let fmt = |reason: String| Error::Format {
+            location: path.display().to_string(),
+            reason,
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            fmt(if e.is_eof() {
+                format!("the checkpoint is truncated ({e})")
+            } else {
+                format!("not valid JSON: {e}")
+            })
+        })?;
+        if value.get("format").and_then(|v| v.as_str()) != Some(CHECKPOINT_FORMAT) {
+            return Err(fmt(format!(
+                "expected \"{CHECKPOINT_FORMAT}\"; this is not a normflow checkpoint"
+            )));
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v <= CHECKPOINT_VERSION as u64 => {}
+            Some(v) => {
+                return Err(fmt(format!(
+                    "checkpoint format version {v} is newer than this build's {CHECKPOINT_VERSION}"
+                )));
+            }
+            None => return Err(fmt("the checkpoint has no version".into())),
+        }
+        serde_json::from_value(value).map_err(|e| fmt(format!("malformed checkpoint: {e}")))
+    }
 }
 
 /// Validation NLL in evaluation mode, with batch-norm statistics of the

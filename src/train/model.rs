@@ -355,6 +355,26 @@ impl<T: Real> Distribution<T> for FlowModel<T> {
 }
 
 impl<T: Real> TrainableDensity<T> for FlowModel<T> {
+    fn save_state(&self) -> Option<String> {
+        Some(self.to_json())
+    }
+    fn restore_state(&mut self, saved: &str) -> Result<(), Error> {
+        let loaded = FlowModel::from_json(saved)?;
+        if loaded.spec() != self.spec() || loaded.dim() != self.dim() {
+            return Err(Error::Format {
+                location: "checkpoint".into(),
+                reason: format!(
+                    "the checkpoint holds a model of `{}` in {} dimensions, not `{}` in {}",
+                    loaded.spec(),
+                    loaded.dim(),
+                    self.spec(),
+                    self.dim()
+                ),
+            });
+        }
+        *self = loaded;
+        Ok(())
+    }
     fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
         FlowModel::standardize_from(self, data)
     }
