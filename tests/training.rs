@@ -570,15 +570,14 @@ fn mixture_base_gradients_match_finite_differences() {
     let mut grad = vec![0.0; m.num_params()];
     let gx = m.log_prob_backward(&x, &w, &mut grad);
     let h = 1e-6;
-    for k in 0..m.num_params() {
+    for (k, g) in grad.iter().enumerate() {
         let (mut a, mut b) = (m.clone(), m.clone());
         a.params_mut()[k] += h;
         b.params_mut()[k] -= h;
         let num = (loss(&a, &x) - loss(&b, &x)) / (2.0 * h);
         assert!(
-            (num - grad[k]).abs() < 1e-7 * (1.0 + num.abs()),
-            "parameter {k}: {num} vs {}",
-            grad[k]
+            (num - g).abs() < 1e-7 * (1.0 + num.abs()),
+            "parameter {k}: {num} vs {g}"
         );
     }
     for s in 0..4 {
