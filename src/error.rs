@@ -328,6 +328,52 @@ pub(crate) mod check {
         Ok(())
     }
 
+    /// A location vector (non-empty, finite) and a scale vector of the same
+    /// length (finite, positive): the arguments of the independent-coordinate
+    /// distributions.
+    pub(crate) fn loc_scale<T: Real>(
+        context: &str,
+        loc: &DVector<T>,
+        scale: &DVector<T>,
+    ) -> Result<(), Error> {
+        dim_at_least_one(context, "loc", loc.len())?;
+        same_dim(context, "scale", loc.len(), scale.len())?;
+        finite_vec(context, "loc", loc)?;
+        positive_vec(context, "scale", scale)
+    }
+
+    /// A finite lower-triangular matrix with a nonzero diagonal (so it is
+    /// invertible), of the given size.
+    pub(crate) fn lower_triangular<T: Real>(
+        context: &str,
+        argument: &str,
+        m: &DMatrix<T>,
+    ) -> Result<(), Error> {
+        square(context, argument, m)?;
+        finite_mat(context, argument, m)?;
+        for j in 0..m.ncols() {
+            for i in 0..j {
+                if m[(i, j)] != T::zero() {
+                    return Err(invalid(
+                        context,
+                        &format!("{argument}[({i}, {j})]"),
+                        "zero (the matrix must be lower triangular)",
+                        m[(i, j)],
+                    ));
+                }
+            }
+            if m[(j, j)] == T::zero() {
+                return Err(invalid(
+                    context,
+                    &format!("{argument}[({j}, {j})]"),
+                    "nonzero (a diagonal entry of an invertible triangular matrix)",
+                    m[(j, j)],
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A square matrix of the given size.
     pub(crate) fn square<T: Real>(
         context: &str,

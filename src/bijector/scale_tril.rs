@@ -38,28 +38,8 @@ impl<T: Real> ScaleTriL<T> {
         let d = scale_tril.nrows();
         check::dim_at_least_one(CTX, "scale_tril", d)?;
         check::same_dim(CTX, "shift", d, shift.len())?;
-        check::finite_mat(CTX, "scale_tril", &scale_tril)?;
+        check::lower_triangular(CTX, "scale_tril", &scale_tril)?;
         check::finite_vec(CTX, "shift", &shift)?;
-        for j in 0..d {
-            for i in 0..j {
-                if scale_tril[(i, j)] != T::zero() {
-                    return Err(check::invalid(
-                        CTX,
-                        &format!("scale_tril[({i}, {j})]"),
-                        "zero (the matrix must be lower triangular)",
-                        scale_tril[(i, j)],
-                    ));
-                }
-            }
-            if scale_tril[(j, j)] == T::zero() {
-                return Err(check::invalid(
-                    CTX,
-                    &format!("scale_tril[({j}, {j})]"),
-                    "nonzero (a diagonal entry of an invertible triangular matrix)",
-                    scale_tril[(j, j)],
-                ));
-            }
-        }
         Ok(Self { scale_tril, shift })
     }
 

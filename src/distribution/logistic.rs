@@ -38,10 +38,7 @@ impl<T: Real> Logistic<T> {
     /// non-finite entry, or `scale` an entry that is not finite and positive.
     pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
         const CTX: &str = "Logistic::new";
-        check::dim_at_least_one(CTX, "loc", loc.len())?;
-        check::same_dim(CTX, "scale", loc.len(), scale.len())?;
-        check::finite_vec(CTX, "loc", &loc)?;
-        check::positive_vec(CTX, "scale", &scale)?;
+        check::loc_scale(CTX, &loc, &scale)?;
         Ok(Self { loc, scale })
     }
 

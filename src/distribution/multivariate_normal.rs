@@ -95,28 +95,7 @@ impl<T: Real> MultivariateNormal<T> {
         check::finite_vec(CTX, "loc", &loc)?;
         check::square(CTX, "scale_tril", &scale_tril)?;
         check::same_dim(CTX, "scale_tril", loc.len(), scale_tril.nrows())?;
-        check::finite_mat(CTX, "scale_tril", &scale_tril)?;
-        let d = loc.len();
-        for j in 0..d {
-            for i in 0..j {
-                if scale_tril[(i, j)] != T::zero() {
-                    return Err(check::invalid(
-                        CTX,
-                        &format!("scale_tril[({i}, {j})]"),
-                        "zero (the matrix must be lower triangular)",
-                        scale_tril[(i, j)],
-                    ));
-                }
-            }
-            if scale_tril[(j, j)] == T::zero() {
-                return Err(check::invalid(
-                    CTX,
-                    &format!("scale_tril[({j}, {j})]"),
-                    "nonzero",
-                    scale_tril[(j, j)],
-                ));
-            }
-        }
+        check::lower_triangular(CTX, "scale_tril", &scale_tril)?;
         Ok(Self { loc, scale_tril })
     }
 
