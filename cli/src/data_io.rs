@@ -16,14 +16,6 @@
 //! renamed over the target, so an interrupted run never leaves a half-written
 //! file in place of a good one; existing files are only replaced on request.
 
-// Until the subcommands call into this module, only the tests use it. An
-// `expect` rather than an `allow`: it fails by itself once nothing here is
-// dead code any more, so it cannot be forgotten.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by the tests until the subcommands call it")
-)]
-
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};

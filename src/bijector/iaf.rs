@@ -140,7 +140,7 @@ impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
             .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
             .map_err(|_| Error::Unsupported {
                 context: "InverseAutoregressiveFlow::inverse_and_log_det_backward".into(),
-                reason: "the density direction of an IAF is D sequential passes and has no backward pass;                          train an IAF through its samples (variational inference), or use a                          MaskedAutoregressiveFlow for maximum likelihood"
+                reason: "the density direction of an IAF is D sequential passes and has no backward pass; train an IAF through its samples (variational inference), or use a MaskedAutoregressiveFlow for maximum likelihood"
                     .into(),
             })
     }
