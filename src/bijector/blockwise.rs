@@ -122,15 +122,7 @@ impl<T: Real> Blockwise<T> {
     }
 
     fn block_mut(&mut self, i: usize) -> &mut dyn Bijector<T> {
-        if Arc::get_mut(&mut self.blocks[i].0).is_none() {
-            let fresh = self.blocks[i]
-                .0
-                .as_differentiable()
-                .expect("only trainable blocks are written to")
-                .boxed_clone();
-            self.blocks[i].0 = Arc::from(fresh);
-        }
-        Arc::get_mut(&mut self.blocks[i].0).expect("the block was just made unique")
+        super::unique_part(&mut self.blocks[i].0)
     }
 
     fn backward(
@@ -190,10 +182,7 @@ impl<T: Real> super::Differentiable<T> for Blockwise<T> {
         let blocks = self
             .blocks
             .iter()
-            .map(|(b, s)| match b.as_differentiable() {
-                Some(d) => (Arc::from(d.boxed_clone()), *s),
-                None => (Arc::clone(b), *s),
-            })
+            .map(|(b, s)| (super::deep_copy_part(b), *s))
             .collect();
         Box::new(Blockwise {
             blocks,

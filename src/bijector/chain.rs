@@ -169,14 +169,7 @@ impl<T: Real> Chain<T> {
     /// Part `i`, made unique (copied if a clone of this chain shares it) so
     /// that its parameters can be written.
     fn part_mut(&mut self, i: usize) -> &mut dyn Bijector<T> {
-        if Arc::get_mut(&mut self.parts[i]).is_none() {
-            let fresh = self.parts[i]
-                .as_differentiable()
-                .expect("only trainable parts are written to")
-                .boxed_clone();
-            self.parts[i] = Arc::from(fresh);
-        }
-        Arc::get_mut(&mut self.parts[i]).expect("the part was just made unique")
+        super::unique_part(&mut self.parts[i])
     }
 
     fn part_params(&self, i: usize) -> usize {
@@ -221,14 +214,7 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         }
     }
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        let parts = self
-            .parts
-            .iter()
-            .map(|p| match p.as_differentiable() {
-                Some(d) => Arc::from(d.boxed_clone()),
-                None => Arc::clone(p),
-            })
-            .collect();
+        let parts = self.parts.iter().map(super::deep_copy_part).collect();
         Box::new(Chain {
             parts,
             dim: self.dim,

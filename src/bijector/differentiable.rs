@@ -128,6 +128,36 @@ pub trait Differentiable<T: Real>: Bijector<T> {
     }
 }
 
+/// A part shared between clones of a combinator (`Chain`, `Blockwise`),
+/// made unique before its parameters are written: copied through
+/// [`Differentiable::boxed_clone`] if a clone still shares it (copy on write).
+///
+/// # Panics
+/// If the part is shared and not trainable (nothing writes to such a part).
+pub(crate) fn unique_part<T: Real>(
+    part: &mut std::sync::Arc<dyn Bijector<T>>,
+) -> &mut dyn Bijector<T> {
+    if std::sync::Arc::get_mut(part).is_none() {
+        let fresh = part
+            .as_differentiable()
+            .expect("only trainable parts are written to")
+            .boxed_clone();
+        *part = std::sync::Arc::from(fresh);
+    }
+    std::sync::Arc::get_mut(part).expect("the part was just made unique")
+}
+
+/// A deep copy of a shared part when it is trainable (its parameters may be
+/// written later), else another reference to it (it is immutable).
+pub(crate) fn deep_copy_part<T: Real>(
+    part: &std::sync::Arc<dyn Bijector<T>>,
+) -> std::sync::Arc<dyn Bijector<T>> {
+    match part.as_differentiable() {
+        Some(d) => std::sync::Arc::from(d.boxed_clone()),
+        None => std::sync::Arc::clone(part),
+    }
+}
+
 /// The error of a bijector that cannot take part in training.
 pub(crate) fn not_differentiable(context: &str, what: &str) -> Error {
     Error::Unsupported {

@@ -52,7 +52,8 @@ pub use chain::Chain;
 pub use coupling_mask::CouplingMask;
 pub use differentiable::{DataStage, Differentiable};
 pub(crate) use differentiable::{
-    differentiable_hooks, not_differentiable, parameter_free_differentiable, zip_elementwise,
+    deep_copy_part, differentiable_hooks, not_differentiable, parameter_free_differentiable,
+    unique_part, zip_elementwise,
 };
 pub use exp::Exp;
 pub use iaf::InverseAutoregressiveFlow;
