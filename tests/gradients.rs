@@ -5,8 +5,8 @@ use nalgebra::{DMatrix, DVector};
 use normflow::prelude::*;
 use normflow::testing::{GradientReport, check_gradients, strategies};
 use proptest::prelude::*;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 const N: usize = 5;
 
@@ -29,6 +29,7 @@ fn cfg(activation: Activation) -> ConditionerConfig {
         depth: 2,
         activation,
         identity_init: false,
+        residual: false,
     }
 }
 
@@ -136,6 +137,42 @@ proptest! {
         ]).unwrap();
         let r = grads(&b, &x)?;
         prop_assert_eq!(r.directions.len(), 2);
+    }
+}
+
+/// Sets every parameter of `b` to a random value in `(−r, r)`.
+fn randomize<B: Differentiable<f64>>(b: &mut B, r: f64, rng: &mut StdRng) {
+    let v: Vec<f64> = (0..b.num_params())
+        .map(|_| rng.random_range(-r..r))
+        .collect();
+    b.set_params(&v).unwrap();
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// Residual conditioners (the blocks' skip connections have their own
+    /// backward path), with every parameter random — a fresh block's second
+    /// layer starts near zero, which would hide an error in it.
+    #[test]
+    fn residual_conditioners(d in 2usize..=4, blocks in 1usize..=2, seed in any::<u64>(), act in smooth(), x in strategies::batch(4, N, 1.5)) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = x.rows(0, d).clone_owned();
+        let cfg = ConditionerConfig { depth: blocks, residual: true, ..cfg(act) };
+        let mut maf = MaskedAutoregressiveFlow::<f64>::new(d, &cfg, &mut rng).unwrap();
+        randomize(&mut maf, 0.4, &mut rng);
+        let r = grads(&maf, &x)?;
+        prop_assert_eq!(r.params, maf.num_params());
+        let mut affine = AffineCoupling::<f64>::new(CouplingMask::half(d, false).unwrap(), &cfg, &mut rng).unwrap();
+        randomize(&mut affine, 0.4, &mut rng);
+        let r = grads(&affine, &x)?;
+        prop_assert_eq!(r.directions.len(), 2);
+        let mut spline = SplineCoupling::<f64>::new(CouplingMask::half(d, true).unwrap(), 4, 3.0, &cfg, &mut rng).unwrap();
+        randomize(&mut spline, 0.4, &mut rng);
+        grads(&spline, &x)?;
+        let mut ar = SplineAutoregressive::<f64>::new(d, 4, 3.0, &cfg, &mut rng).unwrap();
+        randomize(&mut ar, 0.4, &mut rng);
+        grads(&ar, &x)?;
     }
 }
 

@@ -90,6 +90,7 @@ fn random_cfg(elu: bool) -> ConditionerConfig {
             Activation::Tanh
         },
         identity_init: false,
+        residual: false,
     }
 }
 

@@ -56,6 +56,7 @@ fn random_cfg() -> ConditionerConfig {
         depth: 2,
         activation: Activation::Tanh,
         identity_init: false,
+        residual: false,
     }
 }
 

@@ -141,6 +141,12 @@ const IDENTITY_INIT_RANDOM: KeyDef = KeyDef {
     default: "false",
     ..IDENTITY_INIT
 };
+const RESIDUAL: KeyDef = KeyDef {
+    name: "residual",
+    kind: ValueKind::Bool,
+    default: "false",
+    doc: "whether the conditioner is built of residual blocks (then `depth` counts blocks of two layers)",
+};
 const BINS: KeyDef = KeyDef {
     name: "bins",
     kind: ValueKind::PositiveInt,
@@ -154,8 +160,16 @@ const BOUND: KeyDef = KeyDef {
     doc: "the spline acts on [-bound, bound] and is the identity outside",
 };
 
-const CONDITIONED: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT];
-const SPLINE: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, BINS, BOUND];
+const CONDITIONED: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, RESIDUAL];
+const SPLINE: &[KeyDef] = &[
+    HIDDEN,
+    DEPTH,
+    ACTIVATION,
+    IDENTITY_INIT,
+    RESIDUAL,
+    BINS,
+    BOUND,
+];
 const INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT];
 const RANDOM_INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT_RANDOM];
 

@@ -2,7 +2,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::affine_coupling::{CouplingRepr, check_net, conditioner_sizes};
+use super::affine_coupling::{CouplingRepr, check_net};
 use super::{Bijector, CouplingMask, assert_rows};
 use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
@@ -66,12 +66,12 @@ impl<T: Real> AdditiveCoupling<T> {
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
         config.validate("AdditiveCoupling::new")?;
-        let sizes = conditioner_sizes(
+        let net = Mlp::from_config(
             mask.identity_indices().len(),
             mask.transformed_indices().len(),
             config,
-        );
-        let net = Mlp::new(&sizes, config.activation, config.identity_init, rng)?;
+            rng,
+        )?;
         Ok(Self { mask, net })
     }
 

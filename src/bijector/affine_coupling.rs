@@ -3,7 +3,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Bijector, CouplingMask, assert_rows};
-use crate::nn::{ConditionerConfig, Mlp, positive_scale};
+use crate::nn::{ConditionerConfig, Mlp, MlpCache, positive_scale};
 use crate::{Error, Real};
 
 /// Affine coupling layer (RealNVP; Dinh, Sohl-Dickstein & Bengio 2016).
@@ -81,6 +81,7 @@ pub(crate) fn check_net<T: Real>(
     net: &Mlp<T>,
     per_coord: usize,
 ) -> Result<(), Error> {
+    net.validate(context)?;
     let (a, b) = (
         mask.identity_indices().len(),
         mask.transformed_indices().len(),
@@ -100,18 +101,6 @@ pub(crate) fn check_net<T: Real>(
     Ok(())
 }
 
-/// The layer sizes `[|A|, hidden × depth, out]` of a coupling conditioner.
-pub(crate) fn conditioner_sizes(
-    inputs: usize,
-    outputs: usize,
-    config: &ConditionerConfig,
-) -> Vec<usize> {
-    let mut sizes = vec![inputs];
-    sizes.extend(std::iter::repeat_n(config.hidden, config.depth));
-    sizes.push(outputs);
-    sizes
-}
-
 impl<T: Real> AffineCoupling<T> {
     /// An affine coupling with the given mask and conditioner shape.
     pub fn new(
@@ -120,12 +109,12 @@ impl<T: Real> AffineCoupling<T> {
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
         config.validate("AffineCoupling::new")?;
-        let sizes = conditioner_sizes(
+        let net = Mlp::from_config(
             mask.identity_indices().len(),
             2 * mask.transformed_indices().len(),
             config,
-        );
-        let net = Mlp::new(&sizes, config.activation, config.identity_init, rng)?;
+            rng,
+        )?;
         Ok(Self { mask, net })
     }
 
@@ -157,9 +146,20 @@ impl<T: Real> AffineCoupling<T> {
     /// Applies the coupling in either direction; returns the output and
     /// `Σ log σ` (forward) or `−Σ log σ` (inverse).
     fn apply(&self, x: &DMatrix<T>, inverse: bool) -> (DMatrix<T>, DVector<T>) {
-        let ia = self.mask.identity_indices();
+        let out = self
+            .net
+            .forward(&CouplingMask::gather(self.mask.identity_indices(), x));
+        self.apply_with(x, &out, inverse)
+    }
+
+    /// [`AffineCoupling::apply`] given the conditioner's output at `x`.
+    fn apply_with(
+        &self,
+        x: &DMatrix<T>,
+        out: &DMatrix<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
         let ib = self.mask.transformed_indices();
-        let out = self.net.forward(&CouplingMask::gather(ia, x));
         let nb = ib.len();
         let mut y = x.clone();
         let mut ldj = DVector::zeros(x.ncols());
@@ -232,9 +232,57 @@ impl<T: Real> AffineCoupling<T> {
         inverse: bool,
     ) -> DMatrix<T> {
         let ia = self.mask.identity_indices();
+        let (out, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
+        self.backward_with(
+            input,
+            &out,
+            &cache,
+            grad_out,
+            grad_log_det,
+            grad_params,
+            inverse,
+        )
+    }
+
+    /// The fused pass of either direction: one conditioner evaluation.
+    fn through(
+        &self,
+        input: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows("AffineCoupling::through", self.mask.dim(), input);
+        let ia = self.mask.identity_indices();
+        let (out, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
+        let (z, ldj) = self.apply_with(input, &out, inverse);
+        let (grad_z, grad_log_det) = rest(&z, &ldj)?;
+        Ok(self.backward_with(
+            input,
+            &out,
+            &cache,
+            &grad_z,
+            &grad_log_det,
+            grad_params,
+            inverse,
+        ))
+    }
+
+    /// [`AffineCoupling::backward`] given the conditioner's output and cache.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_with(
+        &self,
+        input: &DMatrix<T>,
+        out: &DMatrix<T>,
+        cache: &MlpCache<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        inverse: bool,
+    ) -> DMatrix<T> {
+        let ia = self.mask.identity_indices();
         let ib = self.mask.transformed_indices();
         let nb = ib.len();
-        let (out, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
         let n = input.ncols();
         let mut grad_in = grad_out.clone();
         let mut grad_net = DMatrix::zeros(2 * nb, n);
@@ -257,7 +305,7 @@ impl<T: Real> AffineCoupling<T> {
                 grad_net[(nb + r, s)] = g_sigma * dsigma_da;
             }
         }
-        let grad_a = self.net.backward(&cache, &grad_net, grad_params, None);
+        let grad_a = self.net.backward(cache, &grad_net, grad_params, None);
         for (r, &i) in ia.iter().enumerate() {
             for s in 0..n {
                 grad_in[(i, s)] += grad_a[(r, s)];
@@ -307,5 +355,21 @@ impl<T: Real> super::Differentiable<T> for AffineCoupling<T> {
             x,
         );
         Ok(self.backward(x, grad_y, grad_log_det, grad_params, false))
+    }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(y, grad_params, rest, true)
+    }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(x, grad_params, rest, false)
     }
 }

@@ -254,6 +254,22 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         }
         cur
     }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(x, grad_params, rest, false)
+    }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(y, grad_params, rest, true)
+    }
     fn forward_and_log_det_backward(
         &self,
         x: &DMatrix<T>,
@@ -315,6 +331,36 @@ impl<T: Real> Differentiable<T> for Chain<T> {
 }
 
 impl<T: Real> Chain<T> {
+    /// The fused pass of the whole chain: parts first to last (`forward`)
+    /// or last to first (inverse), each with its slice of `grad_params`.
+    fn through(
+        &self,
+        input: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error> {
+        let context = if inverse {
+            "Chain::inverse_and_log_det_through"
+        } else {
+            "Chain::forward_and_log_det_through"
+        };
+        self.check(context, input);
+        let offsets = self.offsets();
+        let mut steps = Vec::with_capacity(self.parts.len());
+        let mut remaining = grad_params;
+        for i in 0..self.parts.len() {
+            let (mine, others) = remaining.split_at_mut(offsets[i + 1] - offsets[i]);
+            steps.push((self.differentiable_part(i, context)?, mine));
+            remaining = others;
+        }
+        if inverse {
+            steps.reverse();
+        }
+        let acc = DVector::zeros(input.ncols());
+        Ok(super::through_sequence(&mut steps, input, &acc, inverse, rest)?.0)
+    }
+
     /// Start of each part's parameters in the flat vector, and the total at the end.
     fn offsets(&self) -> Vec<usize> {
         let mut off = vec![0];

@@ -71,6 +71,42 @@ pub trait Differentiable<T: Real>: Bijector<T> {
         grad_params: &mut [T],
     ) -> Result<DMatrix<T>, Error>;
 
+    /// Fused evaluation and reverse mode of `inverse_and_log_det` (one
+    /// training step's worth of work for this layer): computes `(x, l)` at
+    /// `y`, asks `rest(x, l)` — everything downstream of this layer, up to
+    /// the loss — for the cotangents `(∂L/∂x, ∂L/∂l)`, **adds** `∂L/∂θ` into
+    /// `grad_params` and returns `∂L/∂y`.
+    ///
+    /// The result equals [`inverse_and_log_det`](Bijector::inverse_and_log_det)
+    /// followed by [`inverse_and_log_det_backward`](Differentiable::inverse_and_log_det_backward)
+    /// (the default does exactly that); layers with a conditioner network
+    /// override it to evaluate the network once and keep its activations for
+    /// the backward pass, and combinators chain their parts' fused calls, so a
+    /// whole flow's gradient costs one forward and one backward pass.
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let (x, l) = self.inverse_and_log_det(y);
+        let (gx, gl) = rest(&x, &l)?;
+        self.inverse_and_log_det_backward(y, &gx, &gl, grad_params)
+    }
+
+    /// Fused evaluation and reverse mode of `forward_and_log_det`; see
+    /// [`inverse_and_log_det_through`](Differentiable::inverse_and_log_det_through).
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let (y, l) = self.forward_and_log_det(x);
+        let (gy, gl) = rest(&y, &l)?;
+        self.forward_and_log_det_backward(x, &gy, &gl, grad_params)
+    }
+
     /// Visits the layer's non-parameter **state** (batch-normalisation
     /// statistics, ActNorm's initialised flag as 0/1), which a saved model
     /// stores beside the parameters. Default: none.
@@ -126,6 +162,44 @@ pub trait Differentiable<T: Real>: Bijector<T> {
         self.params_changed();
         Ok(())
     }
+}
+
+/// Everything downstream of a layer in a fused pass
+/// ([`Differentiable::inverse_and_log_det_through`]): given the layer's
+/// outputs `(z, l)` (`D × n` values and their `n` log-determinants), it
+/// returns the cotangents `(∂L/∂z, ∂L/∂l)` of the loss.
+pub type Continuation<'a, T> =
+    dyn FnMut(&DMatrix<T>, &DVector<T>) -> Result<(DMatrix<T>, DVector<T>), Error> + 'a;
+
+/// The fused pass of a sequence of parts, in the order they are applied
+/// (each with its own gradient slice): part 0 runs on `input`, its fused call's
+/// continuation runs the remaining parts and finally `rest` on the last output,
+/// with the log-determinants summed along the way (`acc` is the sum so far).
+/// Returns `(∂L/∂input, ∂L/∂l)`.
+pub(crate) fn through_sequence<T: Real>(
+    steps: &mut [(&dyn Differentiable<T>, &mut [T])],
+    input: &DMatrix<T>,
+    acc: &DVector<T>,
+    inverse: bool,
+    rest: &mut Continuation<'_, T>,
+) -> Result<(DMatrix<T>, DVector<T>), Error> {
+    let Some(((part, grads), later)) = steps.split_first_mut() else {
+        return rest(input, acc);
+    };
+    let mut grad_log_det = None;
+    let mut next = |z: &DMatrix<T>, l: &DVector<T>| {
+        let total = acc + l;
+        let (gz, gl) = through_sequence(later, z, &total, inverse, rest)?;
+        grad_log_det = Some(gl.clone());
+        Ok((gz, gl))
+    };
+    let g = if inverse {
+        part.inverse_and_log_det_through(input, grads, &mut next)?
+    } else {
+        part.forward_and_log_det_through(input, grads, &mut next)?
+    };
+    let gl = grad_log_det.expect("a fused call runs its continuation");
+    Ok((g, gl))
 }
 
 /// A part shared between clones of a combinator (`Chain`, `Blockwise`),

@@ -154,4 +154,12 @@ impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
         self.inner
             .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
     }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.inner.forward_and_log_det_through(x, grad_params, rest)
+    }
 }

@@ -102,6 +102,38 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
         // there is no data-dependent statistic to take there.
         self.inverse(y)
     }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, crate::Error> {
+        self.inner
+            .as_differentiable()
+            .ok_or_else(|| {
+                super::not_differentiable(
+                    "Invert::inverse_and_log_det_through",
+                    "the wrapped bijector",
+                )
+            })?
+            .forward_and_log_det_through(y, grad_params, rest)
+    }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, crate::Error> {
+        self.inner
+            .as_differentiable()
+            .ok_or_else(|| {
+                super::not_differentiable(
+                    "Invert::forward_and_log_det_through",
+                    "the wrapped bijector",
+                )
+            })?
+            .inverse_and_log_det_through(x, grad_params, rest)
+    }
     fn inverse_and_log_det_backward(
         &self,
         y: &DMatrix<T>,

@@ -120,8 +120,12 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
 
     /// `(u, −Σ log σ)` from `x` in one MADE pass.
     fn invert(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        self.invert_with(x, &self.made.forward(x))
+    }
+
+    /// `(u, −Σ log σ)` from `x` and the MADE's output at `x`.
+    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
-        let out = self.made.forward(x);
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
         for s in 0..x.ncols() {
@@ -134,6 +138,38 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
             ldj[s] = acc;
         }
         (u, ldj)
+    }
+
+    /// The backward pass of the density direction at `x`, given the MADE's
+    /// output and cache at `x`: adds `∂L/∂θ`, returns `∂L/∂x`.
+    fn backward_from(
+        &self,
+        x: &DMatrix<T>,
+        out: &DMatrix<T>,
+        cache: &crate::nn::MlpCache<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> DMatrix<T> {
+        let d = self.dim_();
+        let n = x.ncols();
+        let mut grad_x = DMatrix::zeros(d, n);
+        let mut grad_net = DMatrix::zeros(2 * d, n);
+        for s in 0..n {
+            for i in 0..d {
+                // u = (x − μ)/σ(a), log-det −log σ(a).
+                let a = out[(d + i, s)];
+                let (sigma, _) = positive_scale(a);
+                let u = (x[(i, s)] - out[(i, s)]) / sigma;
+                let gu = grad_u[(i, s)];
+                grad_x[(i, s)] = gu / sigma;
+                grad_net[(i, s)] = -gu / sigma;
+                let g_sigma = -(gu * u + grad_log_det[s]) / sigma;
+                grad_net[(d + i, s)] = g_sigma * crate::nn::positive_scale_derivative(a);
+            }
+        }
+        grad_x += self.made.backward(cache, &grad_net, grad_params);
+        grad_x
     }
 
     /// `(x, Σ log σ)` from `u` in `D` sequential MADE passes.
@@ -260,25 +296,26 @@ impl<T: Real> super::Differentiable<T> for MaskedAutoregressiveFlow<T> {
             x,
         );
         let (out, cache) = self.made.forward_cached(x);
-        let n = x.ncols();
-        let mut grad_x = DMatrix::zeros(d, n);
-        let mut grad_net = DMatrix::zeros(2 * d, n);
-        for s in 0..n {
-            for i in 0..d {
-                // u = (x − μ)/σ(a), log-det −log σ(a).
-                let a = out[(d + i, s)];
-                let (sigma, _) = positive_scale(a);
-                let u = (x[(i, s)] - out[(i, s)]) / sigma;
-                let gu = grad_u[(i, s)];
-                grad_x[(i, s)] = gu / sigma;
-                grad_net[(i, s)] = -gu / sigma;
-                let g_sigma = -(gu * u + grad_log_det[s]) / sigma;
-                grad_net[(d + i, s)] = g_sigma * crate::nn::positive_scale_derivative(a);
-            }
-        }
-        grad_x += self.made.backward(&cache, &grad_net, grad_params);
-        Ok(grad_x)
+        Ok(self.backward_from(x, &out, &cache, grad_u, grad_log_det, grad_params))
     }
+    /// One MADE pass serves both the value and the backward pass.
+    fn inverse_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "MaskedAutoregressiveFlow::inverse_and_log_det_through",
+            self.dim_(),
+            x,
+        );
+        let (out, cache) = self.made.forward_cached(x);
+        let (u, ldj) = self.invert_with(x, &out);
+        let (grad_u, grad_log_det) = rest(&u, &ldj)?;
+        Ok(self.backward_from(x, &out, &cache, &grad_u, &grad_log_det, grad_params))
+    }
+
     /// The sampling direction is `D` sequential passes; its gradient is not
     /// implemented.
     fn forward_and_log_det_backward(

@@ -50,10 +50,10 @@ pub use batch_norm::BatchNormalization;
 pub use blockwise::Blockwise;
 pub use chain::Chain;
 pub use coupling_mask::CouplingMask;
-pub use differentiable::{DataStage, Differentiable};
+pub use differentiable::{Continuation, DataStage, Differentiable};
 pub(crate) use differentiable::{
     deep_copy_part, differentiable_hooks, not_differentiable, parameter_free_differentiable,
-    unique_part, zip_elementwise,
+    through_sequence, unique_part, zip_elementwise,
 };
 pub use exp::Exp;
 pub use iaf::InverseAutoregressiveFlow;

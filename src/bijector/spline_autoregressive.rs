@@ -219,15 +219,19 @@ impl<T: Real> SplineAutoregressive<T> {
 
     /// `(u, log|det ∂u/∂x|)` from `x` in one MADE pass.
     fn invert(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        self.invert_with(x, &self.made.forward(x))
+    }
+
+    /// [`SplineAutoregressive::invert`] given the MADE's output at `x`.
+    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
-        let out = self.made.forward(x);
         let mut theta = vec![T::zero(); params_per_coord(self.bins)];
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
         for s in 0..x.ncols() {
             let mut acc = T::zero();
             for i in 0..d {
-                self.gather(&out, i, s, &mut theta);
+                self.gather(out, i, s, &mut theta);
                 let (v, l) = rqs_inverse(x[(i, s)], &theta, self.bins, self.bound);
                 u[(i, s)] = v;
                 acc += l;
@@ -332,33 +336,25 @@ impl<T: Real> super::Differentiable<T> for SplineAutoregressive<T> {
             self.dim_(),
             x,
         );
-        let d = self.dim_();
-        let p = params_per_coord(self.bins);
         let (out, cache) = self.made.forward_cached(x);
-        let mut grad_out = DMatrix::zeros(out.nrows(), x.ncols());
-        let mut grad_x = DMatrix::zeros(d, x.ncols());
-        let mut theta = vec![T::zero(); p];
-        let mut g_theta = vec![T::zero(); p];
-        for s in 0..x.ncols() {
-            for i in 0..d {
-                self.gather(&out, i, s, &mut theta);
-                g_theta.iter_mut().for_each(|g| *g = T::zero());
-                grad_x[(i, s)] = rqs_inverse_backward(
-                    x[(i, s)],
-                    &theta,
-                    self.bins,
-                    self.bound,
-                    grad_u[(i, s)],
-                    grad_log_det[s],
-                    &mut g_theta,
-                );
-                for (q, g) in g_theta.iter().enumerate() {
-                    grad_out[(q * d + i, s)] = *g;
-                }
-            }
-        }
-        grad_x += self.made.backward(&cache, &grad_out, grad_params);
-        Ok(grad_x)
+        Ok(self.backward_with(x, &out, &cache, grad_u, grad_log_det, grad_params))
+    }
+    /// One MADE pass serves both the value and the backward pass.
+    fn inverse_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            "SplineAutoregressive::inverse_and_log_det_through",
+            self.dim_(),
+            x,
+        );
+        let (out, cache) = self.made.forward_cached(x);
+        let (u, ldj) = self.invert_with(x, &out);
+        let (grad_u, grad_log_det) = rest(&u, &ldj)?;
+        Ok(self.backward_with(x, &out, &cache, &grad_u, &grad_log_det, grad_params))
     }
     fn forward_and_log_det_backward(
         &self,
@@ -376,5 +372,46 @@ impl<T: Real> super::Differentiable<T> for SplineAutoregressive<T> {
                      one-pass direction"
                 .into(),
         })
+    }
+}
+
+impl<T: Real> SplineAutoregressive<T> {
+    /// The backward pass of the density direction at `x`, given the MADE's
+    /// output and cache at `x`: adds `∂L/∂θ`, returns `∂L/∂x`.
+    fn backward_with(
+        &self,
+        x: &DMatrix<T>,
+        out: &DMatrix<T>,
+        cache: &crate::nn::MlpCache<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> DMatrix<T> {
+        let d = self.dim_();
+        let p = params_per_coord(self.bins);
+        let mut grad_out = DMatrix::zeros(out.nrows(), x.ncols());
+        let mut grad_x = DMatrix::zeros(d, x.ncols());
+        let mut theta = vec![T::zero(); p];
+        let mut g_theta = vec![T::zero(); p];
+        for s in 0..x.ncols() {
+            for i in 0..d {
+                self.gather(out, i, s, &mut theta);
+                g_theta.iter_mut().for_each(|g| *g = T::zero());
+                grad_x[(i, s)] = rqs_inverse_backward(
+                    x[(i, s)],
+                    &theta,
+                    self.bins,
+                    self.bound,
+                    grad_u[(i, s)],
+                    grad_log_det[s],
+                    &mut g_theta,
+                );
+                for (q, g) in g_theta.iter().enumerate() {
+                    grad_out[(q * d + i, s)] = *g;
+                }
+            }
+        }
+        grad_x += self.made.backward(cache, &grad_out, grad_params);
+        grad_x
     }
 }

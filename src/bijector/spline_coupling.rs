@@ -13,6 +13,9 @@ use crate::error::check;
 use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
 
+/// A spline kernel of one direction: `(input, θ, bins, bound) → (output, log-det)`.
+type ForwardKernel<T> = fn(T, &[T], usize, T) -> (T, T);
+
 /// A coupling layer whose transform is a rational-quadratic spline
 /// (Durkan, Bekasov, Murray & Papamakarios 2019, *Neural Spline Flows*).
 ///
@@ -134,11 +137,13 @@ impl<T: Real> SplineCoupling<T> {
         const CTX: &str = "SplineCoupling::new";
         check_spline_shape(CTX, bins, bound)?;
         config.validate(CTX)?;
-        let mut sizes = vec![mask.identity_indices().len()];
-        sizes.extend(std::iter::repeat_n(config.hidden, config.depth));
-        sizes.push(mask.transformed_indices().len() * params_per_coord(bins));
-        let net = Mlp::new(&sizes, config.activation, config.identity_init, rng)
-            .map_err(|e| super::maf::rename_context(e, CTX))?;
+        let net = Mlp::from_config(
+            mask.identity_indices().len(),
+            mask.transformed_indices().len() * params_per_coord(bins),
+            config,
+            rng,
+        )
+        .map_err(|e| super::maf::rename_context(e, CTX))?;
         Ok(Self {
             mask,
             bins,
@@ -157,6 +162,7 @@ impl<T: Real> SplineCoupling<T> {
     ) -> Result<Self, Error> {
         const CTX: &str = "SplineCoupling::from_parts";
         check_spline_shape(CTX, bins, bound)?;
+        net.validate(CTX)?;
         check::same_dim(
             CTX,
             "net (inputs)",
@@ -222,12 +228,17 @@ impl<T: Real> SplineCoupling<T> {
 
     /// One conditioner pass on `x_A` (equal to `y_A`), then `kernel` on every
     /// transformed entry; returns the output and the per-sample log-dets.
-    fn apply(
+    fn apply(&self, x: &DMatrix<T>, kernel: ForwardKernel<T>) -> (DMatrix<T>, DVector<T>) {
+        self.apply_with(x, &self.spline_params(x), kernel)
+    }
+
+    /// [`SplineCoupling::apply`] given the conditioner's output at `x`.
+    fn apply_with(
         &self,
         x: &DMatrix<T>,
-        kernel: fn(T, &[T], usize, T) -> (T, T),
+        raw: &DMatrix<T>,
+        kernel: ForwardKernel<T>,
     ) -> (DMatrix<T>, DVector<T>) {
-        let raw = self.spline_params(x);
         let p = params_per_coord(self.bins);
         let mut y = x.clone();
         let mut ldj = DVector::zeros(x.ncols());
@@ -305,9 +316,63 @@ impl<T: Real> SplineCoupling<T> {
         kernel: BackwardKernel<T>,
     ) -> DMatrix<T> {
         let ia = self.mask.identity_indices();
+        let (raw, cache) = self.net.forward_cached(&input.select_rows(ia));
+        self.backward_with(
+            input,
+            &raw,
+            &cache,
+            grad_out,
+            grad_log_det,
+            grad_params,
+            kernel,
+        )
+    }
+
+    /// The fused pass of either direction: one conditioner evaluation.
+    fn through(
+        &self,
+        input: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error> {
+        assert_rows("SplineCoupling::through", self.mask.dim(), input);
+        let (raw, cache) = self
+            .net
+            .forward_cached(&input.select_rows(self.mask.identity_indices()));
+        let (kernel, backward): (ForwardKernel<T>, BackwardKernel<T>) = if inverse {
+            (rqs_inverse, rqs_inverse_backward)
+        } else {
+            (rqs_forward, rqs_forward_backward)
+        };
+        let (z, ldj) = self.apply_with(input, &raw, kernel);
+        let (grad_z, grad_log_det) = rest(&z, &ldj)?;
+        Ok(self.backward_with(
+            input,
+            &raw,
+            &cache,
+            &grad_z,
+            &grad_log_det,
+            grad_params,
+            backward,
+        ))
+    }
+
+    /// [`SplineCoupling::backward`] given the conditioner's output and cache.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_with(
+        &self,
+        input: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        cache: &crate::nn::MlpCache<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        kernel: BackwardKernel<T>,
+    ) -> DMatrix<T> {
+        let ia = self.mask.identity_indices();
         let ib = self.mask.transformed_indices();
         let p = params_per_coord(self.bins);
-        let (raw, cache) = self.net.forward_cached(&input.select_rows(ia));
         let rows = raw.nrows();
         let mut grad_raw = DMatrix::zeros(rows, input.ncols());
         let mut grad_in = grad_out.clone();
@@ -333,7 +398,7 @@ impl<T: Real> SplineCoupling<T> {
                 );
             }
         }
-        let grad_a = self.net.backward(&cache, &grad_raw, grad_params, None);
+        let grad_a = self.net.backward(cache, &grad_raw, grad_params, None);
         for (r, &i) in ia.iter().enumerate() {
             for s in 0..input.ncols() {
                 grad_in[(i, s)] += grad_a[(r, s)];
@@ -384,5 +449,21 @@ impl<T: Real> super::Differentiable<T> for SplineCoupling<T> {
             x,
         );
         Ok(self.backward(x, grad_y, grad_log_det, grad_params, rqs_forward_backward))
+    }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(y, grad_params, rest, true)
+    }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(x, grad_params, rest, false)
     }
 }

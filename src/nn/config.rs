@@ -16,7 +16,8 @@ use crate::error::check;
 pub struct ConditionerConfig {
     /// Width of every hidden layer (default 64).
     pub hidden: usize,
-    /// Number of hidden layers (default 2).
+    /// Number of hidden layers (default 2); for a residual conditioner, the
+    /// number of residual blocks (two layers each).
     pub depth: usize,
     /// Nonlinearity between layers (default ReLU).
     pub activation: Activation,
@@ -24,6 +25,11 @@ pub struct ConditionerConfig {
     /// the identity map (the Glow/nflows convention; default `true`). With
     /// `false`, every layer gets the standard random initialisation.
     pub identity_init: bool,
+    /// Whether the network is made of residual blocks (the `ResidualNet` and
+    /// residual MADE of nflows; see [`Mlp`](super::Mlp)) instead of a plain
+    /// stack of layers (default `false`).
+    #[serde(default)]
+    pub residual: bool,
 }
 
 impl Default for ConditionerConfig {
@@ -33,13 +39,19 @@ impl Default for ConditionerConfig {
             depth: 2,
             activation: Activation::Relu,
             identity_init: true,
+            residual: false,
         }
     }
 }
 
 impl ConditionerConfig {
-    /// Checks `hidden ≥ 1` (depth 0 is allowed: a single, linear layer).
+    /// Checks `hidden ≥ 1` (depth 0 is allowed for a plain network: a single,
+    /// linear layer; a residual network needs at least one block).
     pub fn validate(&self, context: &str) -> Result<(), Error> {
-        check::dim_at_least_one(context, "hidden", self.hidden)
+        check::dim_at_least_one(context, "hidden", self.hidden)?;
+        if self.residual {
+            check::dim_at_least_one(context, "depth (residual blocks)", self.depth)?;
+        }
+        Ok(())
     }
 }

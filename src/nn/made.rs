@@ -72,6 +72,7 @@ impl<T: Real> From<Made<T>> for MadeRepr<T> {
 impl<T: Real> TryFrom<MadeRepr<T>> for Made<T> {
     type Error = Error;
     fn try_from(r: MadeRepr<T>) -> Result<Self, Error> {
+        r.net.validate("Made")?;
         let masks = build_masks::<T>(
             r.dim,
             r.context_dim,
@@ -125,11 +126,8 @@ impl<T: Real> Made<T> {
         check::dim_at_least_one(CTX, "dim", dim)?;
         check::dim_at_least_one(CTX, "params_per_dim", params_per_dim)?;
         config.validate(CTX)?;
-        let mut sizes = vec![dim + context_dim];
-        sizes.extend(std::iter::repeat_n(config.hidden, config.depth));
-        sizes.push(params_per_dim * dim);
-        let masks = build_masks::<T>(dim, context_dim, params_per_dim, &order, &sizes)?;
-        let net = Mlp::new(&sizes, config.activation, config.identity_init, rng)?;
+        let net = Mlp::from_config(dim + context_dim, params_per_dim * dim, config, rng)?;
+        let masks = build_masks::<T>(dim, context_dim, params_per_dim, &order, net.sizes())?;
         let mut m = Self {
             dim,
             context_dim,

@@ -2,13 +2,20 @@ use nalgebra::{DMatrix, DMatrixView, DVectorView};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use super::Activation;
+use super::{Activation, ConditionerConfig};
 use crate::error::check;
 use crate::{Error, Real};
 
-/// A fully connected network `in → hidden … → out` with one activation between
-/// layers and a linear output layer, evaluated as one gemm per layer on a
-/// `in × n` batch.
+/// A fully connected network evaluated as one gemm per layer on an `in × n`
+/// batch. Two architectures:
+///
+/// - **plain** (`in → hidden … → out`): one activation after every hidden
+///   layer, a linear output layer;
+/// - **residual** (the `ResidualNet` of nflows, He et al. 2016's pre-activation
+///   blocks): a linear input layer `h₀ = W₀x + b₀`, then `B` blocks
+///   `h ← h + W₂ act(W₁ act(h) + b₁) + b₂`, then a linear output layer on the
+///   last `h`. Each block's second layer starts near zero (`U(±10⁻³)`), so a
+///   fresh block is close to the identity.
 ///
 /// Parameters live in one buffer: for each layer, the `out × in` weight matrix
 /// (column-major), then the bias.
@@ -21,18 +28,36 @@ use crate::{Error, Real};
 /// let net = Mlp::<f64>::new(&[3, 16, 16, 2], Activation::Relu, false, &mut rng)?;
 /// assert_eq!(net.num_params(), (3 * 16 + 16) + (16 * 16 + 16) + (16 * 2 + 2));
 /// assert_eq!(net.forward(&DMatrix::zeros(3, 5)).shape(), (2, 5));
+///
+/// // Two residual blocks of width 16: 3 → 16, (16 → 16 → 16) × 2, 16 → 2.
+/// let res = Mlp::<f64>::residual(3, 16, 2, 2, Activation::Relu, false, &mut rng)?;
+/// assert_eq!(res.num_layers(), 6);
+/// assert!(res.is_residual());
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mlp<T: Real> {
     sizes: Vec<usize>,
     activation: Activation,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    residual: bool,
     params: Vec<T>,
 }
 
+/// How layer `l` of a network is initialised.
+#[derive(Clone, Copy)]
+enum Init {
+    /// `U(−1/√fan_in, 1/√fan_in)` (the PyTorch default).
+    Standard,
+    /// `U(±10⁻³)`: the last layer of a residual block.
+    Small,
+    /// All zero: the output layer of an identity-initialised conditioner.
+    Zero,
+}
+
 impl<T: Real> Mlp<T> {
-    /// A network with layer sizes `sizes = [in, h₁, …, out]` (at least two
-    /// entries, all ≥ 1). Weights and biases are drawn from
+    /// A plain network with layer sizes `sizes = [in, h₁, …, out]` (at least
+    /// two entries, all ≥ 1). Weights and biases are drawn from
     /// `U(−1/√fan_in, 1/√fan_in)` (the PyTorch default); with `zero_last`, the
     /// output layer starts at zero.
     pub fn new(
@@ -53,13 +78,104 @@ impl<T: Real> Mlp<T> {
         for (i, s) in sizes.iter().enumerate() {
             check::dim_at_least_one(CTX, &format!("sizes[{i}]"), *s)?;
         }
+        let last = sizes.len() - 2;
+        let inits = (0..=last).map(|l| {
+            if zero_last && l == last {
+                Init::Zero
+            } else {
+                Init::Standard
+            }
+        });
+        Ok(Self::initialised(
+            sizes.to_vec(),
+            activation,
+            false,
+            inits,
+            rng,
+        ))
+    }
+
+    /// A residual network `in → hidden`, `blocks` residual blocks of width
+    /// `hidden`, `hidden → out` (see the type's documentation). With
+    /// `zero_last`, the output layer starts at zero.
+    pub fn residual(
+        inputs: usize,
+        hidden: usize,
+        blocks: usize,
+        outputs: usize,
+        activation: Activation,
+        zero_last: bool,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        const CTX: &str = "Mlp::residual";
+        check::dim_at_least_one(CTX, "inputs", inputs)?;
+        check::dim_at_least_one(CTX, "hidden", hidden)?;
+        check::dim_at_least_one(CTX, "blocks", blocks)?;
+        check::dim_at_least_one(CTX, "outputs", outputs)?;
+        let mut sizes = vec![inputs];
+        sizes.extend(std::iter::repeat_n(hidden, 2 * blocks + 1));
+        sizes.push(outputs);
+        let last = sizes.len() - 2;
+        let inits = (0..=last).map(|l| {
+            if l == last {
+                if zero_last {
+                    Init::Zero
+                } else {
+                    Init::Standard
+                }
+            } else if l > 0 && l % 2 == 0 {
+                Init::Small
+            } else {
+                Init::Standard
+            }
+        });
+        Ok(Self::initialised(sizes, activation, true, inits, rng))
+    }
+
+    /// The conditioner network of `config` from `inputs` to `outputs`: plain
+    /// with `config.depth` hidden layers, or residual with `config.depth`
+    /// blocks; the output layer starts at zero when `config.identity_init`.
+    pub fn from_config(
+        inputs: usize,
+        outputs: usize,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        if config.residual {
+            Self::residual(
+                inputs,
+                config.hidden,
+                config.depth,
+                outputs,
+                config.activation,
+                config.identity_init,
+                rng,
+            )
+        } else {
+            let mut sizes = vec![inputs];
+            sizes.extend(std::iter::repeat_n(config.hidden, config.depth));
+            sizes.push(outputs);
+            Self::new(&sizes, config.activation, config.identity_init, rng)
+        }
+    }
+
+    fn initialised(
+        sizes: Vec<usize>,
+        activation: Activation,
+        residual: bool,
+        inits: impl Iterator<Item = Init>,
+        rng: &mut dyn Rng,
+    ) -> Self {
         let n: usize = sizes.windows(2).map(|w| w[1] * w[0] + w[1]).sum();
         let mut params = Vec::with_capacity(n);
-        let last = sizes.len() - 2;
-        for (l, w) in sizes.windows(2).enumerate() {
-            let bound = 1.0 / (w[0] as f64).sqrt();
+        for (w, init) in sizes.windows(2).zip(inits) {
+            let bound = match init {
+                Init::Standard => 1.0 / (w[0] as f64).sqrt(),
+                Init::Small => 1e-3,
+                Init::Zero => 0.0,
+            };
             for _ in 0..(w[1] * w[0] + w[1]) {
-                let v = if zero_last && l == last {
+                let v = if bound == 0.0 {
                     0.0
                 } else {
                     rng.random_range(-bound..bound)
@@ -67,16 +183,23 @@ impl<T: Real> Mlp<T> {
                 params.push(T::lit(v));
             }
         }
-        Ok(Self {
-            sizes: sizes.to_vec(),
+        Self {
+            sizes,
             activation,
+            residual,
             params,
-        })
+        }
     }
 
-    /// Layer sizes `[in, h₁, …, out]`.
+    /// Layer sizes `[in, h₁, …, out]` (for a residual network, every hidden
+    /// size is the same width).
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
+    }
+
+    /// Whether this is a residual network.
+    pub fn is_residual(&self) -> bool {
+        self.residual
     }
 
     /// Input width.
@@ -131,28 +254,77 @@ impl<T: Real> Mlp<T> {
         (w, b)
     }
 
+    /// Checks the structure after deserialisation: sizes, parameter count,
+    /// and for a residual network equal hidden widths and whole blocks.
+    pub(crate) fn validate(&self, context: &str) -> Result<(), Error> {
+        if self.sizes.len() < 2 || self.sizes.contains(&0) {
+            return Err(check::invalid(
+                context,
+                "sizes",
+                "at least two layer sizes, all ≥ 1",
+                format!("{:?}", self.sizes),
+            ));
+        }
+        if self.residual {
+            let hidden = &self.sizes[1..self.sizes.len() - 1];
+            if hidden.len() < 3
+                || hidden.len().is_multiple_of(2)
+                || hidden.iter().any(|&h| h != hidden[0])
+            {
+                return Err(check::invalid(
+                    context,
+                    "sizes",
+                    "[in, h, (h, h) × blocks, out] for a residual network",
+                    format!("{:?}", self.sizes),
+                ));
+            }
+        }
+        let n: usize = self.sizes.windows(2).map(|w| w[1] * w[0] + w[1]).sum();
+        if self.params.len() != n {
+            return Err(check::invalid(
+                context,
+                "params",
+                &format!("{n} values for sizes {:?}", self.sizes),
+                format!("{} values", self.params.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `W_l h + b_l`.
+    fn affine(&self, l: usize, h: &DMatrix<T>) -> DMatrix<T> {
+        let (w, b) = self.layer(l);
+        let mut z = DMatrix::zeros(w.nrows(), h.ncols());
+        z.gemm(T::one(), &w, h, T::zero());
+        for mut col in z.column_iter_mut() {
+            col += &b;
+        }
+        z
+    }
+
+    fn activate(&self, z: &DMatrix<T>) -> DMatrix<T> {
+        let act = self.activation;
+        z.map(|v| act.apply(v))
+    }
+
     /// Evaluates the network on an `in × n` batch, returning `out × n`.
     ///
     /// # Panics
     /// If `x` does not have `in` rows.
     pub fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
         crate::bijector::assert_rows("Mlp::forward", self.sizes[0], x);
-        let mut h = x.clone();
-        for l in 0..self.num_layers() {
-            let (w, b) = self.layer(l);
-            let mut z = DMatrix::zeros(w.nrows(), h.ncols());
-            z.gemm(T::one(), &w, &h, T::zero());
-            let last = l + 1 == self.num_layers();
-            let act = self.activation;
-            for mut col in z.column_iter_mut() {
-                for (v, bi) in col.iter_mut().zip(b.iter()) {
-                    *v += *bi;
-                    if !last {
-                        *v = act.apply(*v);
-                    }
-                }
+        let last = self.num_layers() - 1;
+        if self.residual {
+            let mut h = self.affine(0, x);
+            for l in (1..last).step_by(2) {
+                let t = self.affine(l, &self.activate(&h));
+                h += self.affine(l + 1, &self.activate(&t));
             }
-            h = z;
+            return self.affine(last, &h);
+        }
+        let mut h = self.affine(0, x);
+        for l in 1..=last {
+            h = self.affine(l, &self.activate(&h));
         }
         h
     }
@@ -160,31 +332,90 @@ impl<T: Real> Mlp<T> {
 
 impl<T: Real> Mlp<T> {
     /// Evaluates the network and keeps what the backward pass needs: the
-    /// input to every layer (`inputs[l]`, post-activation) and every hidden
-    /// pre-activation. Returns `(output, cache)`.
+    /// input to every layer (`inputs[l]`) and, where that input is an
+    /// activation, its pre-activation. Returns `(output, cache)`.
     pub fn forward_cached(&self, x: &DMatrix<T>) -> (DMatrix<T>, MlpCache<T>) {
         crate::bijector::assert_rows("Mlp::forward_cached", self.sizes[0], x);
-        let mut inputs = Vec::with_capacity(self.num_layers());
-        let mut pre = Vec::with_capacity(self.num_layers());
-        let mut h = x.clone();
-        for l in 0..self.num_layers() {
-            let (w, b) = self.layer(l);
-            let mut z = DMatrix::zeros(w.nrows(), h.ncols());
-            z.gemm(T::one(), &w, &h, T::zero());
-            for mut col in z.column_iter_mut() {
-                col += &b;
+        let layers = self.num_layers();
+        let last = layers - 1;
+        let mut inputs = Vec::with_capacity(layers);
+        let mut pre = Vec::with_capacity(layers);
+        inputs.push(x.clone());
+        pre.push(None);
+        let mut h = self.affine(0, x);
+        if self.residual {
+            for l in (1..last).step_by(2) {
+                let a = self.activate(&h);
+                let t = self.affine(l, &a);
+                let a2 = self.activate(&t);
+                let r = self.affine(l + 1, &a2);
+                inputs.push(a);
+                pre.push(Some(h.clone()));
+                inputs.push(a2);
+                pre.push(Some(t));
+                h += r;
             }
-            let last = l + 1 == self.num_layers();
+            let out = self.affine(last, &h);
             inputs.push(h);
-            if last {
-                h = z;
-            } else {
-                let act = self.activation;
-                h = z.map(|v| act.apply(v));
-                pre.push(z);
-            }
+            pre.push(None);
+            return (out, MlpCache { inputs, pre });
+        }
+        for l in 1..=last {
+            let a = self.activate(&h);
+            let z = self.affine(l, &a);
+            inputs.push(a);
+            pre.push(Some(h));
+            h = z;
         }
         (h, MlpCache { inputs, pre })
+    }
+
+    /// Adds layer `l`'s weight and bias gradients for output cotangent
+    /// `delta` into `grad_params` and returns `Wᵀ δ` (the cotangent of the
+    /// layer's input), multiplied by the activation's derivative when the
+    /// input was an activation (so the result is the cotangent of the
+    /// pre-activation).
+    fn layer_backward(
+        &self,
+        l: usize,
+        cache: &MlpCache<T>,
+        delta: &DMatrix<T>,
+        grad_params: &mut [T],
+        masks: Option<&[DMatrix<T>]>,
+    ) -> DMatrix<T> {
+        let (off, out, inp) = self.layer_offset(l);
+        let h = &cache.inputs[l];
+        {
+            let mut gw = nalgebra::DMatrixViewMut::from_slice(
+                &mut grad_params[off..off + out * inp],
+                out,
+                inp,
+            );
+            if let Some(m) = masks {
+                // Mask the increment, not the buffer: what the buffer
+                // already holds must survive (backward passes add).
+                let mut inc = DMatrix::zeros(out, inp);
+                inc.gemm(T::one(), delta, &h.transpose(), T::zero());
+                inc.component_mul_assign(&m[l]);
+                gw += inc;
+            } else {
+                gw.gemm(T::one(), delta, &h.transpose(), T::one());
+            }
+        }
+        for (j, gb) in grad_params[off + out * inp..off + out * inp + out]
+            .iter_mut()
+            .enumerate()
+        {
+            *gb += delta.row(j).sum();
+        }
+        let (w, _) = self.layer(l);
+        let mut below = DMatrix::zeros(inp, delta.ncols());
+        below.gemm(T::one(), &w.transpose(), delta, T::zero());
+        if let Some(z) = &cache.pre[l] {
+            let act = self.activation;
+            below.zip_apply(z, |g, zv| *g *= act.derivative(zv));
+        }
+        below
     }
 
     /// Reverse mode: given the cache of [`Mlp::forward_cached`] and `∂L/∂out`,
@@ -203,42 +434,19 @@ impl<T: Real> Mlp<T> {
             self.num_params(),
             "Mlp::backward: gradient buffer has the wrong length"
         );
+        let last = self.num_layers() - 1;
+        if self.residual {
+            // Cotangent of the residual stream h.
+            let mut g_h = self.layer_backward(last, cache, grad_out, grad_params, masks);
+            for l in (1..last).step_by(2).rev() {
+                let g_t = self.layer_backward(l + 1, cache, &g_h, grad_params, masks);
+                g_h += self.layer_backward(l, cache, &g_t, grad_params, masks);
+            }
+            return self.layer_backward(0, cache, &g_h, grad_params, masks);
+        }
         let mut delta = grad_out.clone();
-        for l in (0..self.num_layers()).rev() {
-            let (off, out, inp) = self.layer_offset(l);
-            let h = &cache.inputs[l];
-            {
-                let mut gw = nalgebra::DMatrixViewMut::from_slice(
-                    &mut grad_params[off..off + out * inp],
-                    out,
-                    inp,
-                );
-                if let Some(m) = masks {
-                    // Mask the increment, not the buffer: what the buffer
-                    // already holds must survive (backward passes add).
-                    let mut inc = DMatrix::zeros(out, inp);
-                    inc.gemm(T::one(), &delta, &h.transpose(), T::zero());
-                    inc.component_mul_assign(&m[l]);
-                    gw += inc;
-                } else {
-                    gw.gemm(T::one(), &delta, &h.transpose(), T::one());
-                }
-            }
-            for (j, gb) in grad_params[off + out * inp..off + out * inp + out]
-                .iter_mut()
-                .enumerate()
-            {
-                *gb += delta.row(j).sum();
-            }
-            let (w, _) = self.layer(l);
-            let mut below = DMatrix::zeros(inp, delta.ncols());
-            below.gemm(T::one(), &w.transpose(), &delta, T::zero());
-            if l > 0 {
-                let act = self.activation;
-                let z = &cache.pre[l - 1];
-                below.zip_apply(z, |g, zv| *g *= act.derivative(zv));
-            }
-            delta = below;
+        for l in (0..=last).rev() {
+            delta = self.layer_backward(l, cache, &delta, grad_params, masks);
         }
         delta
     }
@@ -248,5 +456,5 @@ impl<T: Real> Mlp<T> {
 #[derive(Debug, Clone)]
 pub struct MlpCache<T: Real> {
     inputs: Vec<DMatrix<T>>,
-    pre: Vec<DMatrix<T>>,
+    pre: Vec<Option<DMatrix<T>>>,
 }

@@ -138,6 +138,24 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
         self.as_trainable()
             .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
     }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.as_trainable()
+            .inverse_and_log_det_through(y, grad_params, rest)
+    }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.as_trainable()
+            .forward_and_log_det_through(x, grad_params, rest)
+    }
     fn forward_and_log_det_backward(
         &self,
         x: &DMatrix<T>,
@@ -224,6 +242,7 @@ fn conditioner(l: &LayerSpec) -> ConditionerConfig {
             _ => d.activation,
         },
         identity_init: bool_opt(l, "identity_init", d.identity_init),
+        residual: bool_opt(l, "residual", d.residual),
     }
 }
 
@@ -366,6 +385,30 @@ impl<T: Real> Flow<T> {
         }
         off
     }
+
+    /// The fused pass of all layers, first to last (`forward`) or last to
+    /// first (inverse).
+    fn through(
+        &self,
+        input: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error> {
+        let mut steps: Vec<(&dyn Differentiable<T>, &mut [T])> =
+            Vec::with_capacity(self.layers.len());
+        let mut remaining = grad_params;
+        for l in &self.layers {
+            let (mine, others) = remaining.split_at_mut(l.num_params());
+            steps.push((l, mine));
+            remaining = others;
+        }
+        if inverse {
+            steps.reverse();
+        }
+        let acc = DVector::zeros(input.ncols());
+        Ok(crate::bijector::through_sequence(&mut steps, input, &acc, inverse, rest)?.0)
+    }
 }
 
 impl<T: Real> Differentiable<T> for Flow<T> {
@@ -411,6 +454,24 @@ impl<T: Real> Differentiable<T> for Flow<T> {
             cur = l.prepare_with_data(&cur, stage);
         }
         cur
+    }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        check_rows("Flow::forward_and_log_det_through", self.dim, x);
+        self.through(x, grad_params, rest, false)
+    }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        check_rows("Flow::inverse_and_log_det_through", self.dim, y);
+        self.through(y, grad_params, rest, true)
     }
     fn forward_and_log_det_backward(
         &self,

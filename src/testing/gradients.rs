@@ -49,6 +49,11 @@ pub fn check_gradients<B: Differentiable<f64> + Clone>(
 /// side's derivative. A direction whose backward pass returns
 /// [`Error::Unsupported`] is skipped and listed in the report.
 ///
+/// The fused calls ([`Differentiable::inverse_and_log_det_through`] and its
+/// forward twin) are checked too: with the same cotangents they must pass
+/// the same values to their continuation and return the same gradients as
+/// the separate value and backward calls (relative 1e-10).
+///
 /// ```
 /// use nalgebra::DMatrix;
 /// use normflow::prelude::*;
@@ -127,6 +132,22 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
                 ),
             ));
         }
+        // The fused call (value, continuation, backward in one) must agree
+        // with the separate value and backward calls.
+        if let Some(msg) =
+            fused_disagreement(b, input, forward, &w_out, &w_ld, &grad_in, &grad_params)
+        {
+            return Err(fail(
+                Property::Gradient,
+                None,
+                None,
+                0.0,
+                0.0,
+                f64::INFINITY,
+                tolerance,
+                format!("{name} pass: {msg}"),
+            ));
+        }
         // Parameters.
         let theta = b.params_to_vec();
         let mut work = b.clone();
@@ -180,6 +201,68 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
         report.directions.push(name);
     }
     Ok(report)
+}
+
+/// Runs the fused `*_through` call of one direction with a continuation that
+/// returns the loss weights as cotangents, and compares what the continuation
+/// saw and what the call returned against the separate calls. Returns a
+/// description of the first disagreement (relative 1e-10).
+#[allow(clippy::too_many_arguments)]
+fn fused_disagreement<B: Differentiable<f64>>(
+    b: &B,
+    input: &DMatrix<f64>,
+    forward: bool,
+    w_out: &DMatrix<f64>,
+    w_ld: &DVector<f64>,
+    grad_in: &DMatrix<f64>,
+    grad_params: &[f64],
+) -> Option<String> {
+    const TOL: f64 = 1e-10;
+    let (out, ld) = if forward {
+        b.forward_and_log_det(input)
+    } else {
+        b.inverse_and_log_det(input)
+    };
+    let mut seen = None;
+    let mut rest = |z: &DMatrix<f64>, l: &DVector<f64>| {
+        seen = Some((z.clone(), l.clone()));
+        Ok((w_out.clone(), w_ld.clone()))
+    };
+    let mut fused_params = vec![0.0; grad_params.len()];
+    let fused = if forward {
+        b.forward_and_log_det_through(input, &mut fused_params, &mut rest)
+    } else {
+        b.inverse_and_log_det_through(input, &mut fused_params, &mut rest)
+    };
+    let fused = match fused {
+        Ok(g) => g,
+        Err(e) => return Some(format!("the fused call failed: {e}")),
+    };
+    let Some((z, l)) = seen else {
+        return Some("the fused call never ran its continuation".into());
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= TOL * (1.0 + b.abs());
+    if z.shape() != out.shape() || z.iter().zip(out.iter()).any(|(a, b)| !close(*a, *b)) {
+        return Some("the fused call passed a different output to its continuation".into());
+    }
+    if l.len() != ld.len() || l.iter().zip(ld.iter()).any(|(a, b)| !close(*a, *b)) {
+        return Some("the fused call passed a different log-det to its continuation".into());
+    }
+    if fused.shape() != grad_in.shape()
+        || fused
+            .iter()
+            .zip(grad_in.iter())
+            .any(|(a, b)| !close(*a, *b))
+    {
+        return Some("the fused call's input gradient differs from the backward pass".into());
+    }
+    if let Some(k) = (0..grad_params.len()).find(|&k| !close(fused_params[k], grad_params[k])) {
+        return Some(format!(
+            "the fused call's gradient of parameter {k} ({}) differs from the backward pass ({})",
+            fused_params[k], grad_params[k]
+        ));
+    }
+    None
 }
 
 /// `d/dv f(v)` at `v` by central differences `D(h)` with `h = ε^{1/3}(1 + |v|)`,

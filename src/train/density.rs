@@ -119,27 +119,27 @@ pub(crate) fn mean_log_prob_and_grad<T: Real>(
     grad: &mut [T],
 ) -> Result<T, Error> {
     let n = x.ncols();
-    let (u, ildj) = bijector.inverse_and_log_det(x);
-    let lp = base.log_prob(&u);
     let inv_n = T::one() / T::lit(n as f64);
     let nb = bijector.num_params();
     let (grad_bij, grad_base) = grad.split_at_mut(nb);
-    let g_base = match base.as_trainable_base() {
-        Some(b) => b.log_prob_backward(&u, &DVector::from_element(n, inv_n), grad_base),
-        None => {
-            base.log_prob_grad(&u).ok_or_else(|| Error::Unsupported {
-                context: "mean_log_prob_and_grad".into(),
-                reason: "the base distribution does not provide ∇ log p".into(),
-            })? * inv_n
-        }
-    };
-    bijector.inverse_and_log_det_backward(
-        x,
-        &g_base,
-        &DVector::from_element(n, inv_n),
-        grad_bij,
-    )?;
-    Ok((lp + ildj).sum() * inv_n)
+    let mut mean = T::zero();
+    // One fused pass: the flow's value, the base's log-density and gradient
+    // at its output, and the flow's backward pass, evaluating every network once.
+    bijector.inverse_and_log_det_through(x, grad_bij, &mut |u, ildj| {
+        let lp = base.log_prob(u);
+        mean = (lp + ildj).sum() * inv_n;
+        let g_base = match base.as_trainable_base() {
+            Some(b) => b.log_prob_backward(u, &DVector::from_element(n, inv_n), grad_base),
+            None => {
+                base.log_prob_grad(u).ok_or_else(|| Error::Unsupported {
+                    context: "mean_log_prob_and_grad".into(),
+                    reason: "the base distribution does not provide ∇ log p".into(),
+                })? * inv_n
+            }
+        };
+        Ok((g_base, DVector::from_element(n, inv_n)))
+    })?;
+    Ok(mean)
 }
 
 impl<T: Real, D: Distribution<T>, B: Bijector<T>> TransformedDistribution<T, D, B> {

@@ -125,8 +125,8 @@ pub struct VariationalReport {
 
 /// One step's ELBO estimate and its gradient.
 ///
-/// Draws `n` base samples `u`, pushes them through the flow in one
-/// `forward_and_log_det` pass (`x = f(u)`, `log q(x) = log p_base(u) − fldj`),
+/// Draws `n` base samples `u`, pushes them through the flow in one fused
+/// `forward_and_log_det_through` pass (`x = f(u)`, `log q(x) = log p_base(u) − fldj`),
 /// and returns the ELBO estimate `mean(log p̃(x) − log q(x))`; **adds** into
 /// `grad` the gradient of the loss `E_q[log q(x) − log p̃(x)]` (the negative
 /// ELBO) by the reparameterisation trick: the backward pass of the forward
@@ -139,16 +139,17 @@ pub fn elbo_and_grad<T: Real, D: Distribution<T>, B: Differentiable<T>>(
     grad: &mut [T],
 ) -> Result<T, Error> {
     let (u, lp_base) = q.base().sample_and_log_prob(n, rng);
-    let (x, fldj) = q.bijector().forward_and_log_det(&u);
-    let (lp, glp) = target.log_density_and_grad(&x);
     let inv_n = T::one() / T::lit(n as f64);
-    q.bijector().forward_and_log_det_backward(
-        &u,
-        &(glp * (-inv_n)),
-        &DVector::from_element(n, -inv_n),
-        grad,
-    )?;
-    Ok((lp - (lp_base - fldj)).sum() * inv_n)
+    let mut elbo = T::zero();
+    // One fused pass: the flow's value, the target at the samples, and the
+    // flow's backward pass, evaluating every network once.
+    q.bijector()
+        .forward_and_log_det_through(&u, grad, &mut |x, fldj| {
+            let (lp, glp) = target.log_density_and_grad(x);
+            elbo = (lp - (&lp_base - fldj)).sum() * inv_n;
+            Ok((glp * (-inv_n), DVector::from_element(n, -inv_n)))
+        })?;
+    Ok(elbo)
 }
 
 /// Fits `q` to the unnormalised `target` by maximising the ELBO (minimising
