@@ -1,13 +1,12 @@
-//! `normflow`: fit, evaluate, sample and check normalizing flows from the
-//! command line. See `docs/cli.md`.
+//! `normflow`: fit, evaluate, sample, plot and check normalizing flows from
+//! the command line. See `docs/cli.md`.
 
 mod data_io;
+mod plot;
+mod progress;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -17,25 +16,27 @@ use normflow::bijector::Differentiable;
 use normflow::data::Dataset;
 use normflow::prelude::*;
 use normflow::testing::{check_bijector, check_gradients_with};
-use normflow::train::{FitEvent, FitOptions, FlowModel, Validation, fit_with_observer};
+use normflow::train::{FitOptions, FlowModel, Validation, fit_with_observer};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use data_io::{read_data, write_column, write_data};
+use progress::FitProgress;
 
 #[derive(Parser)]
 #[command(
     name = "normflow",
     version,
-    about = "Fit, evaluate, sample and check normalizing flows."
+    about = "Fit, evaluate, sample, plot and check normalizing flows."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// Arithmetic precision.
 #[derive(Clone, Copy, ValueEnum)]
-enum Dtype {
+pub(crate) enum Dtype {
     F32,
     F64,
 }
@@ -141,6 +142,28 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Draw a model as a PNG: a density heat map for a 2-D model, a corner
+    /// plot of model samples against the data otherwise.
+    Plot {
+        /// The model (JSON written by `fit`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Data to draw over the density (2-D) or beside the samples.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The picture to write (.png).
+        #[arg(long)]
+        out: PathBuf,
+        /// Width in pixels.
+        #[arg(long, default_value_t = 600)]
+        width: u32,
+        /// Height in pixels.
+        #[arg(long, default_value_t = 500)]
+        height: u32,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// List the built-in toy data sets, or write one to a file.
     Datasets {
         /// The data set to write (omit to list them).
@@ -171,7 +194,8 @@ fn main() -> ExitCode {
     }
 }
 
-type Result<T> = std::result::Result<T, String>;
+/// Every command fails with a one-line message.
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 fn run(command: Command) -> Result<()> {
     match command {
@@ -276,6 +300,39 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Check { flow, dim, seed } => check(&flow, dim, seed),
+        Command::Plot {
+            model,
+            data,
+            out,
+            width,
+            height,
+            force,
+        } => {
+            refuse_existing(&out, force)?;
+            let size = plot::Size { width, height }.validate()?;
+            let path = model;
+            let model = load_model(&path)?;
+            let data = match &data {
+                Some(p) => {
+                    let x = read_data(p).map_err(|e| e.to_string())?;
+                    check_dim(&model, &x, p)?;
+                    Some(x)
+                }
+                None => None,
+            };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let title = match (model.dim(), data.is_some()) {
+                (2, _) => format!("density of {name}"),
+                (_, true) => format!("{name}: model samples and data"),
+                (_, false) => format!("{name}: model samples"),
+            };
+            plot::model_png(&out, &model, data.as_ref(), size, &title)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Datasets {
             name,
             n,
@@ -383,50 +440,11 @@ impl FitJob {
             resume: self.resume.clone(),
             ..Default::default()
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let stop = Arc::clone(&stop);
-            // Ctrl-C: stop after the current batch, keep the best model.
-            let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-        }
-        let bar = if std::io::stderr().is_terminal() {
-            let b = indicatif::ProgressBar::new(self.epochs as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]",
-                )
-                .expect("a valid template"),
-            );
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let mut progress = FitProgress::new(self.epochs);
         let start = Instant::now();
-        let mut last_valid = None;
-        let report = fit_with_observer(&mut model, &train, &options, &mut |e| {
-            match e {
-                FitEvent::Step {
-                    batch,
-                    batches,
-                    loss,
-                    ..
-                } => {
-                    bar.set_message(format!(
-                        "batch {batch}/{batches} nll {loss:.4}{}",
-                        last_valid
-                            .map(|v: f64| format!(" valid {v:.4}"))
-                            .unwrap_or_default()
-                    ));
-                }
-                FitEvent::Epoch(r) => {
-                    last_valid = r.valid_nll;
-                    bar.set_position(r.epoch as u64);
-                }
-            }
-            !stop.load(Ordering::SeqCst)
-        })
-        .map_err(|e| e.to_string())?;
-        bar.finish_and_clear();
+        let report = fit_with_observer(&mut model, &train, &options, &mut |e| progress.observe(e))
+            .map_err(|e| e.to_string())?;
+        progress.finish();
         let wall = start.elapsed().as_secs_f64();
         // Saved in f64 whatever the training precision.
         let saved = FlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
