@@ -1,7 +1,8 @@
 //! `normflow`: fit, evaluate, sample, plot and check normalizing flows from
-//! the command line. See `docs/cli.md`.
+//! the command line, and a demo. See `docs/cli.md`.
 
 mod data_io;
+mod demo;
 mod plot;
 mod progress;
 
@@ -163,6 +164,21 @@ enum Command {
         /// Overwrite the output file if it exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Fit a flow to two moons and write the model and three pictures.
+    Demo {
+        /// Output folder (created if missing; must be empty unless --force).
+        #[arg(long, default_value = "normflow-demo")]
+        out: PathBuf,
+        /// Write into a non-empty folder, replacing files of the same names.
+        #[arg(long)]
+        force: bool,
+        /// Seed of the data, the initialisation and the shuffling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Passes over the training data.
+        #[arg(long, default_value_t = demo::EPOCHS)]
+        epochs: usize,
     },
     /// List the built-in toy data sets, or write one to a file.
     Datasets {
@@ -333,6 +349,12 @@ fn run(command: Command) -> Result<()> {
             eprintln!("wrote {}", out.display());
             Ok(())
         }
+        Command::Demo {
+            out,
+            force,
+            seed,
+            epochs,
+        } => demo::run(&out, force, seed, epochs),
         Command::Datasets {
             name,
             n,
