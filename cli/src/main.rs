@@ -1,6 +1,7 @@
-//! `normflow`: fit, evaluate, sample, plot and check normalizing flows from
-//! the command line, and a demo. See `docs/cli.md`.
+//! `normflow`: fit, evaluate, sample, plot, check and benchmark normalizing
+//! flows from the command line, and a demo. See `docs/cli.md`.
 
+mod bench;
 mod data_io;
 mod demo;
 mod plot;
@@ -28,7 +29,7 @@ use progress::FitProgress;
 #[command(
     name = "normflow",
     version,
-    about = "Fit, evaluate, sample, plot and check normalizing flows."
+    about = "Fit, evaluate, sample, plot, check and benchmark normalizing flows."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -179,6 +180,36 @@ enum Command {
         /// Passes over the training data.
         #[arg(long, default_value_t = demo::EPOCHS)]
         epochs: usize,
+    },
+    /// Time one operation of a flow on random standard-normal data.
+    Bench {
+        /// The flow, in the DSL.
+        #[arg(long)]
+        flow: String,
+        /// Data dimension.
+        #[arg(long)]
+        dim: usize,
+        /// Samples per call.
+        #[arg(long)]
+        batch: usize,
+        /// The operation to time.
+        #[arg(long, value_enum)]
+        op: bench::Op,
+        /// Arithmetic precision.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Dtype,
+        /// Timed calls.
+        #[arg(long, default_value_t = 30)]
+        repeat: usize,
+        /// Untimed calls before timing.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Seed of parameters and data.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// List the built-in toy data sets, or write one to a file.
     Datasets {
@@ -355,6 +386,27 @@ fn run(command: Command) -> Result<()> {
             seed,
             epochs,
         } => demo::run(&out, force, seed, epochs),
+        Command::Bench {
+            flow,
+            dim,
+            batch,
+            op,
+            dtype,
+            repeat,
+            warmup,
+            seed,
+            json,
+        } => bench::run(&bench::BenchArgs {
+            flow,
+            dim,
+            batch,
+            op,
+            dtype,
+            repeat,
+            warmup,
+            seed,
+            json,
+        }),
         Command::Datasets {
             name,
             n,
