@@ -1,41 +1,43 @@
-//! `normflow`: fit, evaluate, sample and check normalizing flows from the
-//! command line. See `docs/cli.md`.
+//! `normflow`: fit, evaluate, sample, plot, check and benchmark normalizing
+//! flows from the command line, and a demo. See `docs/cli.md`.
 
+mod bench;
+mod check;
 mod data_io;
+mod demo;
+mod plot;
+mod progress;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nalgebra::DMatrix;
 use normflow::Real;
-use normflow::bijector::Differentiable;
 use normflow::data::Dataset;
 use normflow::prelude::*;
-use normflow::testing::{check_bijector, check_gradients_with};
-use normflow::train::{FitEvent, FitOptions, FlowModel, Validation, fit_with_observer};
+use normflow::train::{FitOptions, FlowModel, Validation, fit_with_observer};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use data_io::{read_data, write_column, write_data};
+use progress::FitProgress;
 
 #[derive(Parser)]
 #[command(
     name = "normflow",
     version,
-    about = "Fit, evaluate, sample and check normalizing flows."
+    about = "Fit, evaluate, sample, plot, check and benchmark normalizing flows."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// Arithmetic precision.
 #[derive(Clone, Copy, ValueEnum)]
-enum Dtype {
+pub(crate) enum Dtype {
     F32,
     F64,
 }
@@ -141,6 +143,73 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Draw a model as a PNG: a density heat map for a 2-D model, a corner
+    /// plot of model samples against the data otherwise.
+    Plot {
+        /// The model (JSON written by `fit`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Data to draw over the density (2-D) or beside the samples.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The picture to write (.png).
+        #[arg(long)]
+        out: PathBuf,
+        /// Width in pixels.
+        #[arg(long, default_value_t = 600)]
+        width: u32,
+        /// Height in pixels.
+        #[arg(long, default_value_t = 500)]
+        height: u32,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fit a flow to two moons and write the model and three pictures.
+    Demo {
+        /// Output folder (created if missing; must be empty unless --force).
+        #[arg(long, default_value = "normflow-demo")]
+        out: PathBuf,
+        /// Write into a non-empty folder, replacing files of the same names.
+        #[arg(long)]
+        force: bool,
+        /// Seed of the data, the initialisation and the shuffling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Passes over the training data.
+        #[arg(long, default_value_t = demo::EPOCHS)]
+        epochs: usize,
+    },
+    /// Time one operation of a flow on random standard-normal data.
+    Bench {
+        /// The flow, in the DSL.
+        #[arg(long)]
+        flow: String,
+        /// Data dimension.
+        #[arg(long)]
+        dim: usize,
+        /// Samples per call.
+        #[arg(long)]
+        batch: usize,
+        /// The operation to time.
+        #[arg(long, value_enum)]
+        op: bench::Op,
+        /// Arithmetic precision.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Dtype,
+        /// Timed calls.
+        #[arg(long, default_value_t = 30)]
+        repeat: usize,
+        /// Untimed calls before timing.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Seed of parameters and data.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the built-in toy data sets, or write one to a file.
     Datasets {
         /// The data set to write (omit to list them).
@@ -171,7 +240,8 @@ fn main() -> ExitCode {
     }
 }
 
-type Result<T> = std::result::Result<T, String>;
+/// Every command fails with a one-line message.
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 fn run(command: Command) -> Result<()> {
     match command {
@@ -275,7 +345,67 @@ fn run(command: Command) -> Result<()> {
             eprintln!("wrote {n} samples to {}", out.display());
             Ok(())
         }
-        Command::Check { flow, dim, seed } => check(&flow, dim, seed),
+        Command::Check { flow, dim, seed } => check::run(&flow, dim, seed),
+        Command::Plot {
+            model,
+            data,
+            out,
+            width,
+            height,
+            force,
+        } => {
+            refuse_existing(&out, force)?;
+            let size = plot::Size { width, height }.validate()?;
+            let path = model;
+            let model = load_model(&path)?;
+            let data = match &data {
+                Some(p) => {
+                    let x = read_data(p).map_err(|e| e.to_string())?;
+                    check_dim(&model, &x, p)?;
+                    Some(x)
+                }
+                None => None,
+            };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let title = match (model.dim(), data.is_some()) {
+                (2, _) => format!("density of {name}"),
+                (_, true) => format!("{name}: model samples and data"),
+                (_, false) => format!("{name}: model samples"),
+            };
+            plot::model_png(&out, &model, data.as_ref(), size, &title)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Demo {
+            out,
+            force,
+            seed,
+            epochs,
+        } => demo::run(&out, force, seed, epochs),
+        Command::Bench {
+            flow,
+            dim,
+            batch,
+            op,
+            dtype,
+            repeat,
+            warmup,
+            seed,
+            json,
+        } => bench::run(&bench::BenchArgs {
+            flow,
+            dim,
+            batch,
+            op,
+            dtype,
+            repeat,
+            warmup,
+            seed,
+            json,
+        }),
         Command::Datasets {
             name,
             n,
@@ -383,50 +513,11 @@ impl FitJob {
             resume: self.resume.clone(),
             ..Default::default()
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let stop = Arc::clone(&stop);
-            // Ctrl-C: stop after the current batch, keep the best model.
-            let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-        }
-        let bar = if std::io::stderr().is_terminal() {
-            let b = indicatif::ProgressBar::new(self.epochs as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]",
-                )
-                .expect("a valid template"),
-            );
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let mut progress = FitProgress::new(self.epochs);
         let start = Instant::now();
-        let mut last_valid = None;
-        let report = fit_with_observer(&mut model, &train, &options, &mut |e| {
-            match e {
-                FitEvent::Step {
-                    batch,
-                    batches,
-                    loss,
-                    ..
-                } => {
-                    bar.set_message(format!(
-                        "batch {batch}/{batches} nll {loss:.4}{}",
-                        last_valid
-                            .map(|v: f64| format!(" valid {v:.4}"))
-                            .unwrap_or_default()
-                    ));
-                }
-                FitEvent::Epoch(r) => {
-                    last_valid = r.valid_nll;
-                    bar.set_position(r.epoch as u64);
-                }
-            }
-            !stop.load(Ordering::SeqCst)
-        })
-        .map_err(|e| e.to_string())?;
-        bar.finish_and_clear();
+        let report = fit_with_observer(&mut model, &train, &options, &mut |e| progress.observe(e))
+            .map_err(|e| e.to_string())?;
+        progress.finish();
         let wall = start.elapsed().as_secs_f64();
         // Saved in f64 whatever the training precision.
         let saved = FlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
@@ -470,88 +561,6 @@ impl FitJob {
                 self.out.display()
             );
         }
-        Ok(())
-    }
-}
-
-/// `normflow check`: random parameters, random inputs, every property.
-fn check(flow: &str, dim: usize, seed: u64) -> Result<()> {
-    let spec = FlowSpec::parse(flow).map_err(|e| format!("invalid --flow:\n{e}"))?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut built = spec
-        .build::<f64>(dim, &mut rng)
-        .map_err(|e| e.to_string())?;
-    // Random parameters: the built ones plus N(0, 0.1²) noise, so that
-    // identity-initialised layers are checked away from the identity.
-    let noisy: Vec<f64> = built
-        .params_to_vec()
-        .iter()
-        .map(|p| {
-            let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
-            p + 0.1 * z
-        })
-        .collect();
-    built.set_params(&noisy).map_err(|e| e.to_string())?;
-    let x = DMatrix::from_fn(dim, 16, |_, _| {
-        let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
-        z
-    });
-    // Elementwise maps onto bounded sets need inputs in their domain: the
-    // forward direction takes any point, so check at x.
-    let mut failed = false;
-    println!(
-        "flow `{spec}` in {dim} dimensions, {} parameters, 16 random points",
-        built.num_params()
-    );
-    println!("{:<40} {:>12}", "property", "worst error");
-    match check_bijector(&built, &x) {
-        Ok(r) => {
-            for (name, v) in [
-                ("round trip inverse(forward(x)) = x", r.max_round_trip_error),
-                (
-                    "round trip forward(inverse(y)) = y",
-                    r.max_reverse_round_trip_error,
-                ),
-                ("log-det vs numerical Jacobian", r.max_log_det_error),
-                (
-                    "inverse log-det = -forward log-det",
-                    r.max_inverse_log_det_error,
-                ),
-                ("fused calls vs separate calls", r.max_fused_error),
-            ] {
-                println!("{name:<40} {v:>12.3e}");
-            }
-        }
-        Err(f) => {
-            failed = true;
-            println!("FAILED: {f}");
-        }
-    }
-    // Gradients against finite differences at 1e-4 relative: a ReLU
-    // conditioner's kinks limit what a difference quotient can resolve (the
-    // library's own tests use smooth activations at 1e-6).
-    match check_gradients_with(&built, &x, 1e-4) {
-        Ok(r) => {
-            println!(
-                "{:<40} {:>12.3e}",
-                "parameter gradients vs differences", r.max_param_error
-            );
-            println!(
-                "{:<40} {:>12.3e}",
-                "input gradients vs differences", r.max_input_error
-            );
-            for s in &r.skipped {
-                println!("skipped: {s}");
-            }
-        }
-        Err(f) => {
-            failed = true;
-            println!("FAILED: {f}");
-        }
-    }
-    if failed {
-        Err("the verification kit found a failing property".into())
-    } else {
         Ok(())
     }
 }

@@ -1,0 +1,152 @@
+//! Pictures of a fit: data beside model samples, and the loss per epoch.
+
+use std::path::Path;
+
+use nalgebra::DMatrix;
+use normflow::train::EpochRecord;
+use plotters::prelude::*;
+
+use super::{
+    DATA_COLOUR, MAX_POINTS, SAMPLE_COLOUR, Size, axis_range, draw_png, inside, label_font, thin,
+    ticks, title_style,
+};
+
+/// Two panels with the same axes: `data` (left) and `samples` (right), for
+/// 2-D point sets.
+pub fn samples_png(
+    path: &Path,
+    data: &DMatrix<f64>,
+    samples: &DMatrix<f64>,
+    size: Size,
+    title: &str,
+) -> crate::Result<()> {
+    let data = thin(data, MAX_POINTS);
+    let samples = thin(samples, MAX_POINTS);
+    let (x0, x1) = axis_range(&[&data, &samples], 0, 0.08);
+    let (y0, y1) = axis_range(&[&data, &samples], 1, 0.08);
+    let shown = |x: &DMatrix<f64>| inside(x, (x0, x1), (y0, y1));
+    let (data_in, samples_in) = (shown(&data), shown(&samples));
+    let (fx, fy) = (ticks(x0, x1), ticks(y0, y1));
+    draw_png(path, size, |root| {
+        let root = root.titled(title, title_style(size))?;
+        let panels = root.split_evenly((1, 2));
+        for (panel, (name, all, pts, colour)) in panels.iter().zip([
+            ("data", &data, &data_in, DATA_COLOUR),
+            ("model samples", &samples, &samples_in, SAMPLE_COLOUR),
+        ]) {
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{name} ({} points)", all.ncols()), label_font(15.0))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(48)
+                .build_cartesian_2d(x0..x1, y0..y1)?;
+            chart
+                .configure_mesh()
+                .light_line_style(BLACK.mix(0.06))
+                .bold_line_style(BLACK.mix(0.12))
+                .x_desc("x1")
+                .y_desc("x2")
+                .x_label_formatter(&fx)
+                .y_label_formatter(&fy)
+                .label_style(label_font(12.0))
+                .axis_desc_style(label_font(14.0))
+                .draw()?;
+            chart.draw_series(
+                pts.column_iter()
+                    .map(|p| Circle::new((p[0], p[1]), 1, colour.mix(0.6).filled())),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Training and validation negative log-likelihood per epoch.
+pub fn loss_png(
+    path: &Path,
+    history: &[EpochRecord],
+    size: Size,
+    title: &str,
+) -> crate::Result<()> {
+    if history.is_empty() {
+        return Err(format!("{}: no epochs to plot", path.display()));
+    }
+    let values: Vec<f64> = history
+        .iter()
+        .flat_map(|r| std::iter::once(r.train_nll).chain(r.valid_nll))
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        (lo - pad, hi + pad)
+    } else {
+        (0.0, 1.0)
+    };
+    let first = history[0].epoch as f64;
+    let last = history[history.len() - 1].epoch as f64;
+    let (e0, e1) = if last > first {
+        (first, last)
+    } else {
+        (first - 0.5, first + 0.5)
+    };
+    draw_png(path, size, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, title_style(size))
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(60)
+            .build_cartesian_2d(e0..e1, lo..hi)?;
+        chart
+            .configure_mesh()
+            .light_line_style(BLACK.mix(0.05))
+            .bold_line_style(BLACK.mix(0.12))
+            .x_desc("epoch")
+            .y_desc("negative log-likelihood (nats)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .label_style(label_font(13.0))
+            .axis_desc_style(label_font(15.0))
+            .draw()?;
+        let train: Vec<(f64, f64)> = history
+            .iter()
+            .map(|r| (r.epoch as f64, r.train_nll))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(train.clone(), DATA_COLOUR.stroke_width(2)))?
+            .label("training")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], DATA_COLOUR.stroke_width(2)));
+        chart.draw_series(
+            train
+                .iter()
+                .map(|&p| Circle::new(p, 2, DATA_COLOUR.filled())),
+        )?;
+        let valid: Vec<(f64, f64)> = history
+            .iter()
+            .filter_map(|r| r.valid_nll.map(|v| (r.epoch as f64, v)))
+            .collect();
+        if !valid.is_empty() {
+            chart
+                .draw_series(LineSeries::new(
+                    valid.clone(),
+                    SAMPLE_COLOUR.stroke_width(2),
+                ))?
+                .label("validation")
+                .legend(|(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], SAMPLE_COLOUR.stroke_width(2))
+                });
+            chart.draw_series(
+                valid
+                    .iter()
+                    .map(|&p| Circle::new(p, 2, SAMPLE_COLOUR.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(label_font(14.0))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()?;
+        Ok(())
+    })
+}

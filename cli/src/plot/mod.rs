@@ -1,0 +1,282 @@
+//! PNG pictures of models and data: a density heat map with a colour bar
+//! (2-D models), a corner plot of samples against data (any dimension),
+//! samples beside data, and a loss curve.
+//!
+//! Text is drawn with an embedded font (DejaVu Sans, licence in
+//! `cli/assets/DejaVuSans-LICENSE.txt`), so no system font library is
+//! needed. Every picture is drawn into a temporary file beside the target and
+//! renamed over it, so an interrupted run never leaves half a picture.
+
+mod corner;
+mod density;
+mod fit;
+
+use std::error::Error as StdError;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use nalgebra::DMatrix;
+use normflow::prelude::*;
+use normflow::train::FlowModel;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+pub use corner::corner_png;
+pub use density::density_png;
+pub use fit::{loss_png, samples_png};
+
+/// DejaVu Sans, embedded so that text needs no system font.
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// The font family every text style here uses.
+const FAMILY: &str = "sans-serif";
+
+/// Colour of data points and histograms.
+pub const DATA_COLOUR: RGBColor = RGBColor(31, 119, 180);
+/// Colour of model samples.
+pub const SAMPLE_COLOUR: RGBColor = RGBColor(230, 85, 13);
+
+/// At most this many points of a data set or of model samples are drawn.
+const MAX_POINTS: usize = 2000;
+
+/// At most this many data points are drawn over a heat map.
+const MAX_OVERLAY: usize = 1000;
+
+/// At most this many dimensions are shown in a corner plot.
+pub const MAX_CORNER_DIMS: usize = 6;
+
+type DrawResult<T> = std::result::Result<T, Box<dyn StdError>>;
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Registers the embedded font with plotters (once per process).
+pub fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in and known to be valid.
+        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
+    });
+}
+
+/// The size of a picture in pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct Size {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl Size {
+    /// Checks that the picture is big enough to hold axes and labels.
+    pub fn validate(self) -> crate::Result<Self> {
+        if self.width < 200 || self.height < 150 || self.width > 10_000 || self.height > 10_000 {
+            return Err(format!(
+                "a picture of {}×{} pixels is outside the supported 200×150 to 10000×10000",
+                self.width, self.height
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// Draws a picture into `path` (which must end in `.png`) through a
+/// temporary file and a rename.
+fn draw_png(
+    path: &Path,
+    size: Size,
+    draw: impl FnOnce(&Area<'_>) -> DrawResult<()>,
+) -> crate::Result<()> {
+    register_font();
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(format!(
+            "{}: pictures are written as PNG; use a file name ending in .png",
+            path.display()
+        ));
+    }
+    let tmp = temp_path(path);
+    let result = (|| -> DrawResult<()> {
+        let root = BitMapBackend::new(&tmp, (size.width, size.height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "{}: could not draw the picture: {e}",
+            path.display()
+        ));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: could not write the picture: {e}", path.display())
+    })
+}
+
+/// A temporary name beside `path` that still ends in `.png` (the encoder
+/// picks the format from the extension).
+fn temp_path(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plot.png".into());
+    dir.join(format!(".{name}.tmp-{}.png", std::process::id()))
+}
+
+/// The viridis colour map at `t ∈ [0, 1]` (9 control points of matplotlib's
+/// table, linearly interpolated).
+pub fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 9] = [
+        (68, 1, 84),
+        (71, 44, 122),
+        (59, 81, 139),
+        (44, 113, 142),
+        (33, 144, 141),
+        (39, 173, 129),
+        (92, 200, 99),
+        (170, 220, 50),
+        (253, 231, 37),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let s = t * (STOPS.len() - 1) as f64;
+    let i = (s.floor() as usize).min(STOPS.len() - 2);
+    let f = s - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// At most `max` columns of `x`, evenly strided (deterministic).
+pub fn thin(x: &DMatrix<f64>, max: usize) -> DMatrix<f64> {
+    let n = x.ncols();
+    if n <= max {
+        return x.clone();
+    }
+    let cols: Vec<usize> = (0..max).map(|k| k * n / max).collect();
+    x.select_columns(&cols)
+}
+
+/// The columns of a 2-D point set inside a rectangle (drawn points stay
+/// inside the axes).
+fn inside(x: &DMatrix<f64>, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> DMatrix<f64> {
+    let cols: Vec<usize> = (0..x.ncols())
+        .filter(|&j| (x0..=x1).contains(&x[(0, j)]) && (y0..=y1).contains(&x[(1, j)]))
+        .collect();
+    x.select_columns(&cols)
+}
+
+/// The `q`-quantile of `v` (sorted in place; `v` not empty).
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let k = ((v.len() - 1) as f64 * q).round() as usize;
+    v[k]
+}
+
+/// A range covering the central part of every given row `i` of the point
+/// sets (0.5 % to 99.5 % quantiles, so a few stray samples do not shrink the
+/// picture), widened by `pad` of its length on each side.
+fn axis_range(sets: &[&DMatrix<f64>], i: usize, pad: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for x in sets {
+        let mut v: Vec<f64> = x.row(i).iter().copied().filter(|v| v.is_finite()).collect();
+        if v.is_empty() {
+            continue;
+        }
+        let (a, b) = if v.len() >= 200 {
+            (quantile(&mut v, 0.005), quantile(&mut v, 0.995))
+        } else {
+            (quantile(&mut v, 0.0), quantile(&mut v, 1.0))
+        };
+        lo = lo.min(a);
+        hi = hi.max(b);
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (-1.0, 1.0);
+    }
+    if hi - lo < 1e-9 {
+        return (lo - 1.0, hi + 1.0);
+    }
+    let w = hi - lo;
+    (lo - pad * w, hi + pad * w)
+}
+
+/// Tick labels with as many decimals as the axis needs, and no "-0.0".
+fn ticks(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
+    let step = (hi - lo).abs() / 10.0;
+    let decimals = if step > 0.0 && step.is_finite() {
+        (-step.log10().floor()).clamp(0.0, 6.0) as usize
+    } else {
+        1
+    };
+    move |v: &f64| {
+        let s = format!("{v:.decimals$}");
+        if s.trim_start_matches('-')
+            .chars()
+            .all(|c| c == '0' || c == '.')
+        {
+            s.trim_start_matches('-').to_string()
+        } else {
+            s
+        }
+    }
+}
+
+fn title_style(size: Size) -> TextStyle<'static> {
+    (FAMILY, (size.height as f64 / 28.0).clamp(14.0, 24.0))
+        .into_font()
+        .into()
+}
+
+fn label_font(px: f64) -> TextStyle<'static> {
+    (FAMILY, px).into_font().into()
+}
+
+/// Model samples for ranges and scatter plots.
+fn model_samples(model: &FlowModel<f64>, n: usize, seed: u64) -> DMatrix<f64> {
+    model.sample(n, &mut StdRng::seed_from_u64(seed))
+}
+
+/// The picture of a model: a heat map of the density for a 2-D model,
+/// a corner plot of samples against `data` otherwise.
+pub fn model_png(
+    path: &Path,
+    model: &FlowModel<f64>,
+    data: Option<&DMatrix<f64>>,
+    size: Size,
+    title: &str,
+) -> crate::Result<()> {
+    if model.dim() == 2 {
+        density_png(path, model, data, size, title)
+    } else {
+        let samples = model_samples(model, MAX_POINTS, 1);
+        corner_png(path, &samples, data, size, title)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viridis_ends() {
+        // matplotlib's viridis at 0 and 1.
+        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+        assert_eq!(viridis(f64::NAN), RGBColor(68, 1, 84));
+    }
+}
