@@ -103,17 +103,20 @@ fn colour_bar(area: &Area<'_>, max: f64, top: i32, bottom: i32) -> DrawResult<()
         .build_cartesian_2d(0.0..1.0, 0.0..max)?;
     let fmt = |v: &f64| {
         if max >= 100.0 {
-            format!("{v:.0}")
+            format!("  {v:.0}")
         } else if max >= 1.0 {
-            format!("{v:.1}")
+            format!("  {v:.1}")
         } else {
-            format!("{v:.2}")
+            format!("  {v:.2}")
         }
     };
     chart
         .configure_mesh()
         .disable_mesh()
         .disable_x_axis()
+        // No tick marks: a mark right before a label reads like a minus
+        // sign (the labels keep their distance with a leading space).
+        .set_tick_mark_size(LabelAreaPosition::Right, 0)
         .y_labels(6)
         .y_label_formatter(&fmt)
         .y_desc("density")
