@@ -332,9 +332,19 @@ fn bad_model_files_are_clear_errors() {
         matches!(e, Error::Format { .. }) && e.to_string().contains("truncated"),
         "{e}"
     );
-    let newer = json.replace("\"version\": 1", "\"version\": 99");
+    let current = format!("\"version\": {MODEL_FORMAT_VERSION}");
+    assert!(json.contains(&current));
+    let newer = json.replace(&current, "\"version\": 99");
     let e = FlowModel::<f64>::from_json(&newer).unwrap_err();
     assert!(e.to_string().contains("version 99, newer"), "{e}");
+    // Version 1 applied affine scales in the other direction: refused, not
+    // silently read as a different model.
+    let older = json.replace(&current, "\"version\": 1");
+    let e = FlowModel::<f64>::from_json(&older).unwrap_err();
+    assert!(
+        e.to_string().contains("version 1") && e.to_string().contains("refit"),
+        "{e}"
+    );
     let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
     v["params"].as_array_mut().unwrap().pop();
     let e = FlowModel::<f64>::from_json(&v.to_string()).unwrap_err();

@@ -388,9 +388,10 @@ fn bad_inputs_are_one_line_errors() {
     assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
     // A newer format version.
     let newer = d.join("newer.json");
-    let json = std::fs::read_to_string(&model)
-        .unwrap()
-        .replace("\"version\": 1", "\"version\": 7");
+    let json = std::fs::read_to_string(&model).unwrap().replace(
+        &format!("\"version\": {}", normflow::train::MODEL_FORMAT_VERSION),
+        "\"version\": 7",
+    );
     std::fs::write(&newer, json).unwrap();
     let o = normflow(&["eval", "--model", s(&newer), "--data", s(&good)]);
     assert!(stderr(&o).contains("newer"), "{}", stderr(&o));

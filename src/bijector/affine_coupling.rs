@@ -9,10 +9,17 @@ use crate::{Error, Real};
 /// Affine coupling layer (RealNVP; Dinh, Sohl-Dickstein & Bengio 2016).
 ///
 /// With `A` the coordinates the [`CouplingMask`] leaves unchanged and `B` the
-/// transformed ones: `y_A = x_A`, `y_B = x_B ⊙ σ(a(x_A)) + t(x_A)`, where an
-/// [`Mlp`] maps `x_A` to `2|B|` outputs — rows `0..|B|` are the shifts `t`,
-/// rows `|B|..2|B|` the raw scales `a` — and `σ = `[`positive_scale`] (softplus
-/// with a floor of `1e-3`, equal to 1 at `a = 0`). `log|det J| = Σ_B log σ`.
+/// transformed ones: `y_A = x_A` and, in the density direction (data → base),
+/// `x_B = y_B ⊙ s(a(y_A)) + t(y_A)`, so the forward (sampling) map is
+/// `y_B = (x_B − t(x_A)) ⊘ s(a(x_A))`. An [`Mlp`] maps the unchanged half to
+/// `2|B|` outputs — rows `0..|B|` are the shifts `t`, rows `|B|..2|B|` the raw
+/// scales `a` — and `s = `[`positive_scale`] (softplus with a floor of `1e-3`,
+/// equal to 1 at `a = 0`). `log|det ∂y/∂x| = −Σ_B log s`.
+///
+/// The scale multiplies in the density direction (as in nflows): fitting by
+/// maximum likelihood usually has to *expand* thin data, and an expansion that
+/// grows linearly in the network output trains stably, where one that grows
+/// like `1/softplus` (exponentially as the output falls) produced loss spikes.
 ///
 /// **Costs.** Both directions are one conditioner pass (the inverse
 /// conditions on `y_A = x_A`), which is why couplings sample and evaluate
@@ -166,16 +173,17 @@ impl<T: Real> AffineCoupling<T> {
         for s in 0..x.ncols() {
             let mut acc = T::zero();
             for (r, &i) in ib.iter().enumerate() {
-                let (sigma, log_sigma) = positive_scale(out[(nb + r, s)]);
+                let (scale, log_scale) = positive_scale(out[(nb + r, s)]);
                 let t = out[(r, s)];
+                // The density direction (inverse) multiplies: x_B = y_B s + t.
                 y[(i, s)] = if inverse {
-                    (x[(i, s)] - t) / sigma
+                    x[(i, s)] * scale + t
                 } else {
-                    x[(i, s)] * sigma + t
+                    (x[(i, s)] - t) / scale
                 };
-                acc += log_sigma;
+                acc += log_scale;
             }
-            ldj[s] = if inverse { -acc } else { acc };
+            ldj[s] = if inverse { acc } else { -acc };
         }
         (y, ldj)
     }
@@ -289,20 +297,20 @@ impl<T: Real> AffineCoupling<T> {
         for s in 0..n {
             for (r, &i) in ib.iter().enumerate() {
                 let a = out[(nb + r, s)];
-                let (sigma, _) = positive_scale(a);
-                let dsigma_da = crate::nn::positive_scale_derivative(a);
+                let (scale, _) = positive_scale(a);
+                let dscale_da = crate::nn::positive_scale_derivative(a);
                 let g = grad_out[(i, s)];
-                let (g_input, g_t, g_sigma) = if inverse {
-                    // x_B = (y_B − t)/σ, log-det −log σ.
-                    let xb = (input[(i, s)] - out[(r, s)]) / sigma;
-                    (g / sigma, -g / sigma, -(g * xb + grad_log_det[s]) / sigma)
+                let (g_input, g_t, g_scale) = if inverse {
+                    // x_B = y_B s + t, log-det log s.
+                    (g * scale, g, g * input[(i, s)] + grad_log_det[s] / scale)
                 } else {
-                    // y_B = x_B σ + t, log-det log σ.
-                    (g * sigma, g, g * input[(i, s)] + grad_log_det[s] / sigma)
+                    // y_B = (x_B − t)/s, log-det −log s.
+                    let yb = (input[(i, s)] - out[(r, s)]) / scale;
+                    (g / scale, -g / scale, -(g * yb + grad_log_det[s]) / scale)
                 };
                 grad_in[(i, s)] = g_input;
                 grad_net[(r, s)] = g_t;
-                grad_net[(nb + r, s)] = g_sigma * dsigma_da;
+                grad_net[(nb + r, s)] = g_scale * dscale_da;
             }
         }
         let grad_a = self.net.backward(cache, &grad_net, grad_params, None);

@@ -16,7 +16,12 @@ use crate::spec::{Flow, FlowSpec};
 use crate::{Error, Real};
 
 /// The version of the model file format this build writes and reads.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2: affine layers (MAF, IAF, RealNVP) apply their scale in the
+/// density direction (`u = x·s + t`). Version 1 files applied it in the
+/// sampling direction, so their parameters mean something else; they are
+/// refused with an error that says to refit.
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 
 /// A per-dimension affine standardisation folded into a model:
 /// `x = mean + std ⊙ y`, so the flow sees `y = (x − mean)/std` and the model's
@@ -216,6 +221,14 @@ impl<T: Real> FlowModel<T> {
                 "version",
                 format!(
                     "the file has format version {version}, newer than this build's {MODEL_FORMAT_VERSION}; upgrade normflow to read it"
+                ),
+            ));
+        }
+        if version < MODEL_FORMAT_VERSION as u64 {
+            return Err(fmt(
+                "version",
+                format!(
+                    "the file has format version {version}, whose affine layers applied their scales in the sampling direction; this build ({MODEL_FORMAT_VERSION}) applies them in the density direction, so the saved parameters would give a different model: refit it"
                 ),
             ));
         }
