@@ -9,8 +9,8 @@ use crate::{Error, Real};
 /// Inverse autoregressive flow layer (Kingma et al. 2016): exactly
 /// `Invert(MaskedAutoregressiveFlow)`, under its own name.
 ///
-/// Forward (base → data, sampling): `xᵢ = (uᵢ − μᵢ(u_{<i})) / σᵢ(u_{<i})` with
-/// `(μ, σ)` from a MADE of the **base** sample `u`, so sampling (and the
+/// Forward (base → data, sampling): `xᵢ = uᵢ · sᵢ(u_{<i}) + tᵢ(u_{<i})` with
+/// `(t, s)` from a MADE of the **base** sample `u`, so sampling (and the
 /// log-density of the samples it draws, via `sample_and_log_prob`) is **one**
 /// MADE pass. The inverse (the density of an outside point `x`) needs **`D`
 /// sequential passes**. This is why IAFs suit variational inference (sample,
