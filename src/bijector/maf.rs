@@ -172,17 +172,20 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         grad_x
     }
 
-    /// `(x, Σ log σ)` from `u` in `D` sequential MADE passes.
+    /// `(x, Σ log σ)` from `u` in `D` sequential steps. Each step evaluates
+    /// only the MADE units that the step's coordinate needs and that are not
+    /// known yet ([`Made::sequential`]), so the `D` steps cost about one pass.
     fn generate(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut x = DMatrix::zeros(d, u.ncols());
         let mut ldj = DVector::zeros(u.ncols());
-        for &i in self.made.order() {
+        let mut seq = self.made.sequential(u.ncols());
+        while let Some(i) = seq.next_coordinate() {
             // Coordinates not yet generated are 0; output i does not depend on them.
-            let out = self.made.forward(&x);
+            let out = seq.step(&x);
             for s in 0..u.ncols() {
-                let (sigma, log_sigma) = positive_scale(out[(d + i, s)]);
-                x[(i, s)] = u[(i, s)] * sigma + out[(i, s)];
+                let (sigma, log_sigma) = positive_scale(out[(1, s)]);
+                x[(i, s)] = u[(i, s)] * sigma + out[(0, s)];
                 ldj[s] += log_sigma;
             }
         }
