@@ -15,9 +15,11 @@ use crate::{Error, Real};
 ///
 /// **Costs.** The inverse (data → base, the density direction used for
 /// maximum likelihood) is **one** MADE pass: all `(μ, σ)` come from `x` at once.
-/// The forward (sampling) is **`D` sequential passes**, one per coordinate in
+/// The forward (sampling) is **`D` sequential steps**, one per coordinate in
 /// the order, because `xᵢ` must be known before `x_{i+1}` can be conditioned on
-/// it. Its mirror image, [`InverseAutoregressiveFlow`](super::InverseAutoregressiveFlow),
+/// it; each step evaluates only the MADE units it newly needs
+/// ([`Made::sequential`]), so the steps add up to about one pass of arithmetic,
+/// but in `D` small dependent products. Its mirror image, [`InverseAutoregressiveFlow`](super::InverseAutoregressiveFlow),
 /// samples in one pass and evaluates outside points in `D`.
 ///
 /// All parameters are the MADE's, in one buffer ([`MaskedAutoregressiveFlow::params`]).
@@ -32,7 +34,7 @@ use crate::{Error, Real};
 /// let cfg = ConditionerConfig { hidden: 16, identity_init: false, ..Default::default() };
 /// let maf = MaskedAutoregressiveFlow::<f64>::new(3, &cfg, &mut rng)?;
 /// let u = DMatrix::from_fn(3, 4, |i, j| (i + j) as f64 * 0.3 - 1.0);
-/// let (x, ldj) = maf.forward_and_log_det(&u);       // 3 MADE passes
+/// let (x, ldj) = maf.forward_and_log_det(&u);       // 3 sequential steps
 /// let (u_back, ildj) = maf.inverse_and_log_det(&x); // 1 MADE pass
 /// assert!((u_back - &u).amax() < 1e-10);
 /// assert!((ldj + ildj).amax() < 1e-10);
