@@ -14,6 +14,7 @@ use nalgebra::DMatrix;
 use normflow::Real;
 use normflow::bijector::DataStage;
 use normflow::prelude::*;
+use normflow::spec::FlowLayer;
 use normflow::train::{Adam, FlowModel, Optimizer, TrainableDensity};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -30,6 +31,10 @@ pub enum Op {
     /// One maximum-likelihood step: mean log-density and its parameter
     /// gradient, then an Adam update.
     TrainStep,
+    /// The bare matrix products of the flow's MADE layers (`W·X` for every
+    /// dense layer of every `maf`, on a batch of `B` columns), with the same
+    /// kernel and nothing else: the gemm bound of `log-prob`.
+    Gemm,
 }
 
 impl Op {
@@ -38,6 +43,7 @@ impl Op {
             Op::LogProb => "log-prob",
             Op::Sample => "sample",
             Op::TrainStep => "train-step",
+            Op::Gemm => "gemm",
         }
     }
 }
@@ -76,7 +82,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             return Err(format!("{name} must be at least 1"));
         }
     }
-    let times = match args.dtype {
+    let (times, flops) = match args.dtype {
         Dtype::F32 => time::<f32>(&spec, args)?,
         Dtype::F64 => time::<f64>(&spec, args)?,
     };
@@ -101,6 +107,8 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                 "min_s": stats.min,
                 "max_s": stats.max,
                 "samples_per_s": per_s,
+                "gemm_flops": flops,
+                "gflop_per_s": flops.map(|f| f / stats.median / 1e9),
             })
         );
     } else {
@@ -115,20 +123,42 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             args.repeat,
             rate(per_s),
         );
+        if let Some(f) = flops {
+            println!("{:.2} GFLOP/s", f / stats.median / 1e9);
+        }
     }
     Ok(())
 }
 
 /// Builds the model and times `args.warmup + args.repeat` calls, returning
-/// the timed ones in seconds.
-fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<Vec<f64>> {
+/// the timed ones in seconds (and, for `gemm`, the floating-point operations
+/// of one call).
+fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, Option<f64>)> {
     let mut model = FlowModel::<T>::new(spec, args.dim, args.seed).map_err(|e| e.to_string())?;
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5EED);
     let x = DMatrix::from_fn(args.dim, args.batch, |_, _| {
         let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
         T::lit(z)
     });
+    let mut flops = None;
     let mut call: Box<dyn FnMut() -> crate::Result<()> + '_> = match args.op {
+        Op::Gemm => {
+            let products = dense_products::<T>(&model, args.batch, &mut rng)?;
+            flops = Some(
+                products
+                    .iter()
+                    .map(|(w, x, _)| 2.0 * (w.nrows() * w.ncols() * x.ncols()) as f64)
+                    .sum(),
+            );
+            let mut products = products;
+            Box::new(move || {
+                for (w, x, z) in products.iter_mut() {
+                    gemm(w, x, z);
+                }
+                black_box(&products);
+                Ok(())
+            })
+        }
         Op::LogProb => Box::new(|| {
             black_box(model.log_prob(black_box(&x)));
             Ok(())
@@ -169,7 +199,97 @@ fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<Vec<f64>> {
         call()?;
         times.push(start.elapsed().as_secs_f64());
     }
-    Ok(times)
+    Ok((times, flops))
+}
+
+/// For every dense layer of every `maf` layer's MADE: its weights (`out × in`),
+/// a random `in × B` input and an `out × B` output buffer.
+#[allow(clippy::type_complexity)]
+fn dense_products<T: Real>(
+    model: &FlowModel<T>,
+    batch: usize,
+    rng: &mut StdRng,
+) -> crate::Result<Vec<(DMatrix<T>, DMatrix<T>, DMatrix<T>)>> {
+    let mut out = Vec::new();
+    for layer in model.flow().layers() {
+        if let FlowLayer::Maf(maf) = layer {
+            let net = maf.made().net();
+            for l in 0..net.num_layers() {
+                let w = net.layer(l).0.clone_owned();
+                let x = DMatrix::from_fn(w.ncols(), batch, |_, _| {
+                    let z: f64 =
+                        rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut *rng);
+                    T::lit(z)
+                });
+                let z = DMatrix::zeros(w.nrows(), batch);
+                out.push((w, x, z));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("--op gemm times the dense layers of `maf` layers; this flow has none".into());
+    }
+    Ok(out)
+}
+
+/// `z ← w·x` with matrixmultiply's kernel (the one the library uses).
+fn gemm<T: Real>(w: &DMatrix<T>, x: &DMatrix<T>, z: &mut DMatrix<T>) {
+    let (m, k, n) = (w.nrows(), w.ncols(), x.ncols());
+    let any_w: &dyn std::any::Any = w;
+    let any_x: &dyn std::any::Any = x;
+    let any_z: &mut dyn std::any::Any = z;
+    if let (Some(w), Some(x), Some(z)) = (
+        any_w.downcast_ref::<DMatrix<f32>>(),
+        any_x.downcast_ref::<DMatrix<f32>>(),
+        any_z.downcast_mut::<DMatrix<f32>>(),
+    ) {
+        // SAFETY: contiguous column-major matrices of the stated shapes.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                w.as_ptr(),
+                1,
+                m as isize,
+                x.as_ptr(),
+                1,
+                k as isize,
+                0.0,
+                z.as_mut_ptr(),
+                1,
+                m as isize,
+            );
+        }
+        return;
+    }
+    let any_z: &mut dyn std::any::Any = z;
+    if let (Some(w), Some(x), Some(z)) = (
+        any_w.downcast_ref::<DMatrix<f64>>(),
+        any_x.downcast_ref::<DMatrix<f64>>(),
+        any_z.downcast_mut::<DMatrix<f64>>(),
+    ) {
+        // SAFETY: as above.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                w.as_ptr(),
+                1,
+                m as isize,
+                x.as_ptr(),
+                1,
+                k as isize,
+                0.0,
+                z.as_mut_ptr(),
+                1,
+                m as isize,
+            );
+        }
+    }
 }
 
 /// Median, minimum and maximum of a non-empty list of times.

@@ -24,9 +24,11 @@ use crate::{Error, Real};
 ///
 /// **Costs.** The inverse (data → base, the density direction used for
 /// maximum likelihood) is **one** MADE pass: all `(μ, σ)` come from `x` at once.
-/// The forward (sampling) is **`D` sequential passes**, one per coordinate in
+/// The forward (sampling) is **`D` sequential steps**, one per coordinate in
 /// the order, because `xᵢ` must be known before `x_{i+1}` can be conditioned on
-/// it. Its mirror image, [`InverseAutoregressiveFlow`](super::InverseAutoregressiveFlow),
+/// it; each step evaluates only the MADE units it newly needs
+/// ([`Made::sequential`]), so the steps add up to about one pass of arithmetic,
+/// but in `D` small dependent products. Its mirror image, [`InverseAutoregressiveFlow`](super::InverseAutoregressiveFlow),
 /// samples in one pass and evaluates outside points in `D`.
 ///
 /// All parameters are the MADE's, in one buffer ([`MaskedAutoregressiveFlow::params`]).
@@ -41,7 +43,7 @@ use crate::{Error, Real};
 /// let cfg = ConditionerConfig { hidden: 16, identity_init: false, ..Default::default() };
 /// let maf = MaskedAutoregressiveFlow::<f64>::new(3, &cfg, &mut rng)?;
 /// let u = DMatrix::from_fn(3, 4, |i, j| (i + j) as f64 * 0.3 - 1.0);
-/// let (x, ldj) = maf.forward_and_log_det(&u);       // 3 MADE passes
+/// let (x, ldj) = maf.forward_and_log_det(&u);       // 3 sequential steps
 /// let (u_back, ildj) = maf.inverse_and_log_det(&x); // 1 MADE pass
 /// assert!((u_back - &u).amax() < 1e-10);
 /// assert!((ldj + ildj).amax() < 1e-10);
@@ -127,12 +129,12 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         self.made.dim()
     }
 
-    /// `(u, −Σ log σ)` from `x` in one MADE pass.
+    /// `(u, Σ log s)` from `x` in one MADE pass.
     fn invert(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         self.invert_with(x, &self.made.forward(x))
     }
 
-    /// `(u, −Σ log σ)` from `x` and the MADE's output at `x`.
+    /// `(u, Σ log s)` from `x` and the MADE's output at `x`.
     fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut u = DMatrix::zeros(d, x.ncols());
@@ -182,17 +184,20 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         grad_x
     }
 
-    /// `(x, Σ log σ)` from `u` in `D` sequential MADE passes.
+    /// `(x, −Σ log s)` from `u` in `D` sequential steps. Each step evaluates
+    /// only the MADE units that the step's coordinate needs and that are not
+    /// known yet ([`Made::sequential`]), so the `D` steps cost about one pass.
     fn generate(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut x = DMatrix::zeros(d, u.ncols());
         let mut ldj = DVector::zeros(u.ncols());
-        for &i in self.made.order() {
+        let mut seq = self.made.sequential(u.ncols());
+        while let Some(i) = seq.next_coordinate() {
             // Coordinates not yet generated are 0; output i does not depend on them.
-            let out = self.made.forward(&x);
+            let out = seq.step(&x);
             for s in 0..u.ncols() {
-                let (scale, log_scale) = positive_scale(out[(d + i, s)]);
-                x[(i, s)] = (u[(i, s)] - out[(i, s)]) / scale;
+                let (scale, log_scale) = positive_scale(out[(1, s)]);
+                x[(i, s)] = (u[(i, s)] - out[(0, s)]) / scale;
                 ldj[s] -= log_scale;
             }
         }

@@ -241,17 +241,22 @@ impl<T: Real> SplineAutoregressive<T> {
         (u, ldj)
     }
 
-    /// `(x, log|det ∂x/∂u|)` from `u` in `D` sequential MADE passes.
+    /// `(x, log|det ∂x/∂u|)` from `u` in `D` sequential steps (about one
+    /// MADE pass of arithmetic in all: [`Made::sequential`](crate::nn::Made::sequential)).
     fn generate(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut theta = vec![T::zero(); params_per_coord(self.bins)];
         let mut x = DMatrix::zeros(d, u.ncols());
         let mut ldj = DVector::zeros(u.ncols());
-        for &i in self.made.order() {
+        let mut seq = self.made.sequential(u.ncols());
+        while let Some(i) = seq.next_coordinate() {
             // Coordinates not yet generated are 0; output i does not depend on them.
-            let out = self.made.forward(&x);
+            // Row p of a step's output is parameter p of coordinate i.
+            let out = seq.step(&x);
             for s in 0..u.ncols() {
-                self.gather(&out, i, s, &mut theta);
+                for (p, t) in theta.iter_mut().enumerate() {
+                    *t = out[(p, s)];
+                }
                 let (v, l) = rqs_forward(u[(i, s)], &theta, self.bins, self.bound);
                 x[(i, s)] = v;
                 ldj[s] += l;

@@ -198,10 +198,9 @@ impl<T: Real> Made<T> {
             let (off, out, inp) = self.net.layer_offset(l);
             let mask = &self.masks[l];
             let w = &mut self.net.params_mut()[off..off + out * inp];
-            for (v, m) in w.iter_mut().zip(mask.iter()) {
-                if *m == T::zero() {
-                    *v = T::zero();
-                }
+            // A branch-free select, so the loop vectorises.
+            for (v, m) in w.iter_mut().zip(mask.as_slice()) {
+                *v = if *m == T::zero() { T::zero() } else { *v };
             }
         }
     }
@@ -335,13 +334,8 @@ fn build_masks<T: Real>(
     // inputs of positions < d… up to d); with a context, degree 0 is included:
     // such units see only the context, which is how the first coordinate's
     // parameters come to depend on it.
-    let hidden_degree = |k: usize| -> usize {
-        if context_dim > 0 {
-            k % dim
-        } else {
-            1 + k % (dim.max(2) - 1)
-        }
-    };
+    let (offset, period) = hidden_degree_cycle(dim, context_dim);
+    let hidden_degree = |k: usize| -> usize { offset + k % period };
     let mut masks = Vec::with_capacity(sizes.len() - 1);
     for &width in &sizes[1..sizes.len() - 1] {
         let deg: Vec<usize> = (0..width).map(hidden_degree).collect();
@@ -365,4 +359,14 @@ fn build_masks<T: Real>(
         }
     }));
     Ok(masks)
+}
+
+/// Hidden unit `k` of every hidden layer has degree `offset + k mod period`;
+/// returns `(offset, period)`.
+pub(crate) fn hidden_degree_cycle(dim: usize, context_dim: usize) -> (usize, usize) {
+    if context_dim > 0 {
+        (0, dim)
+    } else {
+        (1, dim.max(2) - 1)
+    }
 }

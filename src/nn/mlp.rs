@@ -2,6 +2,7 @@ use nalgebra::{DMatrix, DMatrixView, DVectorView};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
+use super::gemm::{self, MatMut, MatRef, give_matrix, take_matrix};
 use super::{Activation, ConditionerConfig};
 use crate::error::check;
 use crate::{Error, Real};
@@ -291,20 +292,47 @@ impl<T: Real> Mlp<T> {
         Ok(())
     }
 
-    /// `W_l h + b_l`.
+    /// Layer `l`'s weight matrix (`out × in`, column-major) as a strided view.
+    pub(crate) fn weight_ref(&self, l: usize) -> MatRef<'_, T> {
+        let (off, out, inp) = self.layer_offset(l);
+        MatRef::col_major(&self.params[off..off + out * inp], out, inp)
+    }
+
+    /// Layer `l`'s bias.
+    pub(crate) fn bias(&self, l: usize) -> &[T] {
+        let (off, out, inp) = self.layer_offset(l);
+        &self.params[off + out * inp..off + out * inp + out]
+    }
+
+    /// `W_l h + b_l` into a fresh (pooled) matrix.
     fn affine(&self, l: usize, h: &DMatrix<T>) -> DMatrix<T> {
-        let (w, b) = self.layer(l);
-        let mut z = DMatrix::zeros(w.nrows(), h.ncols());
-        z.gemm(T::one(), &w, h, T::zero());
-        for mut col in z.column_iter_mut() {
-            col += &b;
-        }
+        let mut z = gemm::take_matrix_with_columns(self.bias(l), h.ncols());
+        gemm::gemm(
+            T::one(),
+            self.weight_ref(l),
+            h.into(),
+            T::one(),
+            (&mut z).into(),
+        );
         z
     }
 
+    /// `h ← h + W_l a + b_l` (a residual block's output added to the stream).
+    fn add_affine(&self, l: usize, a: &DMatrix<T>, h: &mut DMatrix<T>) {
+        let b = self.bias(l);
+        for col in h.as_mut_slice().chunks_exact_mut(b.len()) {
+            for (v, bi) in col.iter_mut().zip(b) {
+                *v += *bi;
+            }
+        }
+        gemm::gemm(T::one(), self.weight_ref(l), a.into(), T::one(), h.into());
+    }
+
+    /// `act(z)` into a fresh (pooled) matrix.
     fn activate(&self, z: &DMatrix<T>) -> DMatrix<T> {
-        let act = self.activation;
-        z.map(|v| act.apply(v))
+        let mut a = take_matrix(z.nrows(), z.ncols());
+        apply_activation(self.activation, z.as_slice(), a.as_mut_slice());
+        a
     }
 
     /// Evaluates the network on an `in × n` batch, returning `out × n`.
@@ -314,19 +342,77 @@ impl<T: Real> Mlp<T> {
     pub fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
         crate::bijector::assert_rows("Mlp::forward", self.sizes[0], x);
         let last = self.num_layers() - 1;
+        let act = self.activation;
         if self.residual {
             let mut h = self.affine(0, x);
             for l in (1..last).step_by(2) {
-                let t = self.affine(l, &self.activate(&h));
-                h += self.affine(l + 1, &self.activate(&t));
+                let a = self.activate(&h);
+                let mut t = self.affine(l, &a);
+                give_matrix(a);
+                activate_in_place(act, t.as_mut_slice());
+                self.add_affine(l + 1, &t, &mut h);
+                give_matrix(t);
             }
-            return self.affine(last, &h);
+            let out = self.affine(last, &h);
+            give_matrix(h);
+            return out;
         }
         let mut h = self.affine(0, x);
         for l in 1..=last {
-            h = self.affine(l, &self.activate(&h));
+            activate_in_place(act, h.as_mut_slice());
+            let z = self.affine(l, &h);
+            give_matrix(std::mem::replace(&mut h, z));
         }
         h
+    }
+}
+
+/// `dst ← act(src)`, elementwise (the activation chosen once, outside the loop).
+fn apply_activation<T: Real>(act: Activation, src: &[T], dst: &mut [T]) {
+    match act {
+        Activation::Relu => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = if *s > T::zero() { *s } else { T::zero() };
+            }
+        }
+        _ => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = act.apply(*s);
+            }
+        }
+    }
+}
+
+/// `z ← act(z)`, elementwise.
+pub(crate) fn activate_in_place<T: Real>(act: Activation, z: &mut [T]) {
+    match act {
+        Activation::Relu => {
+            // An unconditional select (no branch to mispredict), vectorised.
+            for v in z.iter_mut() {
+                *v = if *v > T::zero() { *v } else { T::zero() };
+            }
+        }
+        _ => {
+            for v in z.iter_mut() {
+                *v = act.apply(*v);
+            }
+        }
+    }
+}
+
+/// `g ← g ⊙ act'(z)`, elementwise.
+fn mul_derivative<T: Real>(act: Activation, g: &mut [T], z: &[T]) {
+    match act {
+        Activation::Relu => {
+            for (gv, zv) in g.iter_mut().zip(z) {
+                *gv = if *zv > T::zero() { *gv } else { T::zero() };
+            }
+        }
+        _ => {
+            for (gv, zv) in g.iter_mut().zip(z) {
+                *gv *= act.derivative(*zv);
+            }
+        }
     }
 }
 
@@ -340,7 +426,9 @@ impl<T: Real> Mlp<T> {
         let last = layers - 1;
         let mut inputs = Vec::with_capacity(layers);
         let mut pre = Vec::with_capacity(layers);
-        inputs.push(x.clone());
+        let mut x_copy = take_matrix(x.nrows(), x.ncols());
+        x_copy.copy_from(x);
+        inputs.push(x_copy);
         pre.push(None);
         let mut h = self.affine(0, x);
         if self.residual {
@@ -348,12 +436,13 @@ impl<T: Real> Mlp<T> {
                 let a = self.activate(&h);
                 let t = self.affine(l, &a);
                 let a2 = self.activate(&t);
-                let r = self.affine(l + 1, &a2);
+                let mut h_prev = take_matrix(h.nrows(), h.ncols());
+                h_prev.copy_from(&h);
+                self.add_affine(l + 1, &a2, &mut h);
                 inputs.push(a);
-                pre.push(Some(h.clone()));
+                pre.push(Some(h_prev));
                 inputs.push(a2);
                 pre.push(Some(t));
-                h += r;
             }
             let out = self.affine(last, &h);
             inputs.push(h);
@@ -385,35 +474,39 @@ impl<T: Real> Mlp<T> {
     ) -> DMatrix<T> {
         let (off, out, inp) = self.layer_offset(l);
         let h = &cache.inputs[l];
-        {
-            let mut gw = nalgebra::DMatrixViewMut::from_slice(
-                &mut grad_params[off..off + out * inp],
-                out,
-                inp,
-            );
-            if let Some(m) = masks {
-                // Mask the increment, not the buffer: what the buffer
-                // already holds must survive (backward passes add).
-                let mut inc = DMatrix::zeros(out, inp);
-                inc.gemm(T::one(), delta, &h.transpose(), T::zero());
-                inc.component_mul_assign(&m[l]);
-                gw += inc;
-            } else {
-                gw.gemm(T::one(), delta, &h.transpose(), T::one());
+        let n = delta.ncols();
+        let (gw, rest) = grad_params[off..off + out * inp + out].split_at_mut(out * inp);
+        // ∂L/∂W = δ hᵀ: the transpose is a view with swapped strides.
+        let h_t = MatRef::from(h).t();
+        if let Some(m) = masks {
+            // Mask the increment, not the buffer: what the buffer
+            // already holds must survive (backward passes add).
+            let mut inc = take_matrix(out, inp);
+            gemm::gemm(T::one(), delta.into(), h_t, T::zero(), (&mut inc).into());
+            for ((g, i), mk) in gw.iter_mut().zip(inc.as_slice()).zip(m[l].as_slice()) {
+                *g += *i * *mk;
             }
+            give_matrix(inc);
+        } else {
+            gemm::gemm(
+                T::one(),
+                delta.into(),
+                h_t,
+                T::one(),
+                MatMut::col_major(gw, out, inp),
+            );
         }
-        for (j, gb) in grad_params[off + out * inp..off + out * inp + out]
-            .iter_mut()
-            .enumerate()
-        {
-            *gb += delta.row(j).sum();
-        }
-        let (w, _) = self.layer(l);
-        let mut below = DMatrix::zeros(inp, delta.ncols());
-        below.gemm(T::one(), &w.transpose(), delta, T::zero());
+        gemm::add_row_sums(delta.as_slice(), out, rest);
+        let mut below = take_matrix(inp, n);
+        gemm::gemm(
+            T::one(),
+            self.weight_ref(l).t(),
+            delta.into(),
+            T::zero(),
+            (&mut below).into(),
+        );
         if let Some(z) = &cache.pre[l] {
-            let act = self.activation;
-            below.zip_apply(z, |g, zv| *g *= act.derivative(zv));
+            mul_derivative(self.activation, below.as_mut_slice(), z.as_slice());
         }
         below
     }
@@ -440,13 +533,19 @@ impl<T: Real> Mlp<T> {
             let mut g_h = self.layer_backward(last, cache, grad_out, grad_params, masks);
             for l in (1..last).step_by(2).rev() {
                 let g_t = self.layer_backward(l + 1, cache, &g_h, grad_params, masks);
-                g_h += self.layer_backward(l, cache, &g_t, grad_params, masks);
+                let g_a = self.layer_backward(l, cache, &g_t, grad_params, masks);
+                give_matrix(g_t);
+                g_h += &g_a;
+                give_matrix(g_a);
             }
-            return self.layer_backward(0, cache, &g_h, grad_params, masks);
+            let g_x = self.layer_backward(0, cache, &g_h, grad_params, masks);
+            give_matrix(g_h);
+            return g_x;
         }
-        let mut delta = grad_out.clone();
-        for l in (0..=last).rev() {
-            delta = self.layer_backward(l, cache, &delta, grad_params, masks);
+        let mut delta = self.layer_backward(last, cache, grad_out, grad_params, masks);
+        for l in (0..last).rev() {
+            let below = self.layer_backward(l, cache, &delta, grad_params, masks);
+            give_matrix(std::mem::replace(&mut delta, below));
         }
         delta
     }
@@ -457,4 +556,16 @@ impl<T: Real> Mlp<T> {
 pub struct MlpCache<T: Real> {
     inputs: Vec<DMatrix<T>>,
     pre: Vec<Option<DMatrix<T>>>,
+}
+
+impl<T: Real> Drop for MlpCache<T> {
+    /// The buffers go back to the thread's pool for the next pass.
+    fn drop(&mut self) {
+        for m in self.inputs.drain(..) {
+            give_matrix(m);
+        }
+        for m in self.pre.drain(..).flatten() {
+            give_matrix(m);
+        }
+    }
 }

@@ -8,12 +8,15 @@
 
 mod activation;
 mod config;
+mod gemm;
 mod made;
+mod made_sequential;
 mod mlp;
 
 pub use activation::Activation;
 pub use config::ConditionerConfig;
 pub use made::Made;
+pub use made_sequential::MadeSequential;
 pub use mlp::{Mlp, MlpCache};
 
 use crate::Real;

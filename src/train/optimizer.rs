@@ -110,15 +110,22 @@ impl Optimizer for Adam {
         self.t += 1;
         let b1t = 1.0 - self.beta1.powi(self.t.min(i32::MAX as u64) as i32);
         let b2t = 1.0 - self.beta2.powi(self.t.min(i32::MAX as u64) as i32);
-        for i in 0..params.len() {
-            let g = grads[i].to_f64();
-            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g;
-            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g * g;
-            let mhat = self.m[i] / b1t;
-            let vhat = self.v[i] / b2t;
-            let p = params[i].to_f64();
-            let update = lr * mhat / (vhat.sqrt() + self.eps) + lr * self.weight_decay * p;
-            params[i] = T::lit(p - update);
+        let (beta1, beta2, eps, wd) = (self.beta1, self.beta2, self.eps, self.weight_decay);
+        // Zipped iterators: no bounds checks, so the loop vectorises.
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+        {
+            let g = g.to_f64();
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            let mhat = *m / b1t;
+            let vhat = *v / b2t;
+            let pv = p.to_f64();
+            let update = lr * mhat / (vhat.sqrt() + eps) + lr * wd * pv;
+            *p = T::lit(pv - update);
         }
     }
 }

@@ -1,0 +1,411 @@
+//! Dense matrix products on strided views, through `matrixmultiply`.
+//!
+//! nalgebra's own `gemm` falls back to naive loops when a dimension is ≤ 5
+//! (a MADE over 2 inputs has a 2-column input layer and a 4-row output layer)
+//! and its transposed products (`tr_mul`, `gemm_tr`) bypass the fast kernel.
+//! `matrixmultiply` takes arbitrary row and column strides, so a transposed
+//! operand is a view with its strides swapped: no copy, one kernel for every
+//! shape.
+
+use std::any::TypeId;
+
+use nalgebra::DMatrix;
+
+use crate::Real;
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// A mutable strided matrix view (same indexing as [`MatRef`]). Distinct
+/// elements must have distinct offsets (no stride is 0 unless its extent is 1).
+pub(crate) struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// Largest offset of a `rows × cols` view with strides `(rs, cs)`, plus one
+/// (0 for an empty view).
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A strided view of `data`.
+    ///
+    /// # Panics
+    /// If the view reaches past the end of `data`.
+    pub(crate) fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            extent(rows, cols, rs, cs) <= data.len(),
+            "MatRef: a {rows}×{cols} view with strides ({rs}, {cs}) does not fit in {} values",
+            data.len()
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A column-major `rows × cols` matrix stored contiguously in `data`.
+    pub(crate) fn col_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, 1, rows)
+    }
+
+    /// The transpose, as a view (no copy).
+    pub(crate) fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// The rows `start, start + step, …` (`count` of them), as a view.
+    pub(crate) fn rows_strided(self, start: usize, step: usize, count: usize) -> Self {
+        assert!(
+            count == 0 || start + (count - 1) * step < self.rows,
+            "MatRef::rows_strided: out of range"
+        );
+        if count == 0 {
+            return Self { rows: 0, ..self };
+        }
+        Self {
+            data: &self.data[start * self.rs..],
+            rows: count,
+            cols: self.cols,
+            rs: self.rs * step,
+            cs: self.cs,
+        }
+    }
+}
+
+impl<'a, T: Real> From<&'a DMatrix<T>> for MatRef<'a, T> {
+    fn from(m: &'a DMatrix<T>) -> Self {
+        Self::col_major(m.as_slice(), m.nrows(), m.ncols())
+    }
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A mutable strided view of `data`.
+    ///
+    /// # Panics
+    /// If the view reaches past the end of `data`, or two elements share an
+    /// offset.
+    pub(crate) fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            extent(rows, cols, rs, cs) <= data.len(),
+            "MatMut: a {rows}×{cols} view with strides ({rs}, {cs}) does not fit in {} values",
+            data.len()
+        );
+        // Column-major-like (rs < cs with (rows − 1)·rs < cs) or row-major-like
+        // layouts never alias; the views built in this crate are one of them.
+        assert!(
+            rows <= 1
+                || cols <= 1
+                || (rs >= 1 && (rows - 1) * rs < cs)
+                || (cs >= 1 && (cols - 1) * cs < rs),
+            "MatMut: strides ({rs}, {cs}) alias elements of a {rows}×{cols} view"
+        );
+        assert!(
+            (rows <= 1 || rs >= 1) && (cols <= 1 || cs >= 1),
+            "MatMut: a zero stride aliases elements"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A column-major `rows × cols` matrix stored contiguously in `data`.
+    pub(crate) fn col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, 1, rows)
+    }
+
+    /// The rows `start, start + step, …` (`count` of them), as a view.
+    pub(crate) fn rows_strided(self, start: usize, step: usize, count: usize) -> Self {
+        assert!(
+            count == 0 || start + (count - 1) * step < self.rows,
+            "MatMut::rows_strided: out of range"
+        );
+        if count == 0 {
+            return Self { rows: 0, ..self };
+        }
+        let data = self.data;
+        Self {
+            data: &mut data[start * self.rs..],
+            rows: count,
+            cols: self.cols,
+            rs: self.rs * step,
+            cs: self.cs,
+        }
+    }
+
+    /// Calls `f(row, col, &mut value)` on every element, column by column.
+    pub(crate) fn for_each(&mut self, mut f: impl FnMut(usize, usize, &mut T)) {
+        for j in 0..self.cols {
+            for i in 0..self.rows {
+                f(i, j, &mut self.data[i * self.rs + j * self.cs]);
+            }
+        }
+    }
+}
+
+impl<'a, T: Real> From<&'a mut DMatrix<T>> for MatMut<'a, T> {
+    fn from(m: &'a mut DMatrix<T>) -> Self {
+        let (r, c) = m.shape();
+        Self::col_major(m.as_mut_slice(), r, c)
+    }
+}
+
+/// `c ← α·a·b + β·c`. With `β = 0`, `c` is only written (it may hold
+/// anything, NaN included).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub(crate) fn gemm<T: Real>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+) {
+    assert!(
+        a.cols == b.rows && a.rows == c.rows && b.cols == c.cols,
+        "gemm: ({}×{})·({}×{}) into {}×{}",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+        c.rows,
+        c.cols
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if m * k * n <= SMALL {
+        small_gemm(alpha, a, b, beta, c);
+        return;
+    }
+    let s = |x: usize| x as isize;
+    // SAFETY: the views were checked to lie inside their slices (`new`), `c`
+    // is borrowed mutably so it aliases neither `a` nor `b`, and its strides
+    // were checked not to alias its own elements. The pointer casts are
+    // between identical types (checked by `TypeId`).
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha.to_f64() as f32,
+                a.data.as_ptr().cast(),
+                s(a.rs),
+                s(a.cs),
+                b.data.as_ptr().cast(),
+                s(b.rs),
+                s(b.cs),
+                beta.to_f64() as f32,
+                c.data.as_mut_ptr().cast(),
+                s(c.rs),
+                s(c.cs),
+            );
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                alpha.to_f64(),
+                a.data.as_ptr().cast(),
+                s(a.rs),
+                s(a.cs),
+                b.data.as_ptr().cast(),
+                s(b.rs),
+                s(b.cs),
+                beta.to_f64(),
+                c.data.as_mut_ptr().cast(),
+                s(c.rs),
+                s(c.cs),
+            );
+        } else {
+            unreachable!("Real is implemented for f32 and f64 only");
+        }
+    }
+}
+
+/// Products of at most this many multiply-adds skip `matrixmultiply`, whose
+/// packing costs about a microsecond per call (a batch of one sample).
+const SMALL: usize = 4096;
+
+/// `c ← α·a·b + β·c` by plain loops, for tiny products.
+fn small_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for j in 0..n {
+        for i in 0..m {
+            let ci = &mut c.data[i * c.rs + j * c.cs];
+            // β = 0 overwrites (c may hold NaN), as matrixmultiply does.
+            *ci = if beta == T::zero() {
+                T::zero()
+            } else {
+                beta * *ci
+            };
+        }
+        for p in 0..k {
+            let bpj = alpha * b.data[p * b.rs + j * b.cs];
+            for i in 0..m {
+                c.data[i * c.rs + j * c.cs] += a.data[i * a.rs + p * a.cs] * bpj;
+            }
+        }
+    }
+}
+
+/// Adds the row sums of the column-major `rows × cols` matrix `m` into `acc`.
+pub(crate) fn add_row_sums<T: Real>(m: &[T], rows: usize, acc: &mut [T]) {
+    assert_eq!(acc.len(), rows, "add_row_sums: wrong accumulator length");
+    if rows == 0 {
+        return;
+    }
+    for col in m.chunks_exact(rows) {
+        for (a, v) in acc.iter_mut().zip(col) {
+            *a += *v;
+        }
+    }
+}
+
+/// A zero `rows × cols` matrix whose buffer comes from the calling thread's
+/// pool when one of the right capacity is there.
+pub(crate) fn take_matrix<T: Real>(rows: usize, cols: usize) -> DMatrix<T> {
+    let mut v = pool::take::<T>(rows * cols);
+    v.resize(rows * cols, T::zero());
+    DMatrix::from_vec(rows, cols, v)
+}
+
+/// A `col.len() × cols` matrix whose every column is `col` (a bias
+/// broadcast over a batch), in a pooled buffer.
+pub(crate) fn take_matrix_with_columns<T: Real>(col: &[T], cols: usize) -> DMatrix<T> {
+    let mut v = pool::take::<T>(col.len() * cols);
+    for _ in 0..cols {
+        v.extend_from_slice(col);
+    }
+    DMatrix::from_vec(col.len(), cols, v)
+}
+
+/// Returns a matrix's buffer to the calling thread's pool.
+pub(crate) fn give_matrix<T: Real>(m: DMatrix<T>) {
+    let v: Vec<T> = m.data.into();
+    pool::give(v);
+}
+
+/// A small per-thread pool of buffers, so that the matrices of a network's
+/// passes reuse memory from one call to the next instead of going back to the
+/// allocator (which hands out freshly mapped, page-faulting memory for large
+/// buffers).
+mod pool {
+    use std::any::{Any, TypeId};
+    use std::cell::RefCell;
+
+    use crate::Real;
+
+    /// Buffers kept per thread and type.
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+        static F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Moves a `Vec<T>` into a `Vec<U>` when `T` and `U` are the same type.
+    fn cast<T: 'static, U: 'static>(v: Vec<T>) -> Result<Vec<U>, Vec<T>> {
+        let mut slot = Some(v);
+        match (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<U>>>() {
+            Some(s) => Ok(s.take().expect("just filled")),
+            None => Err(slot.expect("not taken")),
+        }
+    }
+
+    fn take_from<U>(pool: &RefCell<Vec<Vec<U>>>, len: usize) -> Option<Vec<U>> {
+        let mut p = pool.borrow_mut();
+        // The smallest buffer that fits.
+        let pick = p
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i)?;
+        let mut v = p.swap_remove(pick);
+        v.clear();
+        Some(v)
+    }
+
+    fn give_to<U>(pool: &RefCell<Vec<Vec<U>>>, v: Vec<U>) {
+        if v.capacity() == 0 {
+            return;
+        }
+        let mut p = pool.borrow_mut();
+        if p.len() < KEEP {
+            p.push(v);
+        } else if let Some((i, _)) = p
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| b.capacity())
+            .filter(|(_, b)| b.capacity() < v.capacity())
+        {
+            p[i] = v;
+        }
+    }
+
+    /// An empty vector with capacity for at least `len` values.
+    pub(super) fn take<T: Real>(len: usize) -> Vec<T> {
+        let got = if TypeId::of::<T>() == TypeId::of::<f32>() {
+            F32.try_with(|p| take_from(p, len))
+                .ok()
+                .flatten()
+                .and_then(|v| cast::<f32, T>(v).ok())
+        } else {
+            F64.try_with(|p| take_from(p, len))
+                .ok()
+                .flatten()
+                .and_then(|v| cast::<f64, T>(v).ok())
+        };
+        match got {
+            Some(v) => v,
+            None => Vec::with_capacity(len),
+        }
+    }
+
+    /// Keeps `v` for a later [`take`].
+    pub(super) fn give<T: Real>(v: Vec<T>) {
+        match cast::<T, f32>(v) {
+            Ok(v) => {
+                let _ = F32.try_with(|p| give_to(p, v));
+            }
+            Err(v) => {
+                if let Ok(v) = cast::<T, f64>(v) {
+                    let _ = F64.try_with(|p| give_to(p, v));
+                }
+            }
+        }
+    }
+}
