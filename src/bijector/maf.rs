@@ -83,6 +83,14 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         Ok(Self { made })
     }
 
+    /// Wraps a MADE with 2 outputs per dimension and any context dimension
+    /// (the conditional layers drive such a MADE themselves; its unconditional
+    /// `Bijector` methods are never called).
+    pub(crate) fn from_made_with_context(made: Made<T>) -> Self {
+        debug_assert_eq!(made.params_per_dim(), 2);
+        Self { made }
+    }
+
     /// The conditioner.
     pub fn made(&self) -> &Made<T> {
         &self.made
@@ -124,7 +132,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
     }
 
     /// `(u, −Σ log σ)` from `x` and the MADE's output at `x`.
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+    pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
@@ -151,6 +159,22 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> DMatrix<T> {
+        let (mut grad_x, grad_net) = self.density_cotangents(x, out, grad_u, grad_log_det);
+        grad_x += self.made.backward(cache, &grad_net, grad_params);
+        grad_x
+    }
+
+    /// The cotangents of the density direction at `x` given the MADE's output
+    /// `out` there: `(∂L/∂x` along the direct path `u = (x − μ)/σ`, `∂L/∂out)`.
+    /// The MADE's own backward pass turns the second into parameter (and
+    /// context) gradients.
+    pub(crate) fn density_cotangents(
+        &self,
+        x: &DMatrix<T>,
+        out: &DMatrix<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let d = self.dim_();
         let n = x.ncols();
         let mut grad_x = DMatrix::zeros(d, n);
@@ -168,8 +192,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
                 grad_net[(d + i, s)] = g_sigma * crate::nn::positive_scale_derivative(a);
             }
         }
-        grad_x += self.made.backward(cache, &grad_net, grad_params);
-        grad_x
+        (grad_x, grad_net)
     }
 
     /// `(x, Σ log σ)` from `u` in `D` sequential MADE passes.
