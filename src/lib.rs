@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod bijector;
+pub mod conditional;
 pub mod data;
 pub mod distribution;
 mod error;
