@@ -76,6 +76,7 @@ pub use ignore::IgnoreContext;
 pub use invert::{ConditionalIaf, ConditionalInvert};
 pub use joint::JointBijector;
 pub use transformed::ConditionalTransformedDistribution;
+pub(crate) use transformed::{conditional_mean_log_prob_and_grad, log_prob_from};
 
 /// An invertible map `x ↦ f(x; c)` of `R^D` for every context `c ∈ R^C`,
 /// with a tractable log-determinant in `x`.
