@@ -265,7 +265,7 @@ impl FitJob {
         let saved =
             ConditionalFlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
         saved.save(&self.out).map_err(|e| e.to_string())?;
-        crate::print_fit_summary(&report, wall, &self.out, self.json);
+        crate::fit::print_fit_summary(&report, wall, &self.out, self.json);
         Ok(())
     }
 }
