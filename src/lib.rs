@@ -87,3 +87,6 @@ pub struct DslDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/training.md")]
 pub struct TrainingDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/conditional.md")]
+pub struct ConditionalDoctests;
