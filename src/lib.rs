@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod bijector;
+pub mod conditional;
 pub mod data;
 pub mod distribution;
 mod error;
@@ -86,3 +87,6 @@ pub struct DslDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/training.md")]
 pub struct TrainingDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/conditional.md")]
+pub struct ConditionalDoctests;

@@ -3,26 +3,25 @@
 
 mod bench;
 mod check;
+mod conditional;
 mod data_io;
 mod demo;
+mod fit;
 mod plot;
 mod progress;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nalgebra::DMatrix;
-use normflow::Real;
 use normflow::data::Dataset;
 use normflow::prelude::*;
-use normflow::train::{FitOptions, FlowModel, Validation, fit_with_observer};
+use normflow::train::{FlowModel, Validation};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use data_io::{read_data, write_column, write_data};
-use progress::FitProgress;
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +93,15 @@ enum Command {
         /// Overwrite the output file if it exists.
         #[arg(long)]
         force: bool,
+        /// Fit p(x | c): the last K columns of every data file are the context.
+        #[arg(long, value_name = "K", conflicts_with = "context")]
+        context_columns: Option<usize>,
+        /// Fit p(x | c) with the contexts in this file (one row per data row).
+        #[arg(long, value_name = "FILE")]
+        context: Option<PathBuf>,
+        /// The contexts of the --valid file (with --context).
+        #[arg(long, value_name = "FILE", requires = "context")]
+        valid_context: Option<PathBuf>,
     },
     /// Log-density of every row of a data file under a model.
     Eval {
@@ -112,15 +120,21 @@ enum Command {
         /// Overwrite the output file if it exists.
         #[arg(long)]
         force: bool,
+        /// For a conditional model: the last K columns of the data are the context.
+        #[arg(long, value_name = "K", conflicts_with = "context")]
+        context_columns: Option<usize>,
+        /// For a conditional model: the contexts, one row per data row.
+        #[arg(long, value_name = "FILE")]
+        context: Option<PathBuf>,
     },
     /// Draw samples from a model.
     Sample {
         /// The model.
         #[arg(long)]
         model: PathBuf,
-        /// Number of samples.
+        /// Number of samples (for a conditional model: per context row, default 1).
         #[arg(short = 'n', long = "n")]
-        n: usize,
+        n: Option<usize>,
         /// Output file (CSV or NPY).
         #[arg(long)]
         out: PathBuf,
@@ -130,6 +144,9 @@ enum Command {
         /// Overwrite the output file if it exists.
         #[arg(long)]
         force: bool,
+        /// For a conditional model: draw for every row of this context file.
+        #[arg(long, value_name = "FILE")]
+        context: Option<PathBuf>,
     },
     /// Build a flow with random parameters and run the verification kit on it.
     Check {
@@ -262,16 +279,63 @@ fn run(command: Command) -> Result<()> {
             dtype,
             json,
             force,
+            context_columns,
+            context,
+            valid_context,
         } => {
             refuse_existing(&out, force)?;
             let spec = FlowSpec::parse(&flow).map_err(|e| format!("invalid --flow:\n{e}"))?;
+            if valid_context.is_some() && valid.is_none() {
+                return Err("--valid-context needs --valid FILE".into());
+            }
+            let source = conditional::ContextSource::from_flags(context_columns, context)?;
             let train = read_data(&data).map_err(|e| e.to_string())?;
+            if let Some(source) = source {
+                let (train, train_c) = source.split(train, &data)?;
+                let validation = match (&valid, valid_fraction) {
+                    (Some(p), _) => {
+                        let v = read_data(p).map_err(|e| e.to_string())?;
+                        let (v, vc) = match (&source, &valid_context) {
+                            (conditional::ContextSource::File(_), None) => {
+                                return Err("--valid with --context needs --valid-context FILE (the validation contexts)".into());
+                            }
+                            (conditional::ContextSource::File(_), Some(f)) => {
+                                conditional::ContextSource::File(f.clone()).split(v, p)?
+                            }
+                            (columns, _) => columns.split(v, p)?,
+                        };
+                        conditional::ValidationPairs::Data(v, vc)
+                    }
+                    (None, Some(f)) => conditional::ValidationPairs::Fraction(f),
+                    (None, None) => conditional::ValidationPairs::None,
+                };
+                let job = conditional::FitJob {
+                    spec,
+                    train,
+                    train_c,
+                    validation,
+                    epochs,
+                    batch_size,
+                    lr,
+                    seed,
+                    patience,
+                    standardize,
+                    checkpoint,
+                    resume,
+                    out,
+                    json,
+                };
+                return match dtype {
+                    Dtype::F64 => job.run::<f64>(),
+                    Dtype::F32 => job.run::<f32>(),
+                };
+            }
             let validation = match (valid, valid_fraction) {
                 (Some(p), _) => Validation::Data(read_data(&p).map_err(|e| e.to_string())?),
                 (None, Some(f)) => Validation::Fraction(f),
                 (None, None) => Validation::None,
             };
-            let job = FitJob {
+            let job = fit::FitJob {
                 spec,
                 train,
                 validation,
@@ -297,39 +361,28 @@ fn run(command: Command) -> Result<()> {
             out,
             json,
             force,
+            context_columns,
+            context,
         } => {
             if let Some(o) = &out {
                 refuse_existing(o, force)?;
+            }
+            let source = conditional::ContextSource::from_flags(context_columns, context)?;
+            if conditional::is_conditional(&model)? {
+                let lp = conditional::eval(&model, &data, source)?;
+                return report_log_probs(&lp, out.as_deref(), json, force);
+            }
+            if source.is_some() {
+                return Err(format!(
+                    "{}: the model takes no context; drop --context/--context-columns",
+                    model.display()
+                ));
             }
             let model = load_model(&model)?;
             let x = read_data(&data).map_err(|e| e.to_string())?;
             check_dim(&model, &x, &data)?;
             let lp: Vec<f64> = model.log_prob(&x).iter().copied().collect();
-            let n = lp.len() as f64;
-            let mean = lp.iter().sum::<f64>() / n;
-            let var = lp.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-            let se = (var / n).sqrt();
-            match &out {
-                Some(o) => write_column(o, &lp, "log_prob", force).map_err(|e| e.to_string())?,
-                None if !json => {
-                    for v in &lp {
-                        println!("{v}");
-                    }
-                }
-                None => {}
-            }
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"n": lp.len(), "mean_log_prob": mean, "std_error": se})
-                );
-            } else {
-                eprintln!(
-                    "mean log-density {mean:.6} ± {se:.6} (standard error) over {} rows",
-                    lp.len()
-                );
-            }
-            Ok(())
+            report_log_probs(&lp, out.as_deref(), json, force)
         }
         Command::Sample {
             model,
@@ -337,8 +390,25 @@ fn run(command: Command) -> Result<()> {
             out,
             seed,
             force,
+            context,
         } => {
             refuse_existing(&out, force)?;
+            if conditional::is_conditional(&model)? {
+                let context = context.ok_or_else(|| {
+                    format!(
+                        "{} is a conditional model: give the contexts with --context FILE (one sample per row, or -n per row)",
+                        model.display()
+                    )
+                })?;
+                return conditional::sample(&model, &context, n.unwrap_or(1), seed, &out, force);
+            }
+            if context.is_some() {
+                return Err(format!(
+                    "{}: the model takes no context; drop --context",
+                    model.display()
+                ));
+            }
+            let n = n.ok_or("sampling needs -n N")?;
             let model = load_model(&model)?;
             let x = model.sample(n, &mut StdRng::seed_from_u64(seed));
             write_data(&out, &x, None, force).map_err(|e| e.to_string())?;
@@ -449,6 +519,36 @@ fn refuse_existing(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Writes (or prints) per-row log-densities, and their mean with its
+/// standard error.
+fn report_log_probs(lp: &[f64], out: Option<&Path>, json: bool, force: bool) -> Result<()> {
+    let n = lp.len() as f64;
+    let mean = lp.iter().sum::<f64>() / n;
+    let var = lp.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let se = (var / n).sqrt();
+    match out {
+        Some(o) => write_column(o, lp, "log_prob", force).map_err(|e| e.to_string())?,
+        None if !json => {
+            for v in lp {
+                println!("{v}");
+            }
+        }
+        None => {}
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"n": lp.len(), "mean_log_prob": mean, "std_error": se})
+        );
+    } else {
+        eprintln!(
+            "mean log-density {mean:.6} ± {se:.6} (standard error) over {} rows",
+            lp.len()
+        );
+    }
+    Ok(())
+}
+
 fn load_model(path: &Path) -> Result<FlowModel<f64>> {
     FlowModel::<f64>::load(path).map_err(|e| e.to_string())
 }
@@ -463,104 +563,4 @@ fn check_dim(model: &FlowModel<f64>, x: &DMatrix<f64>, path: &Path) -> Result<()
         ));
     }
     Ok(())
-}
-
-struct FitJob {
-    spec: FlowSpec,
-    train: DMatrix<f64>,
-    validation: Validation<f64>,
-    epochs: usize,
-    batch_size: usize,
-    lr: f64,
-    seed: u64,
-    patience: Option<usize>,
-    standardize: bool,
-    checkpoint: Option<PathBuf>,
-    resume: Option<PathBuf>,
-    out: PathBuf,
-    json: bool,
-}
-
-impl FitJob {
-    fn run<T: Real>(self) -> Result<()> {
-        let dim = self.train.nrows();
-        let cast = |m: &DMatrix<f64>| m.map(T::lit);
-        let train = cast(&self.train);
-        let validation = match &self.validation {
-            Validation::None => Validation::None,
-            Validation::Fraction(f) => Validation::Fraction(*f),
-            Validation::Data(v) => {
-                if v.nrows() != dim {
-                    return Err(format!(
-                        "the validation data has {} columns but the training data has {dim}",
-                        v.nrows()
-                    ));
-                }
-                Validation::Data(cast(v))
-            }
-        };
-        let mut model =
-            FlowModel::<T>::new(&self.spec, dim, self.seed).map_err(|e| e.to_string())?;
-        let options = FitOptions {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            learning_rate: self.lr,
-            seed: self.seed,
-            validation,
-            patience: self.patience,
-            standardize: self.standardize,
-            checkpoint: self.checkpoint.clone(),
-            resume: self.resume.clone(),
-            ..Default::default()
-        };
-        let mut progress = FitProgress::new(self.epochs);
-        let start = Instant::now();
-        let report = fit_with_observer(&mut model, &train, &options, &mut |e| progress.observe(e))
-            .map_err(|e| e.to_string())?;
-        progress.finish();
-        let wall = start.elapsed().as_secs_f64();
-        // Saved in f64 whatever the training precision.
-        let saved = FlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
-        saved.save(&self.out).map_err(|e| e.to_string())?;
-        let last = report.history.last();
-        let train_nll = last.map(|r| r.train_nll);
-        if self.json {
-            let mut j = serde_json::json!({
-                "epochs_run": report.epochs_run,
-                "best_epoch": report.best_epoch,
-                "train_nll": train_nll,
-                "wall_s": wall,
-                "interrupted": report.interrupted,
-                "stopped_early": report.stopped_early,
-                "model": self.out.display().to_string(),
-            });
-            if let Some(v) = report.best_valid_nll {
-                j["valid_nll"] = serde_json::json!(v);
-            }
-            println!("{j}");
-        } else {
-            eprintln!(
-                "{} after {} epochs ({:.1} s){}: train NLL {:.4}{}; model written to {}",
-                if report.interrupted {
-                    "stopped"
-                } else {
-                    "done"
-                },
-                report.epochs_run,
-                wall,
-                if report.stopped_early {
-                    ", early stopping"
-                } else {
-                    ""
-                },
-                train_nll.unwrap_or(f64::NAN),
-                report
-                    .best_valid_nll
-                    .map(|v| format!(", best validation NLL {v:.4} (epoch {})", report.best_epoch))
-                    .unwrap_or_default(),
-                self.out.display()
-            );
-        }
-        Ok(())
-    }
 }

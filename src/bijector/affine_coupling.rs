@@ -160,7 +160,7 @@ impl<T: Real> AffineCoupling<T> {
     }
 
     /// [`AffineCoupling::apply`] given the conditioner's output at `x`.
-    fn apply_with(
+    pub(crate) fn apply_with(
         &self,
         x: &DMatrix<T>,
         out: &DMatrix<T>,
@@ -288,7 +288,29 @@ impl<T: Real> AffineCoupling<T> {
         grad_params: &mut [T],
         inverse: bool,
     ) -> DMatrix<T> {
-        let ia = self.mask.identity_indices();
+        let (mut grad_in, grad_net) = self.cotangents(input, out, grad_out, grad_log_det, inverse);
+        let grad_a = self.net.backward(cache, &grad_net, grad_params, None);
+        for (r, &i) in self.mask.identity_indices().iter().enumerate() {
+            for s in 0..input.ncols() {
+                grad_in[(i, s)] += grad_a[(r, s)];
+            }
+        }
+        grad_in
+    }
+
+    /// The cotangents of either direction at `input` given the conditioner's
+    /// output `out` there: `(∂L/∂input` along the direct paths (the identity
+    /// half passes its cotangent through, the transformed half gets the
+    /// affine map's), `∂L/∂out)`. The conditioner's backward pass adds the
+    /// rest.
+    pub(crate) fn cotangents(
+        &self,
+        input: &DMatrix<T>,
+        out: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let ib = self.mask.transformed_indices();
         let nb = ib.len();
         let n = input.ncols();
@@ -313,13 +335,14 @@ impl<T: Real> AffineCoupling<T> {
                 grad_net[(nb + r, s)] = g_scale * dscale_da;
             }
         }
-        let grad_a = self.net.backward(cache, &grad_net, grad_params, None);
-        for (r, &i) in ia.iter().enumerate() {
-            for s in 0..n {
-                grad_in[(i, s)] += grad_a[(r, s)];
-            }
-        }
-        grad_in
+        (grad_in, grad_net)
+    }
+
+    /// An affine coupling whose conditioner takes `|A| + C` inputs (`x_A`,
+    /// then a `C`-dimensional context); the conditional layer drives it, its
+    /// unconditional `Bijector` methods are never called.
+    pub(crate) fn from_parts_with_context(mask: CouplingMask, net: Mlp<T>) -> Self {
+        Self { mask, net }
     }
 }
 

@@ -94,6 +94,14 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         Ok(Self { made })
     }
 
+    /// Wraps a MADE with 2 outputs per dimension and any context dimension
+    /// (the conditional layers drive such a MADE themselves; its unconditional
+    /// `Bijector` methods are never called).
+    pub(crate) fn from_made_with_context(made: Made<T>) -> Self {
+        debug_assert_eq!(made.params_per_dim(), 2);
+        Self { made }
+    }
+
     /// The conditioner.
     pub fn made(&self) -> &Made<T> {
         &self.made
@@ -135,7 +143,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
     }
 
     /// `(u, Σ log s)` from `x` and the MADE's output at `x`.
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+    pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
@@ -163,15 +171,30 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> DMatrix<T> {
+        let (mut grad_x, grad_net) = self.density_cotangents(x, out, grad_u, grad_log_det);
+        grad_x += self.made.backward(cache, &grad_net, grad_params);
+        grad_x
+    }
+
+    /// The cotangents of the density direction at `x` given the MADE's output
+    /// `out` there: `(∂L/∂x` along the direct path `u = (x − μ)/σ`, `∂L/∂out)`.
+    /// The MADE's own backward pass turns the second into parameter (and
+    /// context) gradients.
+    pub(crate) fn density_cotangents(
+        &self,
+        x: &DMatrix<T>,
+        out: &DMatrix<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let d = self.dim_();
         let n = x.ncols();
         let mut grad_x = DMatrix::zeros(d, n);
         let mut grad_net = DMatrix::zeros(2 * d, n);
         for s in 0..n {
             for i in 0..d {
-                // u = (x − μ)/σ(a), log-det −log σ(a).
-                let a = out[(d + i, s)];
                 // u = x·s(a) + t, log-det log s(a).
+                let a = out[(d + i, s)];
                 let (scale, _) = positive_scale(a);
                 let gu = grad_u[(i, s)];
                 grad_x[(i, s)] = gu * scale;
@@ -180,8 +203,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
                 grad_net[(d + i, s)] = g_scale * crate::nn::positive_scale_derivative(a);
             }
         }
-        grad_x += self.made.backward(cache, &grad_net, grad_params);
-        grad_x
+        (grad_x, grad_net)
     }
 
     /// `(x, −Σ log s)` from `u` in `D` sequential steps. Each step evaluates

@@ -223,7 +223,7 @@ impl<T: Real> SplineAutoregressive<T> {
     }
 
     /// [`SplineAutoregressive::invert`] given the MADE's output at `x`.
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+    pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut theta = vec![T::zero(); params_per_coord(self.bins)];
         let mut u = DMatrix::zeros(d, x.ncols());
@@ -392,6 +392,22 @@ impl<T: Real> SplineAutoregressive<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> DMatrix<T> {
+        let (mut grad_x, grad_out) = self.density_cotangents(x, out, grad_u, grad_log_det);
+        grad_x += self.made.backward(cache, &grad_out, grad_params);
+        grad_x
+    }
+
+    /// The cotangents of the density direction at `x` given the MADE's output
+    /// `out` there: `(∂L/∂x` through the splines' inputs, `∂L/∂out)`. The
+    /// MADE's own backward pass turns the second into parameter (and context)
+    /// gradients.
+    pub(crate) fn density_cotangents(
+        &self,
+        x: &DMatrix<T>,
+        out: &DMatrix<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let d = self.dim_();
         let p = params_per_coord(self.bins);
         let mut grad_out = DMatrix::zeros(out.nrows(), x.ncols());
@@ -416,7 +432,29 @@ impl<T: Real> SplineAutoregressive<T> {
                 }
             }
         }
-        grad_x += self.made.backward(cache, &grad_out, grad_params);
-        grad_x
+        (grad_x, grad_out)
+    }
+
+    /// Wraps a MADE with `3·bins − 1` outputs per dimension and any context
+    /// dimension (the conditional layer drives such a MADE itself; its
+    /// unconditional `Bijector` methods are never called).
+    pub(crate) fn from_made_with_context(made: Made<T>, bins: usize, bound: T) -> Self {
+        debug_assert_eq!(made.params_per_dim(), params_per_coord(bins));
+        Self { made, bins, bound }
+    }
+
+    /// Coordinate `i` of sample `s` in the sampling direction: given the
+    /// MADE's output `out` (computed with the coordinates before `i` already
+    /// in place), writes `xᵢ = spline(uᵢ)` and returns its log-derivative.
+    pub(crate) fn generate_coordinate(
+        &self,
+        out: &DMatrix<T>,
+        u: T,
+        i: usize,
+        s: usize,
+        theta: &mut [T],
+    ) -> (T, T) {
+        self.gather(out, i, s, theta);
+        rqs_forward(u, theta, self.bins, self.bound)
     }
 }

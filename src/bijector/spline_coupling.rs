@@ -370,7 +370,27 @@ impl<T: Real> SplineCoupling<T> {
         grad_params: &mut [T],
         kernel: BackwardKernel<T>,
     ) -> DMatrix<T> {
-        let ia = self.mask.identity_indices();
+        let (mut grad_in, grad_raw) =
+            self.cotangents_with(input, raw, grad_out, grad_log_det, kernel);
+        let grad_a = self.net.backward(cache, &grad_raw, grad_params, None);
+        for (r, &i) in self.mask.identity_indices().iter().enumerate() {
+            for s in 0..input.ncols() {
+                grad_in[(i, s)] += grad_a[(r, s)];
+            }
+        }
+        grad_in
+    }
+
+    /// The cotangents of one direction at `input` given the raw spline
+    /// parameters `raw` there: `(∂L/∂input` along the direct paths, `∂L/∂raw)`.
+    fn cotangents_with(
+        &self,
+        input: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        kernel: BackwardKernel<T>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let ib = self.mask.transformed_indices();
         let p = params_per_coord(self.bins);
         let rows = raw.nrows();
@@ -398,13 +418,53 @@ impl<T: Real> SplineCoupling<T> {
                 );
             }
         }
-        let grad_a = self.net.backward(cache, &grad_raw, grad_params, None);
-        for (r, &i) in ia.iter().enumerate() {
-            for s in 0..input.ncols() {
-                grad_in[(i, s)] += grad_a[(r, s)];
-            }
+        (grad_in, grad_raw)
+    }
+
+    /// A spline coupling whose conditioner takes `|A| + C` inputs (`x_A`,
+    /// then a `C`-dimensional context); the conditional layer drives it, its
+    /// unconditional `Bijector` methods are never called.
+    pub(crate) fn from_parts_with_context(
+        mask: CouplingMask,
+        bins: usize,
+        bound: T,
+        net: Mlp<T>,
+    ) -> Self {
+        Self {
+            mask,
+            bins,
+            bound,
+            net,
         }
-        grad_in
+    }
+
+    /// Either direction at `input` given the raw spline parameters there:
+    /// the output and the per-sample log-dets.
+    pub(crate) fn apply_direction(
+        &self,
+        input: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
+        let kernel: ForwardKernel<T> = if inverse { rqs_inverse } else { rqs_forward };
+        self.apply_with(input, raw, kernel)
+    }
+
+    /// The cotangents of either direction (see `cotangents_with`).
+    pub(crate) fn cotangents(
+        &self,
+        input: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        let kernel: BackwardKernel<T> = if inverse {
+            rqs_inverse_backward
+        } else {
+            rqs_forward_backward
+        };
+        self.cotangents_with(input, raw, grad_out, grad_log_det, kernel)
     }
 }
 

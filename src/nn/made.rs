@@ -282,6 +282,75 @@ impl<T: Real> Made<T> {
     }
 }
 
+/// The context-aware passes used by conditional flows.
+impl<T: Real> Made<T> {
+    /// The network's input `[x; context]` (`(D + C) × n`), after checking
+    /// the shapes (panics with a message naming `caller` otherwise).
+    fn stacked_input(&self, caller: &str, x: &DMatrix<T>, context: &DMatrix<T>) -> DMatrix<T> {
+        crate::bijector::assert_rows(caller, self.dim, x);
+        crate::bijector::assert_rows(&format!("{caller} (context)"), self.context_dim, context);
+        assert_eq!(
+            x.ncols(),
+            context.ncols(),
+            "{caller}: {} samples but {} contexts",
+            x.ncols(),
+            context.ncols()
+        );
+        let mut input = DMatrix::zeros(self.dim + self.context_dim, x.ncols());
+        input.rows_mut(0, self.dim).copy_from(x);
+        input
+            .rows_mut(self.dim, self.context_dim)
+            .copy_from(context);
+        input
+    }
+
+    /// [`Made::forward_with_context`] that also returns the cache for
+    /// [`Made::backward_with_context`].
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use normflow::nn::{ConditionerConfig, Made};
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let cfg = ConditionerConfig { hidden: 8, identity_init: false, ..Default::default() };
+    /// let made = Made::<f64>::new(3, 2, 2, &cfg, &mut rng)?;
+    /// let (x, c) = (DMatrix::from_element(3, 4, 0.5), DMatrix::from_element(2, 4, -1.0));
+    /// let (out, cache) = made.forward_cached_with_context(&x, &c);
+    /// assert_eq!(out, made.forward_with_context(&x, &c));
+    /// let mut grad = vec![0.0; made.num_params()];
+    /// let (gx, gc) = made.backward_with_context(&cache, &DMatrix::from_element(6, 4, 1.0), &mut grad);
+    /// assert_eq!((gx.shape(), gc.shape()), ((3, 4), (2, 4)));
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn forward_cached_with_context(
+        &self,
+        x: &DMatrix<T>,
+        context: &DMatrix<T>,
+    ) -> (DMatrix<T>, super::MlpCache<T>) {
+        let input = self.stacked_input("Made::forward_cached_with_context", x, context);
+        self.net.forward_cached(&input)
+    }
+
+    /// Reverse mode of [`Made::forward_cached_with_context`]: adds `∂L/∂θ`
+    /// (zero on masked weights) into `grad_params` and returns
+    /// `(∂L/∂x, ∂L/∂context)`.
+    pub fn backward_with_context(
+        &self,
+        cache: &super::MlpCache<T>,
+        grad_out: &DMatrix<T>,
+        grad_params: &mut [T],
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        let g = self
+            .net
+            .backward(cache, grad_out, grad_params, Some(&self.masks));
+        (
+            g.rows(0, self.dim).clone_owned(),
+            g.rows(self.dim, self.context_dim).clone_owned(),
+        )
+    }
+}
+
 fn build_masks<T: Real>(
     dim: usize,
     context_dim: usize,

@@ -206,14 +206,14 @@ pub struct Flow<T: Real> {
     layers: Vec<FlowLayer<T>>,
 }
 
-fn usize_opt(l: &LayerSpec, key: &str, default: usize) -> usize {
+pub(super) fn usize_opt(l: &LayerSpec, key: &str, default: usize) -> usize {
     match l.get(key) {
         Some(Value::Int(v)) => *v as usize,
         _ => default,
     }
 }
 
-fn f64_opt(l: &LayerSpec, key: &str, default: f64) -> f64 {
+pub(super) fn f64_opt(l: &LayerSpec, key: &str, default: f64) -> f64 {
     match l.get(key) {
         Some(Value::Float(v)) => *v,
         Some(Value::Int(v)) => *v as f64,
@@ -232,7 +232,7 @@ fn bool_opt(l: &LayerSpec, key: &str, default: bool) -> bool {
 pub(crate) const DEFAULT_BINS: usize = 8;
 pub(crate) const DEFAULT_BOUND: f64 = 3.0;
 
-fn conditioner(l: &LayerSpec) -> ConditionerConfig {
+pub(super) fn conditioner(l: &LayerSpec) -> ConditionerConfig {
     let d = ConditionerConfig::default();
     ConditionerConfig {
         hidden: usize_opt(l, "hidden", d.hidden),

@@ -18,6 +18,7 @@
 //! rules are documented in `docs/dsl.md`.
 
 mod builder;
+mod conditional_flow;
 mod flow;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use builder::FlowBuilder;
+pub use conditional_flow::{ConditionalFlow, ConditionalFlowLayer};
 pub use flow::{Flow, FlowLayer};
 pub use normflow_dsl::{LayerSpec, ParseError, Value};
 
@@ -94,6 +96,76 @@ impl FlowSpec {
     ) -> Result<TransformedDistribution<T, StandardNormal, Flow<T>>, Error> {
         let flow = self.build::<T>(dim, rng)?;
         TransformedDistribution::new(StandardNormal::new(dim)?, flow)
+    }
+
+    /// Instantiates the flow as a **conditional** flow of `dim`-dimensional
+    /// data given a `context_dim`-dimensional context (`context_dim ≥ 1`).
+    ///
+    /// The layers with a conditioner network take the context: `maf`, `iaf`
+    /// and `spline_ar` (a MADE whose context inputs have degree 0), `realnvp`
+    /// and `spline_coupling` (the context concatenated to the conditioner's
+    /// input). Every other layer (`nice`, `planar`, `radial`, `batchnorm`,
+    /// `actnorm`, `lu`, `permute`, `reverse`, `exp`, `sigmoid`, `tanh`,
+    /// `softplus`) is built as in [`FlowSpec::build`] and passes the context
+    /// through untouched. Repetition rules are those of `build`.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use normflow::conditional::ConditionalBijector;
+    /// use normflow::prelude::*;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let flow = flow!(maf(2, hidden = 16) >> actnorm >> realnvp(2, hidden = 16))
+    ///     .build_conditional::<f64>(2, 3, &mut rng)?;
+    /// assert_eq!(flow.context_dim(), 3);
+    /// let (x, c) = (DMatrix::from_element(2, 5, 0.5), DMatrix::from_element(3, 5, 1.0));
+    /// let (u, ildj) = flow.inverse_and_log_det(&x, &c);
+    /// let (x_back, fldj) = flow.forward_and_log_det(&u, &c);
+    /// assert!((x_back - x).amax() < 1e-10 && (ildj + fldj).amax() < 1e-10);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn build_conditional<T: Real>(
+        &self,
+        dim: usize,
+        context_dim: usize,
+        rng: &mut dyn Rng,
+    ) -> Result<ConditionalFlow<T>, Error> {
+        ConditionalFlow::build(self.clone(), dim, context_dim, rng)
+    }
+
+    /// A standard normal (ignoring the context) pushed through the
+    /// conditional flow built by [`FlowSpec::build_conditional`].
+    #[allow(clippy::type_complexity)]
+    pub fn build_conditional_distribution<T: Real>(
+        &self,
+        dim: usize,
+        context_dim: usize,
+        rng: &mut dyn Rng,
+    ) -> Result<
+        crate::conditional::ConditionalTransformedDistribution<
+            crate::conditional::IgnoreContext<StandardNormal>,
+            ConditionalFlow<T>,
+        >,
+        Error,
+    > {
+        let flow = self.build_conditional::<T>(dim, context_dim, rng)?;
+        crate::conditional::ConditionalTransformedDistribution::new(
+            crate::conditional::IgnoreContext::new(StandardNormal::new(dim)?, context_dim),
+            flow,
+        )
+    }
+
+    /// Whether the layer called `name` takes a context in a conditional flow
+    /// built by [`FlowSpec::build_conditional`] (the others pass it through).
+    ///
+    /// ```
+    /// use normflow::FlowSpec;
+    /// assert!(FlowSpec::layer_takes_context("maf"));
+    /// assert!(!FlowSpec::layer_takes_context("permute"));
+    /// ```
+    pub fn layer_takes_context(name: &str) -> bool {
+        conditional_flow::CONDITIONED_LAYERS.contains(&name)
     }
 
     /// Appends another spec's layers (`self >> other`).

@@ -36,9 +36,14 @@ use crate::Real;
 use crate::bijector::Bijector;
 use crate::distribution::Distribution;
 
+mod conditional;
 mod gradients;
 pub mod strategies;
 
+pub use conditional::{
+    check_conditional_bijector, check_conditional_bijector_with, check_conditional_gradients,
+    check_conditional_gradients_with,
+};
 pub use gradients::{GRADIENT_TOLERANCE, GradientReport, check_gradients, check_gradients_with};
 
 /// The proptest crate the strategies are built on, re-exported so that users

@@ -21,6 +21,8 @@
 //! # Ok::<(), normflow::Error>(())
 //! ```
 
+mod conditional;
+mod conditional_model;
 mod density;
 mod fit;
 mod model;
@@ -28,6 +30,12 @@ mod optimizer;
 pub mod targets;
 mod variational;
 
+pub use conditional::{
+    TrainableConditionalDensity, fit_conditional, fit_conditional_with_observer,
+};
+pub use conditional_model::{
+    CONDITIONAL_MODEL_FORMAT_VERSION, ConditionalBaseSpec, ConditionalFlowModel,
+};
 pub use density::TrainableDensity;
 pub use fit::{EpochRecord, FitEvent, FitOptions, FitReport, Validation, fit, fit_with_observer};
 pub use model::{FlowModel, MODEL_FORMAT_VERSION, Standardization, write_atomically};

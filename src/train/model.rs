@@ -206,6 +206,13 @@ impl<T: Real> FlowModel<T> {
                 },
             )
         })?;
+        if value.get("format").and_then(|v| v.as_str()) == Some("normflow-conditional-model") {
+            return Err(fmt(
+                "format",
+                "this is a conditional model (it needs a context); load it as a ConditionalFlowModel"
+                    .into(),
+            ));
+        }
         if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
             return Err(fmt(
                 "format",

@@ -1,0 +1,271 @@
+//! Conditional models on the command line: `fit --context-columns K` or
+//! `--context FILE`, and `eval` / `sample` with contexts.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nalgebra::DMatrix;
+use normflow::Real;
+use normflow::conditional::{ConditionalDistribution, stack_context};
+use normflow::prelude::*;
+use normflow::train::{
+    ConditionalFlowModel, FitOptions, Validation, fit_conditional_with_observer,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::Result;
+use crate::data_io::{read_data, write_data};
+use crate::progress::FitProgress;
+
+/// Where the contexts of a data file come from.
+#[derive(Debug, Clone)]
+pub(crate) enum ContextSource {
+    /// The last `K` columns of the data file.
+    Columns(usize),
+    /// A separate file with one row per data row.
+    File(PathBuf),
+}
+
+impl ContextSource {
+    /// From `--context-columns K` and `--context FILE` (clap keeps them exclusive).
+    pub(crate) fn from_flags(
+        columns: Option<usize>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Self>> {
+        match (columns, file) {
+            (Some(0), _) => Err("--context-columns must be at least 1".into()),
+            (Some(k), _) => Ok(Some(Self::Columns(k))),
+            (None, Some(f)) => Ok(Some(Self::File(f))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Splits the data read from `path` (`columns × rows`, one column per
+    /// row of the file) into samples and contexts.
+    pub(crate) fn split(
+        &self,
+        data: DMatrix<f64>,
+        path: &Path,
+    ) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
+        match self {
+            Self::Columns(k) => {
+                if *k >= data.nrows() {
+                    return Err(format!(
+                        "{}: --context-columns {k} leaves no data columns (the file has {} columns)",
+                        path.display(),
+                        data.nrows()
+                    ));
+                }
+                let d = data.nrows() - k;
+                Ok((
+                    data.rows(0, d).clone_owned(),
+                    data.rows(d, *k).clone_owned(),
+                ))
+            }
+            Self::File(f) => {
+                let c = read_data(f).map_err(|e| e.to_string())?;
+                if c.ncols() != data.ncols() {
+                    return Err(format!(
+                        "{}: {} rows of context for {} rows of data in {}",
+                        f.display(),
+                        c.ncols(),
+                        data.ncols(),
+                        path.display()
+                    ));
+                }
+                Ok((data, c))
+            }
+        }
+    }
+}
+
+/// Whether the model file at `path` holds a conditional model.
+pub(crate) fn is_conditional(path: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        // Let the model loader report what is wrong with the file.
+        Err(_) => return Ok(false),
+    };
+    Ok(value.get("format").and_then(|v| v.as_str()) == Some("normflow-conditional-model"))
+}
+
+fn load(path: &Path) -> Result<ConditionalFlowModel<f64>> {
+    ConditionalFlowModel::<f64>::load(path).map_err(|e| e.to_string())
+}
+
+/// Checks a data set and its contexts against a model.
+fn check_shapes(
+    model: &ConditionalFlowModel<f64>,
+    x: &DMatrix<f64>,
+    c: &DMatrix<f64>,
+    data: &Path,
+) -> Result<()> {
+    if x.nrows() != model.dim() {
+        return Err(format!(
+            "{}: the data has {} columns but the model is {}-dimensional",
+            data.display(),
+            x.nrows(),
+            model.dim()
+        ));
+    }
+    if c.nrows() != model.context_dim() {
+        return Err(format!(
+            "{}: the context has {} columns but the model takes a {}-dimensional context",
+            data.display(),
+            c.nrows(),
+            model.context_dim()
+        ));
+    }
+    Ok(())
+}
+
+/// `eval` of a conditional model: `log p(x | c)` of every row.
+pub(crate) fn eval(
+    model_path: &Path,
+    data: &Path,
+    source: Option<ContextSource>,
+) -> Result<Vec<f64>> {
+    let model = load(model_path)?;
+    let source = source.ok_or_else(|| {
+        format!(
+            "{} is a conditional model (context dimension {}): give --context FILE or --context-columns {}",
+            model_path.display(),
+            model.context_dim(),
+            model.context_dim()
+        )
+    })?;
+    let raw = read_data(data).map_err(|e| e.to_string())?;
+    let (x, c) = source.split(raw, data)?;
+    check_shapes(&model, &x, &c, data)?;
+    if let Some(k) = c.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "{}: context value {} in row {} is not finite",
+            data.display(),
+            c[(k % c.nrows(), k / c.nrows())],
+            k / c.nrows() + 1
+        ));
+    }
+    Ok(model.log_prob(&x, &c).iter().copied().collect())
+}
+
+/// `sample` of a conditional model: `per_context` samples for every row of
+/// the context file, context by context.
+pub(crate) fn sample(
+    model_path: &Path,
+    context: &Path,
+    per_context: usize,
+    seed: u64,
+    out: &Path,
+    force: bool,
+) -> Result<()> {
+    if per_context == 0 {
+        return Err("-n must be at least 1".into());
+    }
+    let model = load(model_path)?;
+    let c = read_data(context).map_err(|e| e.to_string())?;
+    if c.nrows() != model.context_dim() {
+        return Err(format!(
+            "{}: the context has {} columns but the model takes a {}-dimensional context",
+            context.display(),
+            c.nrows(),
+            model.context_dim()
+        ));
+    }
+    if c.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "{}: every context value must be finite",
+            context.display()
+        ));
+    }
+    let repeated = DMatrix::from_fn(c.nrows(), c.ncols() * per_context, |i, j| {
+        c[(i, j / per_context)]
+    });
+    let x = model.sample(&repeated, &mut StdRng::seed_from_u64(seed));
+    write_data(out, &x, None, force).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {} samples ({per_context} per context row) to {}",
+        x.ncols(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Validation of a conditional fit.
+pub(crate) enum ValidationPairs {
+    None,
+    Fraction(f64),
+    Data(DMatrix<f64>, DMatrix<f64>),
+}
+
+/// `fit` of a conditional model.
+pub(crate) struct FitJob {
+    pub(crate) spec: FlowSpec,
+    pub(crate) train: DMatrix<f64>,
+    pub(crate) train_c: DMatrix<f64>,
+    pub(crate) validation: ValidationPairs,
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) lr: f64,
+    pub(crate) seed: u64,
+    pub(crate) patience: Option<usize>,
+    pub(crate) standardize: bool,
+    pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
+    pub(crate) out: PathBuf,
+    pub(crate) json: bool,
+}
+
+impl FitJob {
+    pub(crate) fn run<T: Real>(self) -> Result<()> {
+        let (dim, context_dim) = (self.train.nrows(), self.train_c.nrows());
+        let cast = |m: &DMatrix<f64>| m.map(T::lit);
+        let validation = match &self.validation {
+            ValidationPairs::None => Validation::None,
+            ValidationPairs::Fraction(f) => Validation::Fraction(*f),
+            ValidationPairs::Data(v, vc) => {
+                if v.nrows() != dim || vc.nrows() != context_dim {
+                    return Err(format!(
+                        "the validation data has {} data and {} context columns but the training data has {dim} and {context_dim}",
+                        v.nrows(),
+                        vc.nrows()
+                    ));
+                }
+                Validation::Data(cast(&stack_context(v, vc)))
+            }
+        };
+        let mut model = ConditionalFlowModel::<T>::new(&self.spec, dim, context_dim, self.seed)
+            .map_err(|e| e.to_string())?;
+        let options = FitOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.lr,
+            seed: self.seed,
+            validation,
+            patience: self.patience,
+            standardize: self.standardize,
+            checkpoint: self.checkpoint.clone(),
+            resume: self.resume.clone(),
+            ..Default::default()
+        };
+        let mut progress = FitProgress::new(self.epochs);
+        let start = Instant::now();
+        let report = fit_conditional_with_observer(
+            &mut model,
+            &cast(&self.train),
+            &cast(&self.train_c),
+            &options,
+            &mut |e| progress.observe(e),
+        )
+        .map_err(|e| e.to_string())?;
+        progress.finish();
+        let wall = start.elapsed().as_secs_f64();
+        // Saved in f64 whatever the training precision.
+        let saved =
+            ConditionalFlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
+        saved.save(&self.out).map_err(|e| e.to_string())?;
+        crate::fit::print_fit_summary(&report, wall, &self.out, self.json);
+        Ok(())
+    }
+}
