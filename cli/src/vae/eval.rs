@@ -67,6 +67,19 @@ impl Evaluation {
     pub fn log_likelihood_summary(&self) -> MeanSe {
         MeanSe::of(&self.log_likelihood)
     }
+
+    /// The per-image gap `log p(x) estimate − ELBO`, paired over images
+    /// (so the spread between images cancels): how far the posterior is
+    /// from the true one, as seen by the importance-sampled estimate.
+    pub fn gap_summary(&self) -> MeanSe {
+        let gap: Vec<f64> = self
+            .log_likelihood
+            .iter()
+            .zip(&self.elbo)
+            .map(|(l, e)| l - e)
+            .collect();
+        MeanSe::of(&gap)
+    }
 }
 
 /// `log Σ exp(v)`, stable: the largest value is factored out. `−∞` for an

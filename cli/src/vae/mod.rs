@@ -148,6 +148,10 @@ pub fn run(args: &VaeArgs) -> crate::Result<()> {
         "  test log-likelihood (IS, K = {IS_SAMPLES}): {} nats per image",
         evaluation.log_likelihood_summary()
     );
+    println!(
+        "  gap log-likelihood − ELBO:     {} nats per image (paired over images)",
+        evaluation.gap_summary()
+    );
     println!();
     println!(
         "posterior: diagonal Gaussian + conditional IAF: not available yet (the library has no conditional IAF to plug into the posterior); only the diagonal-Gaussian posterior was trained"
