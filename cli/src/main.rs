@@ -9,6 +9,7 @@ mod demo;
 mod fit;
 mod plot;
 mod progress;
+mod vae;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -196,6 +197,25 @@ enum Command {
         /// Passes over the training data.
         #[arg(long, default_value_t = demo::EPOCHS)]
         epochs: usize,
+    },
+    /// Train a variational autoencoder on the 8×8 digits; report the test
+    /// ELBO and log-likelihood and write three pictures.
+    Vae {
+        /// Output folder (created if missing; must be empty unless --force).
+        #[arg(long, default_value = "normflow-vae")]
+        out: PathBuf,
+        /// Write into a non-empty folder, replacing files of the same names.
+        #[arg(long)]
+        force: bool,
+        /// Passes over the training images.
+        #[arg(long, default_value_t = vae::EPOCHS)]
+        epochs: usize,
+        /// Seed of the initialisation, the shuffling and the noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Latent dimension.
+        #[arg(long, default_value_t = vae::LATENT)]
+        latent: usize,
     },
     /// Time one operation of a flow on random standard-normal data.
     Bench {
@@ -455,6 +475,19 @@ fn run(command: Command) -> Result<()> {
             seed,
             epochs,
         } => demo::run(&out, force, seed, epochs),
+        Command::Vae {
+            out,
+            force,
+            epochs,
+            seed,
+            latent,
+        } => vae::run(&vae::VaeArgs {
+            out,
+            force,
+            epochs,
+            seed,
+            latent,
+        }),
         Command::Bench {
             flow,
             dim,
