@@ -3,13 +3,13 @@
 
 use nalgebra::DMatrix;
 use normflow::nn::Activation;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 use super::data;
 use super::eval::{MeanSe, evaluate, log_sum_exp};
 use super::model::{Vae, VaeConfig, normal_noise};
-use super::posterior::{ContextAffine, DiagonalGaussian, PosteriorFlow};
+use super::posterior::{ConditionalPosterior, ContextAffine, DiagonalGaussian, PosteriorFlow};
 use super::train::{TrainOptions, mean_elbo, train};
 
 /// A tiny instance: 4 digits, latent 2, hidden 5, context 3.
@@ -100,6 +100,29 @@ fn gradient_through_a_context_dependent_flow_matches_finite_differences() {
     let (off, out, inp) = vae.encoder.layer_offset(last);
     let bias_h = &grads.encoder[off + out * inp + 4..off + out * inp + 7];
     assert!(bias_h.iter().any(|g| g.abs() > 1e-6), "{bias_h:?}");
+}
+
+#[test]
+fn gradient_through_a_conditional_iaf_posterior_matches_finite_differences() {
+    // The posterior of the comparison: conditional IAF steps of the library,
+    // reading the encoder's context. Random flow parameters (a fresh IAF is
+    // the identity, whose zero output layer would hide errors behind it).
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut iaf = ConditionalPosterior::<f64>::new(
+        "iaf(2, hidden = 4, activation = tanh, identity_init = false)",
+        2,
+        3,
+        &mut rng,
+    )
+    .unwrap();
+    let random: Vec<f64> = (0..iaf.num_params())
+        .map(|_| rng.random_range(-0.5..0.5))
+        .collect();
+    iaf.set_params(&random).unwrap();
+    let (mut vae, x) = tiny(Box::new(iaf), Activation::Tanh);
+    let e = worst_gradient_error(&mut vae, &x);
+    eprintln!("conditional IAF posterior: worst relative gradient error {e:e}");
+    assert!(e < 1e-6, "worst relative error {e:e}");
 }
 
 #[test]
