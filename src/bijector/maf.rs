@@ -177,7 +177,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
     }
 
     /// The cotangents of the density direction at `x` given the MADE's output
-    /// `out` there: `(∂L/∂x` along the direct path `u = (x − μ)/σ`, `∂L/∂out)`.
+    /// `out` there: `(∂L/∂x` along the direct path `u = x·s + t`, `∂L/∂out)`.
     /// The MADE's own backward pass turns the second into parameter (and
     /// context) gradients.
     pub(crate) fn density_cotangents(
