@@ -20,7 +20,7 @@ use crate::progress::FitProgress;
 
 /// Where the contexts of a data file come from.
 #[derive(Debug, Clone)]
-pub(crate) enum ContextSource {
+pub enum ContextSource {
     /// The last `K` columns of the data file.
     Columns(usize),
     /// A separate file with one row per data row.
@@ -29,10 +29,7 @@ pub(crate) enum ContextSource {
 
 impl ContextSource {
     /// From `--context-columns K` and `--context FILE` (clap keeps them exclusive).
-    pub(crate) fn from_flags(
-        columns: Option<usize>,
-        file: Option<PathBuf>,
-    ) -> Result<Option<Self>> {
+    pub fn from_flags(columns: Option<usize>, file: Option<PathBuf>) -> Result<Option<Self>> {
         match (columns, file) {
             (Some(0), _) => Err("--context-columns must be at least 1".into()),
             (Some(k), _) => Ok(Some(Self::Columns(k))),
@@ -43,11 +40,7 @@ impl ContextSource {
 
     /// Splits the data read from `path` (`columns × rows`, one column per
     /// row of the file) into samples and contexts.
-    pub(crate) fn split(
-        &self,
-        data: DMatrix<f64>,
-        path: &Path,
-    ) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
+    pub fn split(&self, data: DMatrix<f64>, path: &Path) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
         match self {
             Self::Columns(k) => {
                 if *k >= data.nrows() {
@@ -81,7 +74,7 @@ impl ContextSource {
 }
 
 /// Whether the model file at `path` holds a conditional model.
-pub(crate) fn is_conditional(path: &Path) -> Result<bool> {
+pub fn is_conditional(path: &Path) -> Result<bool> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
@@ -122,11 +115,7 @@ fn check_shapes(
 }
 
 /// `eval` of a conditional model: `log p(x | c)` of every row.
-pub(crate) fn eval(
-    model_path: &Path,
-    data: &Path,
-    source: Option<ContextSource>,
-) -> Result<Vec<f64>> {
+pub fn eval(model_path: &Path, data: &Path, source: Option<ContextSource>) -> Result<Vec<f64>> {
     let model = load(model_path)?;
     let source = source.ok_or_else(|| {
         format!(
@@ -152,7 +141,7 @@ pub(crate) fn eval(
 
 /// `sample` of a conditional model: `per_context` samples for every row of
 /// the context file, context by context.
-pub(crate) fn sample(
+pub fn sample(
     model_path: &Path,
     context: &Path,
     per_context: usize,
@@ -193,32 +182,32 @@ pub(crate) fn sample(
 }
 
 /// Validation of a conditional fit.
-pub(crate) enum ValidationPairs {
+pub enum ValidationPairs {
     None,
     Fraction(f64),
     Data(DMatrix<f64>, DMatrix<f64>),
 }
 
 /// `fit` of a conditional model.
-pub(crate) struct FitJob {
-    pub(crate) spec: FlowSpec,
-    pub(crate) train: DMatrix<f64>,
-    pub(crate) train_c: DMatrix<f64>,
-    pub(crate) validation: ValidationPairs,
-    pub(crate) epochs: usize,
-    pub(crate) batch_size: usize,
-    pub(crate) lr: f64,
-    pub(crate) seed: u64,
-    pub(crate) patience: Option<usize>,
-    pub(crate) standardize: bool,
-    pub(crate) checkpoint: Option<PathBuf>,
-    pub(crate) resume: Option<PathBuf>,
-    pub(crate) out: PathBuf,
-    pub(crate) json: bool,
+pub struct FitJob {
+    pub spec: FlowSpec,
+    pub train: DMatrix<f64>,
+    pub train_c: DMatrix<f64>,
+    pub validation: ValidationPairs,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub patience: Option<usize>,
+    pub standardize: bool,
+    pub checkpoint: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub out: PathBuf,
+    pub json: bool,
 }
 
 impl FitJob {
-    pub(crate) fn run<T: Real>(self) -> Result<()> {
+    pub fn run<T: Real>(self) -> Result<()> {
         let (dim, context_dim) = (self.train.nrows(), self.train_c.nrows());
         let cast = |m: &DMatrix<f64>| m.map(T::lit);
         let validation = match &self.validation {

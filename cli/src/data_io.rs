@@ -30,7 +30,7 @@ const SUPPORTED: &str = ".csv, .tsv, .txt, .npy";
 /// Where a bad value sits: a 1-based line of a text file or a 1-based row
 /// (sample) of an NPY array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Location {
+pub enum Location {
     Line(usize),
     Row(usize),
 }
@@ -47,7 +47,7 @@ impl fmt::Display for Location {
 /// Everything that can go wrong reading or writing a data file. The
 /// `Display` form is one line and starts with the file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DataError {
+pub enum DataError {
     /// The file could not be read (missing, permissions, not UTF-8, ...).
     Read { path: PathBuf, message: String },
     /// The file could not be written.
@@ -203,7 +203,7 @@ fn format_of(path: &Path) -> Result<Format, DataError> {
 
 /// Reads a data file (one row per sample) into a `D × n` matrix (one column
 /// per sample). The format is chosen by extension; see the module docs.
-pub(crate) fn read_data(path: &Path) -> Result<DMatrix<f64>, DataError> {
+pub fn read_data(path: &Path) -> Result<DMatrix<f64>, DataError> {
     let format = format_of(path)?;
     let read_err = |e: io::Error| DataError::Read {
         path: path.to_path_buf(),
@@ -426,7 +426,7 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<DMatrix<f64>, DataError> {
 ///
 /// Refuses to replace an existing file unless `overwrite`, and replaces it
 /// atomically (temporary file + rename) when it does.
-pub(crate) fn write_data(
+pub fn write_data(
     path: &Path,
     data: &DMatrix<f64>,
     header: Option<&[String]>,
@@ -472,7 +472,7 @@ pub(crate) fn write_data(
 /// `name`: a one-column text file with a header row, or a 1-D `.npy` array
 /// (the name is not stored). Same overwrite and atomicity rules as
 /// [`write_data`].
-pub(crate) fn write_column(
+pub fn write_column(
     path: &Path,
     values: &[f64],
     name: &str,

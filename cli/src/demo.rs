@@ -142,7 +142,7 @@ pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<(
 }
 
 /// Creates `out` if missing; refuses a non-empty folder without `force`.
-pub(crate) fn prepare_folder(out: &Path, force: bool) -> crate::Result<()> {
+pub fn prepare_folder(out: &Path, force: bool) -> crate::Result<()> {
     if out.exists() {
         if !out.is_dir() {
             return Err(format!("{} exists and is not a folder", out.display()));
@@ -163,7 +163,7 @@ pub(crate) fn prepare_folder(out: &Path, force: bool) -> crate::Result<()> {
 }
 
 /// Mean and standard error of the mean.
-pub(crate) fn mean_and_se(v: impl Iterator<Item = f64>) -> (f64, f64) {
+pub fn mean_and_se(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let v: Vec<f64> = v.collect();
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;

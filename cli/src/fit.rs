@@ -12,24 +12,24 @@ use crate::Result;
 use crate::progress::FitProgress;
 
 /// `fit` of an unconditional model.
-pub(crate) struct FitJob {
-    pub(crate) spec: FlowSpec,
-    pub(crate) train: DMatrix<f64>,
-    pub(crate) validation: Validation<f64>,
-    pub(crate) epochs: usize,
-    pub(crate) batch_size: usize,
-    pub(crate) lr: f64,
-    pub(crate) seed: u64,
-    pub(crate) patience: Option<usize>,
-    pub(crate) standardize: bool,
-    pub(crate) checkpoint: Option<PathBuf>,
-    pub(crate) resume: Option<PathBuf>,
-    pub(crate) out: PathBuf,
-    pub(crate) json: bool,
+pub struct FitJob {
+    pub spec: FlowSpec,
+    pub train: DMatrix<f64>,
+    pub validation: Validation<f64>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub patience: Option<usize>,
+    pub standardize: bool,
+    pub checkpoint: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub out: PathBuf,
+    pub json: bool,
 }
 
 impl FitJob {
-    pub(crate) fn run<T: Real>(self) -> Result<()> {
+    pub fn run<T: Real>(self) -> Result<()> {
         let dim = self.train.nrows();
         let cast = |m: &DMatrix<f64>| m.map(T::lit);
         let train = cast(&self.train);
@@ -75,12 +75,7 @@ impl FitJob {
 }
 
 /// The summary line (or JSON object) of a finished fit.
-pub(crate) fn print_fit_summary(
-    report: &normflow::train::FitReport,
-    wall: f64,
-    out: &Path,
-    json: bool,
-) {
+pub fn print_fit_summary(report: &normflow::train::FitReport, wall: f64, out: &Path, json: bool) {
     let last = report.history.last();
     let train_nll = last.map(|r| r.train_nll);
     if json {

@@ -1,20 +1,10 @@
 //! `normflow`: fit, evaluate, sample, plot, check and benchmark normalizing
 //! flows from the command line, and a demo. See `docs/cli.md`.
 
-mod bench;
-mod check;
-mod conditional;
-mod data_io;
-mod demo;
-mod fit;
-mod plot;
-mod progress;
-mod vae;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use nalgebra::DMatrix;
 use normflow::data::Dataset;
 use normflow::prelude::*;
@@ -22,7 +12,8 @@ use normflow::train::{FlowModel, Validation};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use data_io::{read_data, write_column, write_data};
+use normflow_cli::data_io::{read_data, write_column, write_data};
+use normflow_cli::{Dtype, Result, bench, check, conditional, demo, fit, plot, vae};
 
 #[derive(Parser)]
 #[command(
@@ -33,13 +24,6 @@ use data_io::{read_data, write_column, write_data};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// Arithmetic precision.
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum Dtype {
-    F32,
-    F64,
 }
 
 #[derive(Subcommand)]
@@ -277,9 +261,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every command fails with a one-line message.
-pub(crate) type Result<T> = std::result::Result<T, String>;
-
+/// Runs one subcommand; every failure is a one-line message.
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Fit {

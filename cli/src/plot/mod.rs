@@ -48,8 +48,8 @@ const MAX_OVERLAY: usize = 1000;
 /// At most this many dimensions are shown in a corner plot.
 pub const MAX_CORNER_DIMS: usize = 6;
 
-pub(crate) type DrawResult<T> = std::result::Result<T, Box<dyn StdError>>;
-pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub type DrawResult<T> = std::result::Result<T, Box<dyn StdError>>;
+pub type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Registers the embedded font with plotters (once per process).
 pub fn register_font() {
@@ -84,7 +84,7 @@ impl Size {
 
 /// Draws a picture into `path` (which must end in `.png`) through a
 /// temporary file and a rename.
-pub(crate) fn draw_png(
+pub fn draw_png(
     path: &Path,
     size: Size,
     draw: impl FnOnce(&Area<'_>) -> DrawResult<()>,
@@ -236,13 +236,13 @@ fn ticks(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
     }
 }
 
-pub(crate) fn title_style(size: Size) -> TextStyle<'static> {
+pub fn title_style(size: Size) -> TextStyle<'static> {
     (FAMILY, (size.height as f64 / 28.0).clamp(14.0, 24.0))
         .into_font()
         .into()
 }
 
-pub(crate) fn label_font(px: f64) -> TextStyle<'static> {
+pub fn label_font(px: f64) -> TextStyle<'static> {
     (FAMILY, px).into_font().into()
 }
 
