@@ -60,31 +60,49 @@ pub fn samples_png(
     })
 }
 
-/// Training and validation negative log-likelihood per epoch.
-pub fn loss_png(
+/// One line of a per-epoch picture: `(epoch, value)` points.
+pub struct Curve {
+    /// The legend entry.
+    pub name: &'static str,
+    /// The line colour.
+    pub colour: RGBColor,
+    /// The points; non-finite values are left out.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines over epochs with a legend (the loss and ELBO curves): the axes
+/// cover every finite point with 8 % padding; `markers` adds a dot per
+/// point; empty curves are skipped.
+pub fn curves_png(
     path: &Path,
-    history: &[EpochRecord],
     size: Size,
     title: &str,
+    y_desc: &str,
+    curves: &[Curve],
+    markers: bool,
+    legend: SeriesLabelPosition,
 ) -> crate::Result<()> {
-    if history.is_empty() {
+    let finite = |c: &Curve| -> Vec<(f64, f64)> {
+        c.points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect()
+    };
+    let shown: Vec<Vec<(f64, f64)>> = curves.iter().map(finite).collect();
+    let all: Vec<(f64, f64)> = shown.iter().flatten().copied().collect();
+    if all.is_empty() {
         return Err(format!("{}: no epochs to plot", path.display()));
     }
-    let values: Vec<f64> = history
-        .iter()
-        .flat_map(|r| std::iter::once(r.train_nll).chain(r.valid_nll))
-        .filter(|v| v.is_finite())
-        .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
-        let pad = ((hi - lo) * 0.08).max(1e-3);
-        (lo - pad, hi + pad)
-    } else {
-        (0.0, 1.0)
+    let range = |pick: fn(&(f64, f64)) -> f64| {
+        let lo = all.iter().map(pick).fold(f64::INFINITY, f64::min);
+        let hi = all.iter().map(pick).fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
     };
-    let first = history[0].epoch as f64;
-    let last = history[history.len() - 1].epoch as f64;
+    let (lo, hi) = range(|p| p.1);
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let (first, last) = range(|p| p.0);
     let (e0, e1) = if last > first {
         (first, last)
     } else {
@@ -102,51 +120,69 @@ pub fn loss_png(
             .light_line_style(BLACK.mix(0.05))
             .bold_line_style(BLACK.mix(0.12))
             .x_desc("epoch")
-            .y_desc("negative log-likelihood (nats)")
+            .y_desc(y_desc)
             .x_label_formatter(&|v| format!("{v:.0}"))
             .label_style(label_font(13.0))
             .axis_desc_style(label_font(15.0))
             .draw()?;
-        let train: Vec<(f64, f64)> = history
-            .iter()
-            .map(|r| (r.epoch as f64, r.train_nll))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(train.clone(), DATA_COLOUR.stroke_width(2)))?
-            .label("training")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], DATA_COLOUR.stroke_width(2)));
-        chart.draw_series(
-            train
-                .iter()
-                .map(|&p| Circle::new(p, 2, DATA_COLOUR.filled())),
-        )?;
-        let valid: Vec<(f64, f64)> = history
-            .iter()
-            .filter_map(|r| r.valid_nll.map(|v| (r.epoch as f64, v)))
-            .collect();
-        if !valid.is_empty() {
+        for (curve, pts) in curves.iter().zip(&shown) {
+            if pts.is_empty() {
+                continue;
+            }
+            let colour = curve.colour;
             chart
-                .draw_series(LineSeries::new(
-                    valid.clone(),
-                    SAMPLE_COLOUR.stroke_width(2),
-                ))?
-                .label("validation")
-                .legend(|(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], SAMPLE_COLOUR.stroke_width(2))
+                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))?
+                .label(curve.name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
-            chart.draw_series(
-                valid
-                    .iter()
-                    .map(|&p| Circle::new(p, 2, SAMPLE_COLOUR.filled())),
-            )?;
+            if markers {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, colour.filled())))?;
+            }
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend)
             .label_font(label_font(14.0))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
             .draw()?;
         Ok(())
     })
+}
+
+/// Training and validation negative log-likelihood per epoch.
+pub fn loss_png(
+    path: &Path,
+    history: &[EpochRecord],
+    size: Size,
+    title: &str,
+) -> crate::Result<()> {
+    let curves = [
+        Curve {
+            name: "training",
+            colour: DATA_COLOUR,
+            points: history
+                .iter()
+                .map(|r| (r.epoch as f64, r.train_nll))
+                .collect(),
+        },
+        Curve {
+            name: "validation",
+            colour: SAMPLE_COLOUR,
+            points: history
+                .iter()
+                .filter_map(|r| r.valid_nll.map(|v| (r.epoch as f64, v)))
+                .collect(),
+        },
+    ];
+    curves_png(
+        path,
+        size,
+        title,
+        "negative log-likelihood (nats)",
+        &curves,
+        true,
+        SeriesLabelPosition::UpperRight,
+    )
 }

@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 
 pub use corner::corner_png;
 pub use density::density_png;
-pub use fit::{loss_png, samples_png};
+pub use fit::{Curve, curves_png, loss_png, samples_png};
 
 /// DejaVu Sans, embedded so that text needs no system font.
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");

@@ -6,7 +6,9 @@ use plotters::prelude::*;
 
 use super::data::SIDE;
 use super::train::EpochElbo;
-use crate::plot::{DATA_COLOUR, SAMPLE_COLOUR, Size, draw_png, label_font, title_style};
+use crate::plot::{
+    Curve, DATA_COLOUR, SAMPLE_COLOUR, Size, curves_png, draw_png, label_font, title_style,
+};
 
 /// Screen pixels per image pixel.
 const SCALE: u32 = 5;
@@ -67,73 +69,22 @@ pub fn tiles_png(path: &Path, rows: &[(String, Vec<Vec<f64>>)], title: &str) -> 
 
 /// Training and test ELBO per epoch.
 pub fn elbo_png(path: &Path, history: &[EpochElbo], size: Size, title: &str) -> crate::Result<()> {
-    if history.is_empty() {
-        return Err(format!("{}: no epochs to plot", path.display()));
-    }
-    let values: Vec<f64> = history
-        .iter()
-        .flat_map(|r| [r.train, r.test])
-        .filter(|v| v.is_finite())
-        .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
-        let pad = ((hi - lo) * 0.08).max(1e-3);
-        (lo - pad, hi + pad)
-    } else {
-        (0.0, 1.0)
+    let curve = |name, colour, pick: fn(&EpochElbo) -> f64| Curve {
+        name,
+        colour,
+        points: history.iter().map(|r| (r.epoch as f64, pick(r))).collect(),
     };
-    let first = history[0].epoch as f64;
-    let last = history[history.len() - 1].epoch as f64;
-    let (e0, e1) = if last > first {
-        (first, last)
-    } else {
-        (first - 0.5, first + 0.5)
-    };
-    draw_png(path, size, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, title_style(size))
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(60)
-            .build_cartesian_2d(e0..e1, lo..hi)?;
-        chart
-            .configure_mesh()
-            .light_line_style(BLACK.mix(0.05))
-            .bold_line_style(BLACK.mix(0.12))
-            .x_desc("epoch")
-            .y_desc("ELBO (nats per image)")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .label_style(label_font(13.0))
-            .axis_desc_style(label_font(15.0))
-            .draw()?;
-        for (name, colour, pick) in [
-            (
-                "training",
-                DATA_COLOUR,
-                (|r: &EpochElbo| r.train) as fn(&EpochElbo) -> f64,
-            ),
-            ("test", SAMPLE_COLOUR, |r: &EpochElbo| r.test),
-        ] {
-            let pts: Vec<(f64, f64)> = history
-                .iter()
-                .map(|r| (r.epoch as f64, pick(r)))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(label_font(14.0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
-        Ok(())
-    })
+    let curves = [
+        curve("training", DATA_COLOUR, |r| r.train),
+        curve("test", SAMPLE_COLOUR, |r| r.test),
+    ];
+    curves_png(
+        path,
+        size,
+        title,
+        "ELBO (nats per image)",
+        &curves,
+        false,
+        SeriesLabelPosition::LowerRight,
+    )
 }
