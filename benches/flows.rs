@@ -106,7 +106,7 @@ fn flow_sample(bencher: Bencher, s: Shape) {
 
 /// The bare gemms of the dense layers of `maf(5, hidden = H)`'s `log_prob`:
 /// per MAF layer `(H×D)(D×B)`, `(H×H)(H×B)`, `(2D×H)(H×B)`, five times, with
-/// the same kernel (`matrixmultiply::sgemm`) and no other work. Dividing its
+/// the library's kernel (`normflow::nn::matmul`) and no other work. Dividing its
 /// time by `flow_log_prob`'s gives the flow's efficiency relative to gemm.
 #[divan::bench(args = TABLE)]
 fn gemm_dense_products(bencher: Bencher, s: Shape) {
@@ -118,26 +118,7 @@ fn gemm_dense_products(bencher: Bencher, s: Shape) {
     bencher.bench_local(|| {
         for _ in 0..5 {
             for ((w, x), z) in ws.iter().zip(&xs).zip(zs.iter_mut()) {
-                let (m, k) = w.shape();
-                // SAFETY: column-major buffers of the stated shapes.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        w.as_ptr(),
-                        1,
-                        m as isize,
-                        x.as_ptr(),
-                        1,
-                        k as isize,
-                        0.0,
-                        z.as_mut_ptr(),
-                        1,
-                        m as isize,
-                    );
-                }
+                normflow::nn::matmul(w, x, z);
             }
         }
         black_box(&zs);

@@ -153,7 +153,7 @@ fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, 
             let mut products = products;
             Box::new(move || {
                 for (w, x, z) in products.iter_mut() {
-                    gemm(w, x, z);
+                    normflow::nn::matmul(w, x, z);
                 }
                 black_box(&products);
                 Ok(())
@@ -230,66 +230,6 @@ fn dense_products<T: Real>(
         return Err("--op gemm times the dense layers of `maf` layers; this flow has none".into());
     }
     Ok(out)
-}
-
-/// `z ← w·x` with matrixmultiply's kernel (the one the library uses).
-fn gemm<T: Real>(w: &DMatrix<T>, x: &DMatrix<T>, z: &mut DMatrix<T>) {
-    let (m, k, n) = (w.nrows(), w.ncols(), x.ncols());
-    let any_w: &dyn std::any::Any = w;
-    let any_x: &dyn std::any::Any = x;
-    let any_z: &mut dyn std::any::Any = z;
-    if let (Some(w), Some(x), Some(z)) = (
-        any_w.downcast_ref::<DMatrix<f32>>(),
-        any_x.downcast_ref::<DMatrix<f32>>(),
-        any_z.downcast_mut::<DMatrix<f32>>(),
-    ) {
-        // SAFETY: contiguous column-major matrices of the stated shapes.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                w.as_ptr(),
-                1,
-                m as isize,
-                x.as_ptr(),
-                1,
-                k as isize,
-                0.0,
-                z.as_mut_ptr(),
-                1,
-                m as isize,
-            );
-        }
-        return;
-    }
-    let any_z: &mut dyn std::any::Any = z;
-    if let (Some(w), Some(x), Some(z)) = (
-        any_w.downcast_ref::<DMatrix<f64>>(),
-        any_x.downcast_ref::<DMatrix<f64>>(),
-        any_z.downcast_mut::<DMatrix<f64>>(),
-    ) {
-        // SAFETY: as above.
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                1.0,
-                w.as_ptr(),
-                1,
-                m as isize,
-                x.as_ptr(),
-                1,
-                k as isize,
-                0.0,
-                z.as_mut_ptr(),
-                1,
-                m as isize,
-            );
-        }
-    }
 }
 
 /// Median, minimum and maximum of a non-empty list of times.

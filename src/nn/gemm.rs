@@ -1,4 +1,5 @@
-//! Dense matrix products on strided views, through `matrixmultiply`.
+//! Dense matrix products on strided views, through `matrixmultiply` (or the
+//! `gemm` crate with the feature `fast-gemm`).
 //!
 //! nalgebra's own `gemm` falls back to naive loops when a dimension is ≤ 5
 //! (a MADE over 2 inputs has a 2-column input layer and a 4-row output layer)
@@ -209,6 +210,21 @@ pub(crate) fn gemm<T: Real>(
         small_gemm(alpha, a, b, beta, c);
         return;
     }
+    #[cfg(feature = "fast-gemm")]
+    {
+        fast::gemm(alpha, a, b, beta, c);
+    }
+    #[cfg(not(feature = "fast-gemm"))]
+    {
+        portable_gemm(alpha, a, b, beta, c);
+    }
+}
+
+/// `c ← α·a·b + β·c` through `matrixmultiply` (AVX2/FMA, SSE2 or scalar
+/// kernels, chosen at run time).
+#[cfg_attr(feature = "fast-gemm", allow(dead_code))]
+fn portable_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let s = |x: usize| x as isize;
     // SAFETY: the views were checked to lie inside their slices (`new`), `c`
     // is borrowed mutably so it aliases neither `a` nor `b`, and its strides
@@ -255,6 +271,145 @@ pub(crate) fn gemm<T: Real>(
     }
 }
 
+/// The `gemm` crate's kernels (AVX-512 where the CPU has it, chosen at run
+/// time, else AVX2/FMA, SSE or scalar), with large products split over
+/// threads when the feature `threads` is on as well.
+#[cfg(feature = "fast-gemm")]
+pub(crate) mod fast {
+    use std::any::TypeId;
+
+    use super::{MatMut, MatRef};
+    use crate::Real;
+
+    /// Products of at least this many multiply-adds run on several threads:
+    /// below it (e.g. `64 × 64 × 256`) splitting costs more than it gains on
+    /// two cores, above it (`256 × 8 × 4096`, `16 × 256 × 4096`) it nearly
+    /// halves the time (measured with `normflow bench --op gemm`).
+    #[cfg(feature = "threads")]
+    const PARALLEL: usize = 1 << 22;
+
+    fn parallelism(_m: usize, _k: usize, _n: usize) -> gemm::Parallelism {
+        #[cfg(feature = "threads")]
+        if _m * _k * _n >= PARALLEL && !in_parallel_block() {
+            return gemm::Parallelism::Rayon(threads());
+        }
+        gemm::Parallelism::None
+    }
+
+    thread_local! {
+        static IN_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether this thread is evaluating one block of a batch split over
+    /// threads (see `crate::parallel`): its products then stay on it.
+    #[cfg(feature = "threads")]
+    pub(crate) fn in_parallel_block() -> bool {
+        IN_BLOCK.with(|b| b.get())
+    }
+
+    /// Marks the current thread as inside a parallel block until dropped.
+    pub(crate) struct ParallelBlock {
+        was: bool,
+    }
+
+    impl ParallelBlock {
+        pub(crate) fn enter() -> Self {
+            ParallelBlock {
+                was: IN_BLOCK.with(|b| b.replace(true)),
+            }
+        }
+    }
+
+    impl Drop for ParallelBlock {
+        fn drop(&mut self) {
+            let was = self.was;
+            IN_BLOCK.with(|b| b.set(was));
+        }
+    }
+
+    /// Threads for large products: `MATMUL_NUM_THREADS` when set (the same
+    /// variable as the portable kernel's), else all available cores.
+    #[cfg(feature = "threads")]
+    pub(crate) fn threads() -> usize {
+        static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *N.get_or_init(|| {
+            std::env::var("MATMUL_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        })
+    }
+
+    pub(super) fn gemm<T: Real>(
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        c: MatMut<'_, T>,
+    ) {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let s = |x: usize| x as isize;
+        let par = parallelism(m, k, n);
+        // The crate computes `dst ← α_dst·dst + β_prod·lhs·rhs`, reading
+        // `dst` only when asked to: our `β = 0` must not read `c` (it may
+        // hold NaN).
+        let read_dst = beta != T::zero();
+        // SAFETY: as for the portable kernel: the views lie inside their
+        // slices, `c` aliases neither operand nor itself, and the casts are
+        // between identical types (checked by `TypeId`).
+        unsafe {
+            if TypeId::of::<T>() == TypeId::of::<f32>() {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.data.as_mut_ptr().cast::<f32>(),
+                    s(c.cs),
+                    s(c.rs),
+                    read_dst,
+                    a.data.as_ptr().cast::<f32>(),
+                    s(a.cs),
+                    s(a.rs),
+                    b.data.as_ptr().cast::<f32>(),
+                    s(b.cs),
+                    s(b.rs),
+                    beta.to_f64() as f32,
+                    alpha.to_f64() as f32,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.data.as_mut_ptr().cast::<f64>(),
+                    s(c.cs),
+                    s(c.rs),
+                    read_dst,
+                    a.data.as_ptr().cast::<f64>(),
+                    s(a.cs),
+                    s(a.rs),
+                    b.data.as_ptr().cast::<f64>(),
+                    s(b.cs),
+                    s(b.rs),
+                    beta.to_f64(),
+                    alpha.to_f64(),
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            } else {
+                unreachable!("Real is implemented for f32 and f64 only");
+            }
+        }
+    }
+}
+
 /// Products of at most this many multiply-adds skip `matrixmultiply`, whose
 /// packing costs about a microsecond per call (a batch of one sample).
 const SMALL: usize = 4096;
@@ -294,11 +449,17 @@ pub(crate) fn add_row_sums<T: Real>(m: &[T], rows: usize, acc: &mut [T]) {
     }
 }
 
-/// A zero `rows × cols` matrix whose buffer comes from the calling thread's
-/// pool when one of the right capacity is there.
-pub(crate) fn take_matrix<T: Real>(rows: usize, cols: usize) -> DMatrix<T> {
+/// A `rows × cols` matrix whose contents are unspecified (whatever its
+/// pooled buffer last held, or zeros): for outputs that are written before
+/// they are read, such as the product of a [`gemm`] with `β = 0`. Saves the
+/// pass over memory that zeroing costs.
+pub(crate) fn take_scratch<T: Real>(rows: usize, cols: usize) -> DMatrix<T> {
     let mut v = pool::take::<T>(rows * cols);
-    v.resize(rows * cols, T::zero());
+    if v.len() >= rows * cols {
+        v.truncate(rows * cols);
+    } else {
+        v.resize(rows * cols, T::zero());
+    }
     DMatrix::from_vec(rows, cols, v)
 }
 
@@ -306,10 +467,24 @@ pub(crate) fn take_matrix<T: Real>(rows: usize, cols: usize) -> DMatrix<T> {
 /// broadcast over a batch), in a pooled buffer.
 pub(crate) fn take_matrix_with_columns<T: Real>(col: &[T], cols: usize) -> DMatrix<T> {
     let mut v = pool::take::<T>(col.len() * cols);
+    v.clear();
     for _ in 0..cols {
         v.extend_from_slice(col);
     }
     DMatrix::from_vec(col.len(), cols, v)
+}
+
+/// `len` zeros in a buffer from the calling thread's pool.
+pub(crate) fn take_zeros<T: Real>(len: usize) -> Vec<T> {
+    let mut v = pool::take::<T>(len);
+    v.clear();
+    v.resize(len, T::zero());
+    v
+}
+
+/// Returns a buffer to the calling thread's pool.
+pub(crate) fn give_vec<T: Real>(v: Vec<T>) {
+    pool::give(v);
 }
 
 /// Returns a matrix's buffer to the calling thread's pool.
@@ -354,9 +529,8 @@ mod pool {
             .filter(|(_, v)| v.capacity() >= len)
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i)?;
-        let mut v = p.swap_remove(pick);
-        v.clear();
-        Some(v)
+        // Not cleared: the caller decides whether the old contents matter.
+        Some(p.swap_remove(pick))
     }
 
     fn give_to<U>(pool: &RefCell<Vec<Vec<U>>>, v: Vec<U>) {
@@ -376,7 +550,8 @@ mod pool {
         }
     }
 
-    /// An empty vector with capacity for at least `len` values.
+    /// A vector with capacity for at least `len` values, holding whatever it
+    /// held when it was given back (or nothing).
     pub(super) fn take<T: Real>(len: usize) -> Vec<T> {
         let got = if TypeId::of::<T>() == TypeId::of::<f32>() {
             F32.try_with(|p| take_from(p, len))
@@ -407,5 +582,118 @@ mod pool {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `c ← α·a·b + β·c` by the definition, in f64.
+    fn reference(
+        alpha: f64,
+        a: &DMatrix<f64>,
+        b: &DMatrix<f64>,
+        beta: f64,
+        c: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        DMatrix::from_fn(a.nrows(), b.ncols(), |i, j| {
+            let dot: f64 = (0..a.ncols()).map(|p| a[(i, p)] * b[(p, j)]).sum();
+            let keep = if beta == 0.0 { 0.0 } else { beta * c[(i, j)] };
+            alpha * dot + keep
+        })
+    }
+
+    fn pseudo(rows: usize, cols: usize, seed: u64) -> DMatrix<f64> {
+        // A small deterministic generator: values in [−1, 1).
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        DMatrix::from_fn(rows, cols, |_, _| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+    }
+
+    /// Every product shape the layers use: below `SMALL` (plain loops), above
+    /// it, and (with `threads`) above the multi-thread threshold `1 << 22`;
+    /// operands plain or transposed views (the backward passes' `δ hᵀ` and
+    /// `Wᵀ δ`); `β = 0` over a NaN-filled `c` (must not be read) and `β ≠ 0`.
+    fn check<T: Real>(tol: f64) {
+        let shapes = [
+            (1, 1, 1),
+            (4, 2, 3),
+            (16, 16, 16),
+            (7, 33, 65),
+            (64, 8, 256),
+            (256, 128, 130),
+        ];
+        for (case, &(m, k, n)) in shapes.iter().enumerate() {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
+                    let a64 = pseudo(m, k, 3 * case as u64 + 1);
+                    let b64 = pseudo(k, n, 3 * case as u64 + 2);
+                    let c64 = pseudo(m, n, 3 * case as u64 + 3);
+                    let want = reference(alpha, &a64, &b64, beta, &c64);
+                    // Stored transposed when `ta`/`tb`, then viewed back.
+                    let a_store: DMatrix<T> =
+                        if ta { a64.transpose() } else { a64.clone() }.map(|v| T::lit(v));
+                    let b_store: DMatrix<T> =
+                        if tb { b64.transpose() } else { b64.clone() }.map(|v| T::lit(v));
+                    let a_view = if ta {
+                        MatRef::from(&a_store).t()
+                    } else {
+                        MatRef::from(&a_store)
+                    };
+                    let b_view = if tb {
+                        MatRef::from(&b_store).t()
+                    } else {
+                        MatRef::from(&b_store)
+                    };
+                    let mut c: DMatrix<T> = if beta == 0.0 {
+                        DMatrix::from_element(m, n, T::nan())
+                    } else {
+                        c64.map(|v| T::lit(v))
+                    };
+                    gemm(T::lit(alpha), a_view, b_view, T::lit(beta), (&mut c).into());
+                    for i in 0..m {
+                        for j in 0..n {
+                            let got = c[(i, j)].to_f64();
+                            // Each entry sums k products of values below 1.
+                            assert!(
+                                (got - want[(i, j)]).abs() <= tol * (k as f64 + 1.0),
+                                "{m}×{k}×{n} (transposed {ta}, {tb}), α {alpha}, β {beta}: \
+                                 ({i}, {j}) is {got}, expected {}",
+                                want[(i, j)]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_matches_the_definition_f64() {
+        check::<f64>(1e-14);
+    }
+
+    #[test]
+    fn gemm_matches_the_definition_f32() {
+        check::<f32>(1e-6);
+    }
+
+    #[test]
+    fn scratch_buffers_come_back_with_the_requested_shape() {
+        let m = take_scratch::<f64>(3, 5);
+        assert_eq!(m.shape(), (3, 5));
+        give_matrix(m);
+        let m = take_scratch::<f64>(2, 2);
+        assert_eq!(m.shape(), (2, 2));
+        give_matrix(m);
+        let z = take_zeros::<f64>(7);
+        assert!(z.len() == 7 && z.iter().all(|v| *v == 0.0));
     }
 }
