@@ -2,7 +2,7 @@ use nalgebra::{DMatrix, DMatrixView, DVectorView};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use super::gemm::{self, MatMut, MatRef, give_matrix, take_matrix};
+use super::gemm::{self, MatMut, MatRef, give_matrix};
 use super::{Activation, ConditionerConfig};
 use crate::error::check;
 use crate::{Error, Real};
@@ -317,6 +317,21 @@ impl<T: Real> Mlp<T> {
         z
     }
 
+    /// `W_l h` (no bias) into a pooled matrix, for a caller that adds the
+    /// bias in its next elementwise pass.
+    fn linear(&self, l: usize, h: &DMatrix<T>) -> DMatrix<T> {
+        let (_, out, _) = self.layer_offset(l);
+        let mut z = gemm::take_scratch(out, h.ncols());
+        gemm::gemm(
+            T::one(),
+            self.weight_ref(l),
+            h.into(),
+            T::zero(),
+            (&mut z).into(),
+        );
+        z
+    }
+
     /// `h ← h + W_l a + b_l` (a residual block's output added to the stream).
     fn add_affine(&self, l: usize, a: &DMatrix<T>, h: &mut DMatrix<T>) {
         let b = self.bias(l);
@@ -330,7 +345,7 @@ impl<T: Real> Mlp<T> {
 
     /// `act(z)` into a fresh (pooled) matrix.
     fn activate(&self, z: &DMatrix<T>) -> DMatrix<T> {
-        let mut a = take_matrix(z.nrows(), z.ncols());
+        let mut a = gemm::take_scratch(z.nrows(), z.ncols());
         apply_activation(self.activation, z.as_slice(), a.as_mut_slice());
         a
     }
@@ -357,13 +372,73 @@ impl<T: Real> Mlp<T> {
             give_matrix(h);
             return out;
         }
-        let mut h = self.affine(0, x);
+        // Each layer's bias is added in the same pass as the activation.
+        let mut h = self.linear(0, x);
         for l in 1..=last {
-            activate_in_place(act, h.as_mut_slice());
-            let z = self.affine(l, &h);
+            bias_activate_in_place(act, self.bias(l - 1), h.as_mut_slice());
+            let z = self.linear(l, &h);
             give_matrix(std::mem::replace(&mut h, z));
         }
+        add_bias(self.bias(last), h.as_mut_slice());
         h
+    }
+}
+
+/// `z ← z + b` for every column `z` of the column-major `data`.
+fn add_bias<T: Real>(b: &[T], data: &mut [T]) {
+    for col in data.chunks_exact_mut(b.len()) {
+        for (v, bi) in col.iter_mut().zip(b) {
+            *v += *bi;
+        }
+    }
+}
+
+/// `z ← act(z + b)` for every column `z` of the column-major `data`: the
+/// bias and the activation in one pass over memory.
+fn bias_activate_in_place<T: Real>(act: Activation, b: &[T], data: &mut [T]) {
+    match act {
+        Activation::Relu => {
+            for col in data.chunks_exact_mut(b.len()) {
+                for (v, bi) in col.iter_mut().zip(b) {
+                    let z = *v + *bi;
+                    // An unconditional select (no branch to mispredict), vectorised.
+                    *v = if z > T::zero() { z } else { T::zero() };
+                }
+            }
+        }
+        _ => {
+            for col in data.chunks_exact_mut(b.len()) {
+                for (v, bi) in col.iter_mut().zip(b) {
+                    *v = act.apply(*v + *bi);
+                }
+            }
+        }
+    }
+}
+
+/// `z ← z + b` and `a ← act(z)` for every column (`z` the pre-activation the
+/// backward pass keeps, `a` the next layer's input), in one pass.
+fn bias_activate_into<T: Real>(act: Activation, b: &[T], z: &mut [T], a: &mut [T]) {
+    let rows = b.len();
+    match act {
+        Activation::Relu => {
+            for (zc, ac) in z.chunks_exact_mut(rows).zip(a.chunks_exact_mut(rows)) {
+                for ((zv, av), bi) in zc.iter_mut().zip(ac.iter_mut()).zip(b) {
+                    let v = *zv + *bi;
+                    *zv = v;
+                    *av = if v > T::zero() { v } else { T::zero() };
+                }
+            }
+        }
+        _ => {
+            for (zc, ac) in z.chunks_exact_mut(rows).zip(a.chunks_exact_mut(rows)) {
+                for ((zv, av), bi) in zc.iter_mut().zip(ac.iter_mut()).zip(b) {
+                    let v = *zv + *bi;
+                    *zv = v;
+                    *av = act.apply(v);
+                }
+            }
+        }
     }
 }
 
@@ -426,17 +501,17 @@ impl<T: Real> Mlp<T> {
         let last = layers - 1;
         let mut inputs = Vec::with_capacity(layers);
         let mut pre = Vec::with_capacity(layers);
-        let mut x_copy = take_matrix(x.nrows(), x.ncols());
+        let mut x_copy = gemm::take_scratch(x.nrows(), x.ncols());
         x_copy.copy_from(x);
         inputs.push(x_copy);
         pre.push(None);
-        let mut h = self.affine(0, x);
         if self.residual {
+            let mut h = self.affine(0, x);
             for l in (1..last).step_by(2) {
                 let a = self.activate(&h);
                 let t = self.affine(l, &a);
                 let a2 = self.activate(&t);
-                let mut h_prev = take_matrix(h.nrows(), h.ncols());
+                let mut h_prev = gemm::take_scratch(h.nrows(), h.ncols());
                 h_prev.copy_from(&h);
                 self.add_affine(l + 1, &a2, &mut h);
                 inputs.push(a);
@@ -449,13 +524,23 @@ impl<T: Real> Mlp<T> {
             pre.push(None);
             return (out, MlpCache { inputs, pre });
         }
+        let h = self.linear(0, x);
+        // Each bias is added in the pass that also applies the activation.
+        let mut h = h;
         for l in 1..=last {
-            let a = self.activate(&h);
-            let z = self.affine(l, &a);
+            let mut a = gemm::take_scratch(h.nrows(), h.ncols());
+            bias_activate_into(
+                self.activation,
+                self.bias(l - 1),
+                h.as_mut_slice(),
+                a.as_mut_slice(),
+            );
+            let z = self.linear(l, &a);
             inputs.push(a);
             pre.push(Some(h));
             h = z;
         }
+        add_bias(self.bias(last), h.as_mut_slice());
         (h, MlpCache { inputs, pre })
     }
 
@@ -481,7 +566,7 @@ impl<T: Real> Mlp<T> {
         if let Some(m) = masks {
             // Mask the increment, not the buffer: what the buffer
             // already holds must survive (backward passes add).
-            let mut inc = take_matrix(out, inp);
+            let mut inc = gemm::take_scratch(out, inp);
             gemm::gemm(T::one(), delta.into(), h_t, T::zero(), (&mut inc).into());
             for ((g, i), mk) in gw.iter_mut().zip(inc.as_slice()).zip(m[l].as_slice()) {
                 *g += *i * *mk;
@@ -497,7 +582,7 @@ impl<T: Real> Mlp<T> {
             );
         }
         gemm::add_row_sums(delta.as_slice(), out, rest);
-        let mut below = take_matrix(inp, n);
+        let mut below = gemm::take_scratch(inp, n);
         gemm::gemm(
             T::one(),
             self.weight_ref(l).t(),
