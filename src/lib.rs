@@ -40,6 +40,7 @@ pub mod data;
 pub mod distribution;
 mod error;
 pub mod nn;
+mod parallel;
 mod real;
 pub mod spec;
 #[cfg(feature = "testing")]

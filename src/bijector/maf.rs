@@ -147,15 +147,23 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         let d = self.dim_();
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
-        for s in 0..x.ncols() {
+        // Column slices (no index checks), so the inner loop vectorises.
+        for (((uc, xc), oc), l) in u
+            .as_mut_slice()
+            .chunks_exact_mut(d)
+            .zip(x.as_slice().chunks_exact(d))
+            .zip(out.as_slice().chunks_exact(2 * d))
+            .zip(ldj.iter_mut())
+        {
+            let (t, a) = oc.split_at(d);
             let mut acc = T::zero();
-            for i in 0..d {
+            for (((ui, xi), ti), ai) in uc.iter_mut().zip(xc).zip(t).zip(a) {
                 // u = x·s + t: the density direction multiplies.
-                let (scale, log_scale) = positive_scale(out[(d + i, s)]);
-                u[(i, s)] = x[(i, s)] * scale + out[(i, s)];
+                let (scale, log_scale) = positive_scale(*ai);
+                *ui = *xi * scale + *ti;
                 acc += log_scale;
             }
-            ldj[s] = acc;
+            *l = acc;
         }
         (u, ldj)
     }
@@ -191,16 +199,27 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         let n = x.ncols();
         let mut grad_x = DMatrix::zeros(d, n);
         let mut grad_net = DMatrix::zeros(2 * d, n);
-        for s in 0..n {
-            for i in 0..d {
+        // Column slices (no index checks), so the inner loop vectorises.
+        for (((((gxc, gnc), xc), oc), guc), gl) in grad_x
+            .as_mut_slice()
+            .chunks_exact_mut(d)
+            .zip(grad_net.as_mut_slice().chunks_exact_mut(2 * d))
+            .zip(x.as_slice().chunks_exact(d))
+            .zip(out.as_slice().chunks_exact(2 * d))
+            .zip(grad_u.as_slice().chunks_exact(d))
+            .zip(grad_log_det.iter())
+        {
+            let (g_t, g_a) = gnc.split_at_mut(d);
+            let a = &oc[d..];
+            for (((((gx, gt), ga), xi), ai), gu) in
+                gxc.iter_mut().zip(g_t).zip(g_a).zip(xc).zip(a).zip(guc)
+            {
                 // u = x·s(a) + t, log-det log s(a).
-                let a = out[(d + i, s)];
-                let (scale, _) = positive_scale(a);
-                let gu = grad_u[(i, s)];
-                grad_x[(i, s)] = gu * scale;
-                grad_net[(i, s)] = gu;
-                let g_scale = gu * x[(i, s)] + grad_log_det[s] / scale;
-                grad_net[(d + i, s)] = g_scale * crate::nn::positive_scale_derivative(a);
+                let (scale, _, ds) = crate::nn::positive_scale_with_derivative(*ai);
+                *gx = *gu * scale;
+                *gt = *gu;
+                let g_scale = *gu * *xi + *gl / scale;
+                *ga = g_scale * ds;
             }
         }
         (grad_x, grad_net)

@@ -19,6 +19,23 @@ pub use made::Made;
 pub use made_sequential::MadeSequential;
 pub use mlp::{Mlp, MlpCache};
 
+#[cfg(feature = "fast-gemm")]
+pub(crate) use gemm::fast::ParallelBlock;
+#[cfg(all(feature = "fast-gemm", feature = "threads"))]
+pub(crate) use gemm::fast::{in_parallel_block, threads};
+pub(crate) use gemm::{give_vec, take_zeros};
+
+/// Without `fast-gemm`, no batch is split over threads (see `crate::parallel`).
+#[cfg(not(feature = "fast-gemm"))]
+pub(crate) struct ParallelBlock;
+
+#[cfg(not(feature = "fast-gemm"))]
+impl ParallelBlock {
+    pub(crate) fn enter() -> Self {
+        ParallelBlock
+    }
+}
+
 use crate::Real;
 
 /// The smallest scale the affine layers can produce.
@@ -50,8 +67,78 @@ pub fn positive_scale_derivative<T: Real>(a: T) -> T {
     (a + scale_offset::<T>()).sigmoid()
 }
 
+/// `(σ(a), log σ(a), dσ/da)` for [`positive_scale`], with one exponential
+/// shared by the softplus and the sigmoid (the same values as the two
+/// separate functions, bit for bit).
+///
+/// ```
+/// use normflow::nn::{positive_scale, positive_scale_derivative, positive_scale_with_derivative};
+/// for a in [-30.0_f64, -1.5, 0.0, 0.7, 40.0] {
+///     let (s, log_s) = positive_scale(a);
+///     assert_eq!(positive_scale_with_derivative(a), (s, log_s, positive_scale_derivative(a)));
+/// }
+/// ```
 #[inline]
+pub fn positive_scale_with_derivative<T: Real>(a: T) -> (T, T, T) {
+    let z = a + scale_offset::<T>();
+    // softplus(z) = max(z, 0) + log1p(e) and sigmoid(z) = 1/(1 + e) for
+    // z ≥ 0, e/(1 + e) otherwise, with e = exp(−|z|) (as `Real` computes them).
+    let e = (-z.abs()).exp();
+    let s = z.max(T::zero()) + e.ln_1p() + T::lit(MIN_SCALE);
+    let sig = if z >= T::zero() {
+        T::one() / (T::one() + e)
+    } else {
+        e / (T::one() + e)
+    };
+    (s, s.ln(), sig)
+}
+
+/// `log(e^{1 − MIN_SCALE} − 1)`, so that `softplus(offset) + MIN_SCALE = 1`
+/// (a literal, so it is never evaluated at run time).
+const SCALE_OFFSET: f64 = 0.539_742_417_236_952_2;
+
+#[inline(always)]
 fn scale_offset<T: Real>() -> T {
-    // log(e^{1 − MIN_SCALE} − 1), so that softplus(offset) + MIN_SCALE = 1.
-    T::lit(((1.0 - MIN_SCALE).exp() - 1.0).ln())
+    T::lit(SCALE_OFFSET)
+}
+
+/// `c ← a·b` with the kernel every dense layer of the library uses
+/// (`matrixmultiply`, or the `gemm` crate with the feature `fast-gemm`; large
+/// products on several threads with the feature `threads`). Exposed so that
+/// benchmarks can time the bare products of a network next to the network.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// let a = DMatrix::from_row_slice(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+/// let b = DMatrix::from_row_slice(3, 1, &[1.0, 0.0, -1.0]);
+/// let mut c = DMatrix::from_element(2, 1, f64::NAN);
+/// normflow::nn::matmul(&a, &b, &mut c);
+/// assert_eq!(c, &a * &b);
+/// ```
+///
+/// # Panics
+/// If `a` is `m × k`, and `b` is not `k × n` or `c` not `m × n`.
+pub fn matmul<T: Real>(
+    a: &nalgebra::DMatrix<T>,
+    b: &nalgebra::DMatrix<T>,
+    c: &mut nalgebra::DMatrix<T>,
+) {
+    gemm::gemm(T::one(), a.into(), b.into(), T::zero(), c.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_offset_literal_is_the_formula() {
+        let c = ((1.0 - MIN_SCALE).exp() - 1.0).ln();
+        assert!(
+            (SCALE_OFFSET - c).abs() <= f64::EPSILON * c,
+            "{SCALE_OFFSET} vs {c}"
+        );
+        // The identity initialisation: σ(0) = 1.
+        assert!((positive_scale(0.0_f64).0 - 1.0).abs() < 1e-15);
+        assert!((positive_scale(0.0_f32).0 - 1.0).abs() < 1e-7);
+    }
 }

@@ -145,6 +145,23 @@ impl<T: Real> FlowModel<T> {
         }
     }
 
+    /// Column blocks to split a batch of `n` into for evaluation on several
+    /// threads: 1 unless the features `threads` and `fast-gemm` are on, the
+    /// batch is large enough to gain, and no layer couples the samples of a
+    /// batch (batch normalisation in training mode uses the batch's
+    /// statistics, so it sees the whole batch).
+    fn parallel_blocks(&self, n: usize) -> usize {
+        let couples = self.flow.layers().iter().any(|l| match l {
+            crate::spec::FlowLayer::BatchNorm(b) => b.is_training(),
+            _ => false,
+        });
+        if couples {
+            1
+        } else {
+            crate::parallel::blocks_for(n, self.flow.num_params())
+        }
+    }
+
     fn log_scale_sum(&self) -> T {
         T::lit(
             self.standardization
@@ -345,6 +362,15 @@ impl<T: Real> Distribution<T> for FlowModel<T> {
     }
     fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
         crate::bijector::assert_rows("FlowModel::log_prob", self.dim(), x);
+        let blocks = self.parallel_blocks(x.ncols());
+        if blocks > 1 {
+            let parts = crate::parallel::map_column_blocks(x, blocks, |_, xb| self.log_prob(xb));
+            let mut lp = DVector::zeros(x.ncols());
+            for (start, part) in parts {
+                lp.rows_mut(start, part.len()).copy_from(&part);
+            }
+            return lp;
+        }
         let y = self.to_flow_space(x);
         let (u, ildj) = self.flow.inverse_and_log_det(&y);
         let c = self.log_scale_sum();
@@ -418,6 +444,43 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
         let _ = self.flow.prepare_with_data(&y, stage);
     }
     fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error> {
+        let blocks = self.parallel_blocks(x.ncols());
+        if blocks > 1 {
+            // The mean over the batch is the column-weighted mean of the
+            // blocks' means, and so is its gradient.
+            // Each block's gradient goes into its own buffer, taken from this
+            // thread's pool and given back to it (so the next call finds it).
+            let n = x.ncols();
+            let bufs: Vec<std::sync::Mutex<Vec<T>>> = (0..blocks)
+                .map(|_| std::sync::Mutex::new(crate::nn::take_zeros(grad.len())))
+                .collect();
+            let parts = crate::parallel::map_column_blocks(x, blocks, |b, xb| {
+                let mut g = bufs[b].lock().unwrap_or_else(|e| e.into_inner());
+                (self.mean_log_prob_and_grad(xb, &mut g), xb.ncols())
+            });
+            let mut mean = T::zero();
+            let mut first_error = None;
+            for ((_, (m, cols)), g) in parts.into_iter().zip(bufs) {
+                let g = g.into_inner().unwrap_or_else(|e| e.into_inner());
+                match m {
+                    Ok(m) => {
+                        let w = T::lit(cols as f64 / n as f64);
+                        mean += w * m;
+                        for (a, b) in grad.iter_mut().zip(&g) {
+                            *a += w * *b;
+                        }
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                crate::nn::give_vec(g);
+            }
+            return match first_error {
+                Some(e) => Err(e),
+                None => Ok(mean),
+            };
+        }
         let y = self.to_flow_space(x);
         Ok(mean_log_prob_and_grad(&self.base, &self.flow, &y, grad)? - self.log_scale_sum())
     }
