@@ -437,10 +437,13 @@ fn variational_fit_of_u1_reaches_log_z() {
     let mut rng = StdRng::seed_from_u64(0);
     let spec = flow!(nsf(4, hidden = 32, bins = 8, bound = 4) >> actnorm);
     let mut q = spec.build_distribution::<f64>(2, &mut rng).unwrap();
+    // At a learning rate of 3·10⁻³, one run in six (over seeds, or over the
+    // rounding of a changed summation order) settled in a poor optimum with a
+    // gap of 0.32 nats; at 10⁻³ eight seeds gave gaps of 0.006–0.016.
     let opts = VariationalOptions {
         steps: 3000,
         batch_size: 256,
-        learning_rate: 3e-3,
+        learning_rate: 1e-3,
         seed: 1,
         schedule: Schedule::Cosine {
             total_steps: 3000,
