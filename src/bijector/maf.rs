@@ -147,24 +147,28 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         let d = self.dim_();
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
+        let sc = Scales::of(d, out, true);
         // Column slices (no index checks), so the inner loop vectorises.
-        for (((uc, xc), oc), l) in u
+        for (((((uc, xc), oc), scc), lsc), l) in u
             .as_mut_slice()
             .chunks_exact_mut(d)
             .zip(x.as_slice().chunks_exact(d))
             .zip(out.as_slice().chunks_exact(2 * d))
+            .zip(sc.s.chunks_exact(d))
+            .zip(sc.log_s.chunks_exact(d))
             .zip(ldj.iter_mut())
         {
-            let (t, a) = oc.split_at(d);
             let mut acc = T::zero();
-            for (((ui, xi), ti), ai) in uc.iter_mut().zip(xc).zip(t).zip(a) {
+            for (((ui, xi), ti), (si, li)) in
+                uc.iter_mut().zip(xc).zip(&oc[..d]).zip(scc.iter().zip(lsc))
+            {
                 // u = x·s + t: the density direction multiplies.
-                let (scale, log_scale) = positive_scale(*ai);
-                *ui = *xi * scale + *ti;
-                acc += log_scale;
+                *ui = *xi * *si + *ti;
+                acc += *li;
             }
             *l = acc;
         }
+        sc.give_back();
         (u, ldj)
     }
 
@@ -199,29 +203,35 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         let n = x.ncols();
         let mut grad_x = DMatrix::zeros(d, n);
         let mut grad_net = DMatrix::zeros(2 * d, n);
+        let sc = Scales::of(d, out, false);
         // Column slices (no index checks), so the inner loop vectorises.
-        for (((((gxc, gnc), xc), oc), guc), gl) in grad_x
+        for ((((((gxc, gnc), xc), scc), dsc), guc), gl) in grad_x
             .as_mut_slice()
             .chunks_exact_mut(d)
             .zip(grad_net.as_mut_slice().chunks_exact_mut(2 * d))
             .zip(x.as_slice().chunks_exact(d))
-            .zip(out.as_slice().chunks_exact(2 * d))
+            .zip(sc.s.chunks_exact(d))
+            .zip(sc.ds.chunks_exact(d))
             .zip(grad_u.as_slice().chunks_exact(d))
             .zip(grad_log_det.iter())
         {
             let (g_t, g_a) = gnc.split_at_mut(d);
-            let a = &oc[d..];
-            for (((((gx, gt), ga), xi), ai), gu) in
-                gxc.iter_mut().zip(g_t).zip(g_a).zip(xc).zip(a).zip(guc)
+            for (((((gx, gt), ga), xi), (si, dsi)), gu) in gxc
+                .iter_mut()
+                .zip(g_t)
+                .zip(g_a)
+                .zip(xc)
+                .zip(scc.iter().zip(dsc))
+                .zip(guc)
             {
                 // u = x·s(a) + t, log-det log s(a).
-                let (scale, _, ds) = crate::nn::positive_scale_with_derivative(*ai);
-                *gx = *gu * scale;
+                *gx = *gu * *si;
                 *gt = *gu;
-                let g_scale = *gu * *xi + *gl / scale;
-                *ga = g_scale * ds;
+                let g_scale = *gu * *xi + *gl / *si;
+                *ga = g_scale * *dsi;
             }
         }
+        sc.give_back();
         (grad_x, grad_net)
     }
 
@@ -243,6 +253,48 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
             }
         }
         (x, ldj)
+    }
+}
+
+/// The scales of every coordinate and sample of a batch, from the MADE's
+/// output (`2D × n`, rows `D..2D` the raw scales): `s`, `ds/da` and (with
+/// `with_log`; else left empty) `log s`, each `D × n` column-major, in
+/// buffers from the thread's pool.
+struct Scales<T: Real> {
+    s: Vec<T>,
+    log_s: Vec<T>,
+    ds: Vec<T>,
+}
+
+impl<T: Real> Scales<T> {
+    fn of(d: usize, out: &DMatrix<T>, with_log: bool) -> Self {
+        let len = d * out.ncols();
+        let mut a = crate::nn::take_scratch_vec::<T>(len);
+        for (ac, oc) in a
+            .chunks_exact_mut(d)
+            .zip(out.as_slice().chunks_exact(2 * d))
+        {
+            ac.copy_from_slice(&oc[d..]);
+        }
+        let mut sc = Scales {
+            s: crate::nn::take_scratch_vec(len),
+            log_s: if with_log {
+                crate::nn::take_scratch_vec(len)
+            } else {
+                Vec::new()
+            },
+            ds: crate::nn::take_scratch_vec(len),
+        };
+        let log_s = with_log.then_some(sc.log_s.as_mut_slice());
+        crate::nn::positive_scales(&a, &mut sc.s, log_s, &mut sc.ds);
+        crate::nn::give_vec(a);
+        sc
+    }
+
+    fn give_back(self) {
+        crate::nn::give_vec(self.s);
+        crate::nn::give_vec(self.log_s);
+        crate::nn::give_vec(self.ds);
     }
 }
 

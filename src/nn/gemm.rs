@@ -80,6 +80,31 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Rows `rows.0..rows.1` and columns `cols.0..cols.1`, as a view.
+    pub(crate) fn block(self, rows: (usize, usize), cols: (usize, usize)) -> Self {
+        assert!(
+            rows.0 <= rows.1 && rows.1 <= self.rows && cols.0 <= cols.1 && cols.1 <= self.cols,
+            "MatRef::block: rows {rows:?}, columns {cols:?} of a {}×{} view",
+            self.rows,
+            self.cols
+        );
+        let (r, c) = (rows.1 - rows.0, cols.1 - cols.0);
+        if r == 0 || c == 0 {
+            return Self {
+                data: &self.data[..0],
+                rows: r,
+                cols: c,
+                ..self
+            };
+        }
+        Self {
+            data: &self.data[rows.0 * self.rs + cols.0 * self.cs..],
+            rows: r,
+            cols: c,
+            ..self
+        }
+    }
+
     /// The rows `start, start + step, …` (`count` of them), as a view.
     pub(crate) fn rows_strided(self, start: usize, step: usize, count: usize) -> Self {
         assert!(
@@ -142,6 +167,31 @@ impl<'a, T> MatMut<'a, T> {
     /// A column-major `rows × cols` matrix stored contiguously in `data`.
     pub(crate) fn col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, 1, rows)
+    }
+
+    /// Rows `rows.0..rows.1` and columns `cols.0..cols.1`, as a view.
+    pub(crate) fn block(self, rows: (usize, usize), cols: (usize, usize)) -> Self {
+        assert!(
+            rows.0 <= rows.1 && rows.1 <= self.rows && cols.0 <= cols.1 && cols.1 <= self.cols,
+            "MatMut::block: rows {rows:?}, columns {cols:?} of a {}×{} view",
+            self.rows,
+            self.cols
+        );
+        let (r, c) = (rows.1 - rows.0, cols.1 - cols.0);
+        let start = if r == 0 || c == 0 {
+            0
+        } else {
+            rows.0 * self.rs + cols.0 * self.cs
+        };
+        let data = self.data;
+        let (rs, cs) = (self.rs, self.cs);
+        Self {
+            data: &mut data[start..],
+            rows: r,
+            cols: c,
+            rs,
+            cs,
+        }
     }
 
     /// The rows `start, start + step, …` (`count` of them), as a view.
@@ -479,6 +529,18 @@ pub(crate) fn take_zeros<T: Real>(len: usize) -> Vec<T> {
     let mut v = pool::take::<T>(len);
     v.clear();
     v.resize(len, T::zero());
+    v
+}
+
+/// A buffer of `len` values from the calling thread's pool, with unspecified
+/// contents (see [`take_scratch`]).
+pub(crate) fn take_scratch_vec<T: Real>(len: usize) -> Vec<T> {
+    let mut v = pool::take::<T>(len);
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, T::zero());
+    }
     v
 }
 
