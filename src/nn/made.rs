@@ -11,10 +11,10 @@ use crate::{Error, Real};
 /// order — the autoregressive conditioner of MAF, IAF and spline-autoregressive
 /// layers.
 ///
-/// Degrees: data input `i` gets degree `1 + position of i in the order`; hidden
-/// unit `k` gets degree `1 + (k mod max(D − 1, 1))` (a fixed, cyclic
-/// assignment, so no degree is left out when the layer is at least `D − 1`
-/// wide); a connection into a hidden unit is kept when its degree is at least
+/// Degrees: data input `i` gets degree `1 + position of i in the order`; the
+/// hidden units of a layer get the degrees `1 + (k mod max(D − 1, 1))`,
+/// `k = 0, 1, …` (so no degree is left out when the layer is at least `D − 1`
+/// wide), laid out in increasing order; a connection into a hidden unit is kept when its degree is at least
 /// the source's, and into an output of dimension `i` when `i`'s degree is
 /// strictly greater. Context inputs (for conditional flows) get degree 0, so
 /// every hidden unit sees all of them while the autoregressive property holds;
@@ -27,8 +27,15 @@ use crate::{Error, Real};
 /// dimension `i` (2 per dimension for affine layers, `3K − 1` for `K`-bin splines).
 ///
 /// The masked weights are kept at zero in the parameter buffer (call
-/// [`Made::enforce_masks`] after changing the buffer from outside), so evaluation
-/// is a plain gemm per layer.
+/// [`Made::enforce_masks`] after changing the buffer from outside). With the
+/// hidden units in increasing degree, every masked weight matrix is
+/// block-triangular: a group of rows only reaches the columns up to some
+/// point. Each layer's product is a few gemms over row blocks of 64 that skip
+/// the columns their block does not reach (about 30 % of the multiply-adds of
+/// a hidden-256 MADE at `D = 8` or `D = 64`).
+///
+/// Models saved before this layout (their hidden degrees cycle,
+/// `1, 2, …, D − 1, 1, 2, …`) load with it and evaluate densely.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "MadeRepr<T>", into = "MadeRepr<T>")]
 #[serde(bound(
@@ -40,8 +47,22 @@ pub struct Made<T: Real> {
     context_dim: usize,
     params_per_dim: usize,
     order: Vec<usize>,
+    hidden_order: HiddenOrder,
     net: Mlp<T>,
     masks: Vec<DMatrix<T>>,
+}
+
+/// How the hidden units of a MADE are laid out by degree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum HiddenOrder {
+    /// Unit `k` has degree `offset + k mod period` (models saved before the
+    /// sorted layout; no field in the file means this).
+    #[default]
+    Cyclic,
+    /// The same degrees, in increasing order: each masked weight matrix is
+    /// then block-triangular, and the products skip its zero blocks.
+    Sorted,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +75,8 @@ struct MadeRepr<T: Real> {
     context_dim: usize,
     params_per_dim: usize,
     order: Vec<usize>,
+    #[serde(default)]
+    hidden_order: HiddenOrder,
     net: Mlp<T>,
 }
 
@@ -64,6 +87,7 @@ impl<T: Real> From<Made<T>> for MadeRepr<T> {
             context_dim: m.context_dim,
             params_per_dim: m.params_per_dim,
             order: m.order,
+            hidden_order: m.hidden_order,
             net: m.net,
         }
     }
@@ -78,6 +102,7 @@ impl<T: Real> TryFrom<MadeRepr<T>> for Made<T> {
             r.context_dim,
             r.params_per_dim,
             &r.order,
+            r.hidden_order,
             r.net.sizes(),
         )?;
         let mut m = Made {
@@ -85,10 +110,12 @@ impl<T: Real> TryFrom<MadeRepr<T>> for Made<T> {
             context_dim: r.context_dim,
             params_per_dim: r.params_per_dim,
             order: r.order,
+            hidden_order: r.hidden_order,
             net: r.net,
             masks,
         };
         m.enforce_masks();
+        m.install_row_blocks();
         Ok(m)
     }
 }
@@ -127,16 +154,26 @@ impl<T: Real> Made<T> {
         check::dim_at_least_one(CTX, "params_per_dim", params_per_dim)?;
         config.validate(CTX)?;
         let net = Mlp::from_config(dim + context_dim, params_per_dim * dim, config, rng)?;
-        let masks = build_masks::<T>(dim, context_dim, params_per_dim, &order, net.sizes())?;
+        let hidden_order = HiddenOrder::Sorted;
+        let masks = build_masks::<T>(
+            dim,
+            context_dim,
+            params_per_dim,
+            &order,
+            hidden_order,
+            net.sizes(),
+        )?;
         let mut m = Self {
             dim,
             context_dim,
             params_per_dim,
             order,
+            hidden_order,
             net,
             masks,
         };
         m.enforce_masks();
+        m.install_row_blocks();
         Ok(m)
     }
 
@@ -190,6 +227,22 @@ impl<T: Real> Made<T> {
     /// layer a dense gemm).
     pub fn num_params(&self) -> usize {
         self.net.num_params()
+    }
+
+    /// How the hidden units are laid out by degree.
+    pub(crate) fn hidden_order(&self) -> HiddenOrder {
+        self.hidden_order
+    }
+
+    /// Tells the network which blocks of each weight matrix the masks keep
+    /// at zero, so that its products skip them: rows in groups of
+    /// [`ROW_BLOCK`], each with the range of columns its mask reaches. A
+    /// layer whose blocks would still cover most of the matrix stays dense.
+    fn install_row_blocks(&mut self) {
+        for l in 0..self.masks.len() {
+            let blocks = row_blocks(&self.masks[l]);
+            self.net.set_row_blocks(l, blocks);
+        }
     }
 
     /// Sets every masked weight to zero.
@@ -356,6 +409,7 @@ fn build_masks<T: Real>(
     context_dim: usize,
     params_per_dim: usize,
     order: &[usize],
+    hidden_order: HiddenOrder,
     sizes: &[usize],
 ) -> Result<Vec<DMatrix<T>>, Error> {
     const CTX: &str = "Made::new";
@@ -403,11 +457,9 @@ fn build_masks<T: Real>(
     // inputs of positions < d… up to d); with a context, degree 0 is included:
     // such units see only the context, which is how the first coordinate's
     // parameters come to depend on it.
-    let (offset, period) = hidden_degree_cycle(dim, context_dim);
-    let hidden_degree = |k: usize| -> usize { offset + k % period };
     let mut masks = Vec::with_capacity(sizes.len() - 1);
     for &width in &sizes[1..sizes.len() - 1] {
-        let deg: Vec<usize> = (0..width).map(hidden_degree).collect();
+        let deg = hidden_degrees(dim, context_dim, width, hidden_order);
         masks.push(DMatrix::from_fn(width, prev.len(), |b, a| {
             if deg[b] >= prev[a] {
                 T::one()
@@ -430,12 +482,82 @@ fn build_masks<T: Real>(
     Ok(masks)
 }
 
-/// Hidden unit `k` of every hidden layer has degree `offset + k mod period`;
-/// returns `(offset, period)`.
-pub(crate) fn hidden_degree_cycle(dim: usize, context_dim: usize) -> (usize, usize) {
+/// In the cyclic layout, hidden unit `k` of every hidden layer has degree
+/// `offset + k mod period`; returns `(offset, period)`. The sorted layout has
+/// the same degrees in increasing order.
+fn hidden_degree_cycle(dim: usize, context_dim: usize) -> (usize, usize) {
     if context_dim > 0 {
         (0, dim)
     } else {
         (1, dim.max(2) - 1)
     }
+}
+
+/// The degree of every unit of a hidden layer of `width` units.
+fn hidden_degrees(dim: usize, context_dim: usize, width: usize, order: HiddenOrder) -> Vec<usize> {
+    let (offset, period) = hidden_degree_cycle(dim, context_dim);
+    let mut deg: Vec<usize> = (0..width).map(|k| offset + k % period).collect();
+    if order == HiddenOrder::Sorted {
+        deg.sort_unstable();
+    }
+    deg
+}
+
+/// The units of degree `degree` in a hidden layer of `width` units:
+/// `(first, step, count)`, i.e. units `first, first + step, …`.
+pub(crate) fn hidden_units_of_degree(
+    dim: usize,
+    context_dim: usize,
+    width: usize,
+    order: HiddenOrder,
+    degree: usize,
+) -> (usize, usize, usize) {
+    let (offset, period) = hidden_degree_cycle(dim, context_dim);
+    // In the cyclic layout, degree offset + j sits at units j, j + period, …
+    let count = |j: usize| {
+        if j >= period || j >= width {
+            0
+        } else {
+            (width - j).div_ceil(period)
+        }
+    };
+    if degree < offset || count(degree - offset) == 0 {
+        return (0, 1, 0);
+    }
+    let j = degree - offset;
+    match order {
+        HiddenOrder::Cyclic => (j, period, count(j)),
+        HiddenOrder::Sorted => ((0..j).map(count).sum(), 1, count(j)),
+    }
+}
+
+/// Rows per block of [`row_blocks`].
+const ROW_BLOCK: usize = 64;
+
+/// Splits a mask's rows into blocks of [`ROW_BLOCK`] rows, each with the
+/// range of columns its nonzero entries span; `None` when the blocks would
+/// cover more than 85 % of the matrix (not worth the extra products).
+fn row_blocks<T: Real>(mask: &DMatrix<T>) -> Option<Vec<super::mlp::RowBlock>> {
+    let (rows, cols) = mask.shape();
+    let mut blocks = Vec::new();
+    let mut area = 0;
+    for r0 in (0..rows).step_by(ROW_BLOCK) {
+        let r1 = (r0 + ROW_BLOCK).min(rows);
+        let (mut lo, mut hi) = (cols, 0);
+        for c in 0..cols {
+            if (r0..r1).any(|r| mask[(r, c)] != T::zero()) {
+                lo = lo.min(c);
+                hi = c + 1;
+            }
+        }
+        if lo >= hi {
+            (lo, hi) = (0, 0);
+        }
+        area += (r1 - r0) * (hi - lo);
+        blocks.push(super::mlp::RowBlock {
+            rows: (r0, r1),
+            cols: (lo, hi),
+        });
+    }
+    (area * 100 <= rows * cols * 85).then_some(blocks)
 }

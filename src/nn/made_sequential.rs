@@ -4,7 +4,7 @@ use nalgebra::DMatrix;
 
 use super::Made;
 use super::gemm::{self, MatMut, MatRef};
-use super::made::hidden_degree_cycle;
+use super::made::hidden_units_of_degree;
 use super::mlp::activate_in_place;
 use crate::Real;
 
@@ -137,36 +137,29 @@ impl<'a, T: Real> MadeSequential<'a, T> {
         let input = self.input.as_ref().unwrap_or(x);
         let net = self.made.net();
         let act = net.activation();
-        let (offset, period) = hidden_degree_cycle(d, self.made.context_dim());
-        // The hidden units of degree k: rows r0, r0 + period, … (cnt of them).
-        let rows = |width: usize| -> (usize, usize) {
-            if k < offset || k - offset >= period || k - offset >= width {
-                (0, 0)
-            } else {
-                let r0 = k - offset;
-                (r0, (width - r0).div_ceil(period))
-            }
-        };
+        // The hidden units of degree k: rows r0, r0 + step, … (cnt of them).
+        let (ctx, layout) = (self.made.context_dim(), self.made.hidden_order());
+        let rows = |width: usize| hidden_units_of_degree(d, ctx, width, layout, k);
         let last = net.num_layers() - 1;
         let top: &DMatrix<T>;
         if net.is_residual() {
             let (h, blocks) = self.hidden.split_first_mut().expect("a stream");
-            let (r0, cnt) = rows(h.nrows());
+            let (r0, step, cnt) = rows(h.nrows());
             if cnt > 0 {
-                rows_affine(net, 0, r0, period, cnt, input, h, false);
+                rows_affine(net, 0, r0, step, cnt, input, h, false);
                 for (b, pair) in blocks.chunks_exact_mut(2).enumerate() {
                     let l = 1 + 2 * b;
                     let (a, t) = pair.split_at_mut(1);
                     let (a, t) = (&mut a[0], &mut t[0]);
                     for s in 0..self.n {
                         for c in 0..cnt {
-                            let r = r0 + c * period;
+                            let r = r0 + c * step;
                             a[(r, s)] = act.apply(h[(r, s)]);
                         }
                     }
-                    rows_affine(net, l, r0, period, cnt, a, t, false);
-                    activate_rows(act, t, r0, period, cnt);
-                    rows_affine(net, l + 1, r0, period, cnt, t, h, true);
+                    rows_affine(net, l, r0, step, cnt, a, t, false);
+                    activate_rows(act, t, r0, step, cnt);
+                    rows_affine(net, l + 1, r0, step, cnt, t, h, true);
                 }
             }
             top = &self.hidden[0];
@@ -174,13 +167,13 @@ impl<'a, T: Real> MadeSequential<'a, T> {
             for l in 0..last {
                 let (before, rest) = self.hidden.split_at_mut(l);
                 let dst = &mut rest[0];
-                let (r0, cnt) = rows(dst.nrows());
+                let (r0, step, cnt) = rows(dst.nrows());
                 if cnt == 0 {
                     continue;
                 }
                 let src = if l == 0 { input } else { &before[l - 1] };
-                rows_affine(net, l, r0, period, cnt, src, dst, false);
-                activate_rows(act, dst, r0, period, cnt);
+                rows_affine(net, l, r0, step, cnt, src, dst, false);
+                activate_rows(act, dst, r0, step, cnt);
             }
             top = if last == 0 {
                 input

@@ -43,6 +43,20 @@ pub struct Mlp<T: Real> {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     residual: bool,
     params: Vec<T>,
+    /// Per layer, when set: row blocks of the weight matrix, each with the
+    /// column range outside of which its weights are zero (a MADE's masks
+    /// give them). The products then skip the zero blocks. Derived data, not
+    /// saved.
+    #[serde(skip)]
+    blocks: Vec<Option<Vec<RowBlock>>>,
+}
+
+/// Rows `rows.0..rows.1` of a weight matrix, whose weights outside columns
+/// `cols.0..cols.1` are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowBlock {
+    pub(crate) rows: (usize, usize),
+    pub(crate) cols: (usize, usize),
 }
 
 /// How layer `l` of a network is initialised.
@@ -189,7 +203,22 @@ impl<T: Real> Mlp<T> {
             activation,
             residual,
             params,
+            blocks: Vec::new(),
         }
+    }
+
+    /// Declares the zero structure of layer `l`'s weights (see
+    /// [`RowBlock`]); `None` makes the layer's products dense again. The
+    /// caller keeps the weights outside the blocks at zero.
+    pub(crate) fn set_row_blocks(&mut self, l: usize, blocks: Option<Vec<RowBlock>>) {
+        if self.blocks.len() < self.num_layers() {
+            self.blocks.resize(self.num_layers(), None);
+        }
+        self.blocks[l] = blocks;
+    }
+
+    fn row_blocks(&self, l: usize) -> Option<&[RowBlock]> {
+        self.blocks.get(l).and_then(|b| b.as_deref())
     }
 
     /// Layer sizes `[in, h₁, …, out]` (for a residual network, every hidden
@@ -321,14 +350,31 @@ impl<T: Real> Mlp<T> {
     /// bias in its next elementwise pass.
     fn linear(&self, l: usize, h: &DMatrix<T>) -> DMatrix<T> {
         let (_, out, _) = self.layer_offset(l);
-        let mut z = gemm::take_scratch(out, h.ncols());
-        gemm::gemm(
-            T::one(),
-            self.weight_ref(l),
-            h.into(),
-            T::zero(),
-            (&mut z).into(),
-        );
+        let n = h.ncols();
+        let mut z = gemm::take_scratch(out, n);
+        match self.row_blocks(l) {
+            None => gemm::gemm(
+                T::one(),
+                self.weight_ref(l),
+                h.into(),
+                T::zero(),
+                (&mut z).into(),
+            ),
+            Some(blocks) => {
+                // z[rows] = W[rows, cols] h[cols]: the rest of the row is zero.
+                let w = self.weight_ref(l);
+                let hr = MatRef::from(h);
+                for b in blocks {
+                    gemm::gemm(
+                        T::one(),
+                        w.block(b.rows, b.cols),
+                        hr.block(b.cols, (0, n)),
+                        T::zero(),
+                        MatMut::from(&mut z).block(b.rows, (0, n)),
+                    );
+                }
+            }
+        }
         z
     }
 
@@ -563,7 +609,32 @@ impl<T: Real> Mlp<T> {
         let (gw, rest) = grad_params[off..off + out * inp + out].split_at_mut(out * inp);
         // ∂L/∂W = δ hᵀ: the transpose is a view with swapped strides.
         let h_t = MatRef::from(h).t();
-        if let Some(m) = masks {
+        if let (Some(m), Some(blocks)) = (masks, self.row_blocks(l)) {
+            // Only the blocks can hold unmasked weights: their increments,
+            // masked, are added; the rest of the gradient is zero.
+            let mut inc = gemm::take_scratch(out, inp);
+            let mask = m[l].as_slice();
+            for b in blocks {
+                gemm::gemm(
+                    T::one(),
+                    MatRef::from(delta).block(b.rows, (0, n)),
+                    h_t.block((0, n), b.cols),
+                    T::zero(),
+                    MatMut::from(&mut inc).block(b.rows, b.cols),
+                );
+                for c in b.cols.0..b.cols.1 {
+                    let range = c * out + b.rows.0..c * out + b.rows.1;
+                    for ((g, i), mk) in gw[range.clone()]
+                        .iter_mut()
+                        .zip(&inc.as_slice()[range.clone()])
+                        .zip(&mask[range])
+                    {
+                        *g += *i * *mk;
+                    }
+                }
+            }
+            give_matrix(inc);
+        } else if let Some(m) = masks {
             // Mask the increment, not the buffer: what the buffer
             // already holds must survive (backward passes add).
             let mut inc = gemm::take_scratch(out, inp);
@@ -583,13 +654,29 @@ impl<T: Real> Mlp<T> {
         }
         gemm::add_row_sums(delta.as_slice(), out, rest);
         let mut below = gemm::take_scratch(inp, n);
-        gemm::gemm(
-            T::one(),
-            self.weight_ref(l).t(),
-            delta.into(),
-            T::zero(),
-            (&mut below).into(),
-        );
+        match self.row_blocks(l) {
+            None => gemm::gemm(
+                T::one(),
+                self.weight_ref(l).t(),
+                delta.into(),
+                T::zero(),
+                (&mut below).into(),
+            ),
+            Some(blocks) => {
+                // Wᵀδ = Σ over blocks of W[rows, cols]ᵀ δ[rows] into below[cols].
+                below.fill(T::zero());
+                let w = self.weight_ref(l);
+                for b in blocks {
+                    gemm::gemm(
+                        T::one(),
+                        w.block(b.rows, b.cols).t(),
+                        MatRef::from(delta).block(b.rows, (0, n)),
+                        T::one(),
+                        MatMut::from(&mut below).block(b.cols, (0, n)),
+                    );
+                }
+            }
+        }
         if let Some(z) = &cache.pre[l] {
             mul_derivative(self.activation, below.as_mut_slice(), z.as_slice());
         }
