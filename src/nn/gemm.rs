@@ -256,7 +256,8 @@ pub(crate) fn gemm<T: Real>(
     if m == 0 || n == 0 {
         return;
     }
-    if m * k * n <= SMALL {
+    // An empty sum (k = 0) is handled here too: c ← β·c.
+    if k == 0 || (m * k * n <= SMALL && !cfg!(feature = "fast-gemm")) {
         small_gemm(alpha, a, b, beta, c);
         return;
     }
@@ -461,7 +462,10 @@ pub(crate) mod fast {
 }
 
 /// Products of at most this many multiply-adds skip `matrixmultiply`, whose
-/// packing costs about a microsecond per call (a batch of one sample).
+/// packing costs about a microsecond per call (a batch of one sample). The
+/// `gemm` crate has its own small-product paths, faster than these loops
+/// (a batch of one: 9 µs against 21 µs for `maf(5, hidden = 64)`), so
+/// `fast-gemm` uses it at every size.
 const SMALL: usize = 4096;
 
 /// `c ← α·a·b + β·c` by plain loops, for tiny products.

@@ -553,10 +553,15 @@ fn row_blocks<T: Real>(mask: &DMatrix<T>) -> Option<Vec<super::mlp::RowBlock>> {
         if lo >= hi {
             (lo, hi) = (0, 0);
         }
+        // Columns from lo on whose entries are all ones in these rows.
+        let full = (lo..hi)
+            .find(|&c| (r0..r1).any(|r| mask[(r, c)] == T::zero()))
+            .unwrap_or(hi);
         area += (r1 - r0) * (hi - lo);
         blocks.push(super::mlp::RowBlock {
             rows: (r0, r1),
             cols: (lo, hi),
+            full,
         });
     }
     (area * 100 <= rows * cols * 85).then_some(blocks)

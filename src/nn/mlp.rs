@@ -52,11 +52,14 @@ pub struct Mlp<T: Real> {
 }
 
 /// Rows `rows.0..rows.1` of a weight matrix, whose weights outside columns
-/// `cols.0..cols.1` are zero.
+/// `cols.0..cols.1` are zero, and whose mask is all ones on columns
+/// `cols.0..full` (`cols.0 ≤ full ≤ cols.1`): the gradient of those needs no
+/// masking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RowBlock {
     pub(crate) rows: (usize, usize),
     pub(crate) cols: (usize, usize),
+    pub(crate) full: usize,
 }
 
 /// How layer `l` of a network is initialised.
@@ -615,14 +618,23 @@ impl<T: Real> Mlp<T> {
             let mut inc = gemm::take_scratch(out, inp);
             let mask = m[l].as_slice();
             for b in blocks {
+                // Columns the mask keeps whole: accumulate in place.
                 gemm::gemm(
                     T::one(),
                     MatRef::from(delta).block(b.rows, (0, n)),
-                    h_t.block((0, n), b.cols),
-                    T::zero(),
-                    MatMut::from(&mut inc).block(b.rows, b.cols),
+                    h_t.block((0, n), (b.cols.0, b.full)),
+                    T::one(),
+                    MatMut::col_major(gw, out, inp).block(b.rows, (b.cols.0, b.full)),
                 );
-                for c in b.cols.0..b.cols.1 {
+                // The rest: the increment, masked.
+                gemm::gemm(
+                    T::one(),
+                    MatRef::from(delta).block(b.rows, (0, n)),
+                    h_t.block((0, n), (b.full, b.cols.1)),
+                    T::zero(),
+                    MatMut::from(&mut inc).block(b.rows, (b.full, b.cols.1)),
+                );
+                for c in b.full..b.cols.1 {
                     let range = c * out + b.rows.0..c * out + b.rows.1;
                     for ((g, i), mk) in gw[range.clone()]
                         .iter_mut()
