@@ -14,7 +14,8 @@ use crate::Real;
 
 /// Work (multiply-adds of the dense layers, estimated as parameters × batch
 /// size) below which a batch is evaluated on one thread: splitting a smaller
-/// one costs more in thread start-up than it saves (about 20 µs per thread).
+/// one costs more in hand-off and duplicated per-parameter work than it
+/// saves.
 #[cfg(all(feature = "threads", feature = "fast-gemm"))]
 const MIN_WORK: usize = 1 << 23;
 
@@ -40,8 +41,8 @@ pub(crate) fn blocks_for(n: usize, params: usize) -> usize {
 }
 
 /// Runs `f` on `blocks` contiguous column blocks of `x` (sizes differing by
-/// at most one), block 0 on the calling thread and the others on scoped
-/// threads, and returns the results in block order with each block's first
+/// at most one), block 0 on the calling thread and the others on rayon's
+/// pool, and returns the results in block order with each block's first
 /// column. `f` gets the block's index and columns. Inside `f`, dense
 /// products stay on one thread.
 pub(crate) fn map_column_blocks<T: Real, R: Send>(
