@@ -435,6 +435,9 @@ impl<T: Real> Mlp<T> {
 
 /// `z ← z + b` for every column `z` of the column-major `data`.
 fn add_bias<T: Real>(b: &[T], data: &mut [T]) {
+    if b.is_empty() {
+        return;
+    }
     for col in data.chunks_exact_mut(b.len()) {
         for (v, bi) in col.iter_mut().zip(b) {
             *v += *bi;
@@ -445,6 +448,9 @@ fn add_bias<T: Real>(b: &[T], data: &mut [T]) {
 /// `z ← act(z + b)` for every column `z` of the column-major `data`: the
 /// bias and the activation in one pass over memory.
 fn bias_activate_in_place<T: Real>(act: Activation, b: &[T], data: &mut [T]) {
+    if b.is_empty() {
+        return;
+    }
     match act {
         Activation::Relu => {
             for col in data.chunks_exact_mut(b.len()) {
@@ -469,6 +475,9 @@ fn bias_activate_in_place<T: Real>(act: Activation, b: &[T], data: &mut [T]) {
 /// backward pass keeps, `a` the next layer's input), in one pass.
 fn bias_activate_into<T: Real>(act: Activation, b: &[T], z: &mut [T], a: &mut [T]) {
     let rows = b.len();
+    if rows == 0 {
+        return;
+    }
     match act {
         Activation::Relu => {
             for (zc, ac) in z.chunks_exact_mut(rows).zip(a.chunks_exact_mut(rows)) {
