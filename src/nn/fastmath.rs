@@ -124,12 +124,8 @@ fn scales_avx2<const LOG: bool>(a: &[f32], s: &mut [f32], log_s: &mut [f32], ds:
 /// given, `log_s[i] = log σ(a[i])`, with `σ` the positive scale map (all
 /// slices the same length).
 pub(crate) fn positive_scales(a: &[f32], s: &mut [f32], log_s: Option<&mut [f32]>, ds: &mut [f32]) {
-    assert!(
-        s.len() == a.len()
-            && ds.len() == a.len()
-            && log_s.as_ref().is_none_or(|l| l.len() == a.len()),
-        "positive_scales: slices of different lengths"
-    );
+    // Lengths checked by the caller (`nn::positive_scales`).
+    debug_assert!(s.len() == a.len() && ds.len() == a.len());
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the functions are compiled for.

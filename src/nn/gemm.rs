@@ -508,13 +508,7 @@ pub(crate) fn add_row_sums<T: Real>(m: &[T], rows: usize, acc: &mut [T]) {
 /// they are read, such as the product of a [`gemm`] with `β = 0`. Saves the
 /// pass over memory that zeroing costs.
 pub(crate) fn take_scratch<T: Real>(rows: usize, cols: usize) -> DMatrix<T> {
-    let mut v = pool::take::<T>(rows * cols);
-    if v.len() >= rows * cols {
-        v.truncate(rows * cols);
-    } else {
-        v.resize(rows * cols, T::zero());
-    }
-    DMatrix::from_vec(rows, cols, v)
+    DMatrix::from_vec(rows, cols, take_scratch_vec(rows * cols))
 }
 
 /// A `col.len() × cols` matrix whose every column is `col` (a bias

@@ -621,9 +621,17 @@ impl<T: Real> Mlp<T> {
         let (gw, rest) = grad_params[off..off + out * inp + out].split_at_mut(out * inp);
         // ∂L/∂W = δ hᵀ: the transpose is a view with swapped strides.
         let h_t = MatRef::from(h).t();
-        if let (Some(m), Some(blocks)) = (masks, self.row_blocks(l)) {
-            // Only the blocks can hold unmasked weights: their increments,
-            // masked, are added; the rest of the gradient is zero.
+        if let Some(m) = masks {
+            // Mask the increment, not the buffer: what the buffer already
+            // holds must survive (backward passes add). Only the row blocks
+            // can hold unmasked weights (without blocks: one block, all
+            // masked); the rest of the gradient is zero.
+            let whole = [RowBlock {
+                rows: (0, out),
+                cols: (0, inp),
+                full: 0,
+            }];
+            let blocks = self.row_blocks(l).unwrap_or(&whole);
             let mut inc = gemm::take_scratch(out, inp);
             let mask = m[l].as_slice();
             for b in blocks {
@@ -653,15 +661,6 @@ impl<T: Real> Mlp<T> {
                         *g += *i * *mk;
                     }
                 }
-            }
-            give_matrix(inc);
-        } else if let Some(m) = masks {
-            // Mask the increment, not the buffer: what the buffer
-            // already holds must survive (backward passes add).
-            let mut inc = gemm::take_scratch(out, inp);
-            gemm::gemm(T::one(), delta.into(), h_t, T::zero(), (&mut inc).into());
-            for ((g, i), mk) in gw.iter_mut().zip(inc.as_slice()).zip(m[l].as_slice()) {
-                *g += *i * *mk;
             }
             give_matrix(inc);
         } else {

@@ -106,6 +106,12 @@ pub(crate) fn positive_scales<T: Real>(
     log_s: Option<&mut [T]>,
     ds: &mut [T],
 ) {
+    assert!(
+        s.len() == a.len()
+            && ds.len() == a.len()
+            && log_s.as_ref().is_none_or(|l| l.len() == a.len()),
+        "positive_scales: slices of different lengths"
+    );
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
         // SAFETY: `T` is `f32` (checked above), so these are the same slices
         // with the same layout; the mutable ones are distinct borrows.
@@ -117,12 +123,6 @@ pub(crate) fn positive_scales<T: Real>(
         }
         return;
     }
-    assert!(
-        s.len() == a.len()
-            && ds.len() == a.len()
-            && log_s.as_ref().is_none_or(|l| l.len() == a.len()),
-        "positive_scales: slices of different lengths"
-    );
     match log_s {
         Some(log_s) => {
             for (((a, s), l), d) in a.iter().zip(s).zip(log_s).zip(ds) {
