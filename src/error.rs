@@ -88,7 +88,10 @@ pub enum Error {
         reason: String,
     },
     /// Fitting stopped: the loss or a gradient became non-finite (the model
-    /// is left at its last good parameters), or an input was unusable.
+    /// then holds its best-validation parameters, or its last ones with a
+    /// finite loss, finalised so that it can be saved; the reason says
+    /// which: see [`crate::train::fit_with_observer`]), or an input was
+    /// unusable.
     Training {
         /// 1-based epoch (or step, for variational fitting).
         epoch: usize,
@@ -111,6 +114,18 @@ pub enum Error {
         location: String,
         /// What is wrong and what was expected.
         reason: String,
+    },
+    /// A request whose memory (parameters, a batch, a model read from a
+    /// file) is estimated before anything is allocated and is over the limit
+    /// (see [`crate::resources`]).
+    TooLarge {
+        /// What was asked for, e.g. `"the flow `maf(5, hidden = 1000000)` in 2
+        /// dimensions (1 000 000 000 parameters)"`.
+        what: String,
+        /// The estimated bytes, or `None` when the count itself overflows 64 bits.
+        needed: Option<u64>,
+        /// The limit in bytes.
+        limit: u64,
     },
     /// A list that must be a permutation of `0..n` is not.
     InvalidPermutation {
@@ -191,6 +206,22 @@ impl fmt::Display for Error {
             Error::Unsupported { context, reason } => {
                 write!(f, "{context}: not supported: {reason}")
             }
+            Error::TooLarge {
+                what,
+                needed,
+                limit,
+            } => {
+                let needed = match needed {
+                    Some(b) => format!("about {}", human_bytes(*b)),
+                    None => "more than 2^64 bytes".into(),
+                };
+                write!(
+                    f,
+                    "{} needs {needed} of memory, over the limit of {} (set NORMFLOW_MEMORY_LIMIT to change it)",
+                    clip(what),
+                    human_bytes(*limit)
+                )
+            }
             Error::InvalidPermutation {
                 context,
                 got,
@@ -217,6 +248,50 @@ impl From<normflow_dsl::ParseError> for Error {
     fn from(e: normflow_dsl::ParseError) -> Self {
         Error::Parse(e)
     }
+}
+
+/// Text quoted in an error message (a spec, a cell, a field), shortened to
+/// at most [`CLIP_CHARS`] characters: its start, an ellipsis and its length,
+/// so that a message stays readable whatever the input.
+///
+/// ```
+/// let long = "maf >> ".repeat(1000);
+/// let short = normflow::error::clip(&long);
+/// assert!(short.chars().count() < 260);
+/// assert!(short.ends_with("(7000 characters in all)"));
+/// assert_eq!(normflow::error::clip("maf(2)"), "maf(2)");
+/// ```
+pub fn clip(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= CLIP_CHARS {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(CLIP_CHARS).collect();
+    format!("{head}… ({n} characters in all)")
+}
+
+/// How many characters of quoted text [`clip`] keeps.
+pub const CLIP_CHARS: usize = 200;
+
+/// A byte count for people: `"512 B"`, `"3.2 MB"`, `"1.5 GB"` (powers of 1000).
+///
+/// ```
+/// assert_eq!(normflow::error::human_bytes(512), "512 B");
+/// assert_eq!(normflow::error::human_bytes(3_200_000), "3.2 MB");
+/// assert_eq!(normflow::error::human_bytes(u64::MAX), "18446.7 PB");
+/// ```
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// Shorthand for `Result<T, normflow::Error>`.

@@ -38,10 +38,11 @@ pub mod bijector;
 pub mod conditional;
 pub mod data;
 pub mod distribution;
-mod error;
+pub mod error;
 pub mod nn;
 mod parallel;
 mod real;
+pub mod resources;
 pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -17,10 +17,12 @@
 
 use std::fmt;
 
+mod diagnostic;
 mod parse;
 mod table;
 
-pub use parse::{ParseError, parse};
+pub use diagnostic::{ParseError, QUOTE_CHARS, SOURCE_WINDOW, quote};
+pub use parse::{parse, parse_with_limit};
 pub use table::{KeyDef, LAYERS, LayerDef, Repeat, ValueKind, layer_def};
 
 /// A value written after `key =`.
@@ -74,6 +76,65 @@ impl LayerSpec {
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.args.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
+
+    /// How many layers this entry builds: its count, plus the reversal
+    /// inserted between consecutive copies of an autoregressive layer
+    /// ([`Repeat::Reverse`]). Saturates at `usize::MAX`.
+    ///
+    /// ```
+    /// let spec = normflow_dsl::parse("maf(3) >> nice(3) >> permute").unwrap();
+    /// let lens: Vec<usize> = spec.layers.iter().map(|l| l.expanded_len()).collect();
+    /// assert_eq!(lens, [5, 3, 1]);
+    /// assert_eq!(spec.expanded_len(), 9);
+    /// ```
+    pub fn expanded_len(&self) -> usize {
+        expanded_len(self.def().repeat, self.count)
+    }
+}
+
+/// Layers built from `count` copies repeated as `repeat` says (saturating).
+fn expanded_len(repeat: Repeat, count: usize) -> usize {
+    match repeat {
+        Repeat::Reverse => count.saturating_mul(2).saturating_sub(1),
+        Repeat::Plain | Repeat::ComplementMask => count,
+    }
+}
+
+/// The most layers a flow may build, counts expanded (with the reversals
+/// between repeated autoregressive layers): 10 000. Deeper flows train no
+/// better, and each layer costs memory and time; [`parse`] and
+/// [`check_layer`] refuse more with a diagnostic at the layer that passes it.
+pub const MAX_LAYERS: usize = 10_000;
+
+/// Adds `layer`'s built layers ([`LayerSpec::expanded_len`]) to the running
+/// `total` of a flow, or reports (at the layer's count) that the flow passes
+/// `max_layers`. Both front ends call it after [`check_layer`], with
+/// [`MAX_LAYERS`].
+///
+/// ```
+/// use normflow_dsl::{MAX_LAYERS, add_to_total, check_layer};
+/// let maf = check_layer("maf", Some(3), &[]).unwrap();
+/// assert_eq!(add_to_total(0, &maf, MAX_LAYERS).unwrap(), 5);
+/// let p = add_to_total(MAX_LAYERS - 2, &maf, MAX_LAYERS).unwrap_err();
+/// assert!(p.message.contains("10003 layers"), "{p}");
+/// ```
+pub fn add_to_total(total: usize, layer: &LayerSpec, max_layers: usize) -> Result<usize, Problem> {
+    match total.checked_add(layer.expanded_len()) {
+        Some(t) if t <= max_layers => Ok(t),
+        t => Err(Problem {
+            at: Location::Count,
+            message: match t {
+                Some(t) => format!(
+                    "this layer brings the flow to {t} layers, over the limit of {max_layers}"
+                ),
+                None => format!("this layer brings the flow over the limit of {max_layers} layers"),
+            },
+            expected: format!(
+                "at most {max_layers} layers in the whole flow (counts expanded, with a reversal between repeated autoregressive layers)"
+            ),
+            suggestion: None,
+        }),
+    }
 }
 
 impl fmt::Display for LayerSpec {
@@ -104,6 +165,16 @@ impl fmt::Display for LayerSpec {
 pub struct Spec {
     /// The layers, first applied first.
     pub layers: Vec<LayerSpec>,
+}
+
+impl Spec {
+    /// How many layers the flow builds: the sum of
+    /// [`LayerSpec::expanded_len`] (saturating).
+    pub fn expanded_len(&self) -> usize {
+        self.layers
+            .iter()
+            .fold(0usize, |t, l| t.saturating_add(l.expanded_len()))
+    }
 }
 
 impl fmt::Display for Spec {
@@ -179,7 +250,7 @@ pub fn check_layer(
             .collect();
         return Err(Problem {
             at: Location::Name,
-            message: format!("unknown layer `{name}`"),
+            message: format!("unknown layer `{}`", quote(name)),
             expected: format!("one of {}", join_names(&names)),
             suggestion: suggest(name, &names).map(str::to_string),
         });
@@ -194,12 +265,35 @@ pub fn check_layer(
                 suggestion: None,
             });
         }
-        Some(c) => usize::try_from(c).map_err(|_| Problem {
-            at: Location::Count,
-            message: format!("count {c} is too large"),
-            expected: "a count that fits in memory".into(),
-            suggestion: None,
-        })?,
+        Some(c) => {
+            let max_count = match def.repeat {
+                Repeat::Reverse => MAX_LAYERS.div_ceil(2),
+                Repeat::Plain | Repeat::ComplementMask => MAX_LAYERS,
+            };
+            match usize::try_from(c) {
+                Ok(c) if c <= max_count => c,
+                _ => {
+                    // Exact even for counts near 2^64.
+                    let layers = match def.repeat {
+                        Repeat::Reverse => 2 * u128::from(c) - 1,
+                        Repeat::Plain | Repeat::ComplementMask => u128::from(c),
+                    };
+                    let between = if def.repeat == Repeat::Reverse {
+                        " (with a reversal between consecutive copies)"
+                    } else {
+                        ""
+                    };
+                    return Err(Problem {
+                        at: Location::Count,
+                        message: format!(
+                            "a count of {c} builds {layers} layers{between}, over the limit of {MAX_LAYERS}"
+                        ),
+                        expected: format!("a count of at most {max_count}"),
+                        suggestion: None,
+                    });
+                }
+            }
+        }
     };
     let mut out: Vec<(&'static str, Value)> = Vec::new();
     for (i, (key, value)) in args.iter().enumerate() {
@@ -207,7 +301,7 @@ pub fn check_layer(
             let keys: Vec<&str> = def.keys.iter().map(|k| k.name).collect();
             return Err(Problem {
                 at: Location::Key(i),
-                message: format!("layer `{}` takes no key `{key}`", def.name),
+                message: format!("layer `{}` takes no key `{}`", def.name, quote(key)),
                 expected: if keys.is_empty() {
                     format!("no keys (`{}` has no options)", def.name)
                 } else {
@@ -260,7 +354,13 @@ fn join_names(names: &[&str]) -> String {
 /// ```
 pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let mut best: Option<(usize, &'a str)> = None;
+    let len = word.chars().count();
     for &c in candidates {
+        // The distance is at least the difference in length, and only
+        // distances up to 2 are suggested: skip hopeless (and huge) words.
+        if len.abs_diff(c.chars().count()) > 2 {
+            continue;
+        }
         let d = edit_distance(word, c);
         if d == 0 {
             continue;

@@ -1,131 +1,7 @@
 //! The run-time parser: text → [`Spec`], with compiler-style errors.
 
-use std::fmt;
-
-use crate::{Location, Problem, Spec, Value, check_layer};
-
-/// A parse or validation error in flow-spec text: where (byte offset, column),
-/// what was wrong, what was expected, and a did-you-mean suggestion when a
-/// near miss exists. `Display` renders it like a compiler diagnostic with a
-/// caret under the offending text.
-///
-/// ```
-/// let e = normflow_dsl::parse("maf(3) >> permte").unwrap_err();
-/// assert_eq!(e.column(), 11);
-/// assert_eq!(e.suggestion(), Some("permute"));
-/// let shown = e.to_string();
-/// assert!(shown.contains("maf(3) >> permte"));
-/// assert!(shown.contains("          ^^^^^^"));
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParseError {
-    source: String,
-    offset: usize,
-    len: usize,
-    message: String,
-    expected: String,
-    suggestion: Option<String>,
-}
-
-impl ParseError {
-    fn new(
-        source: &str,
-        offset: usize,
-        len: usize,
-        message: impl Into<String>,
-        expected: impl Into<String>,
-    ) -> Self {
-        Self {
-            source: source.to_string(),
-            offset,
-            len: len.max(1),
-            message: message.into(),
-            expected: expected.into(),
-            suggestion: None,
-        }
-    }
-
-    /// Byte offset of the offending text in the source.
-    pub fn offset(&self) -> usize {
-        self.offset
-    }
-
-    /// Length in bytes of the offending text (at least 1).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Always false: an error points at something.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// 1-based line of the offending text.
-    pub fn line(&self) -> usize {
-        self.source[..self.offset.min(self.source.len())]
-            .matches('\n')
-            .count()
-            + 1
-    }
-
-    /// 1-based column (in characters) of the offending text.
-    pub fn column(&self) -> usize {
-        let before = &self.source[..self.offset.min(self.source.len())];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        before[line_start..].chars().count() + 1
-    }
-
-    /// What went wrong, e.g. "unknown layer `mafx`".
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// What was expected at that point.
-    pub fn expected(&self) -> &str {
-        &self.expected
-    }
-
-    /// The did-you-mean suggestion, if any.
-    pub fn suggestion(&self) -> Option<&str> {
-        self.suggestion.as_deref()
-    }
-
-    /// The text that was parsed.
-    pub fn source_text(&self) -> &str {
-        &self.source
-    }
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let line_no = self.line();
-        let line = self.source.lines().nth(line_no - 1).unwrap_or("");
-        let col = self.column();
-        let width = self.source[self.offset.min(self.source.len())..]
-            .chars()
-            .take_while(|c| *c != '\n')
-            .count()
-            .clamp(1, self.len.max(1));
-        let gutter = " ".repeat(line_no.to_string().len());
-        writeln!(f, "error: {}", self.message)?;
-        writeln!(f, "{gutter}--> flow spec, line {line_no}, column {col}")?;
-        writeln!(f, "{gutter} |")?;
-        writeln!(f, "{line_no} | {line}")?;
-        write!(
-            f,
-            "{gutter} | {}{} expected {}",
-            " ".repeat(col - 1),
-            "^".repeat(width),
-            self.expected
-        )?;
-        if let Some(s) = &self.suggestion {
-            write!(f, "\n{gutter} = help: did you mean `{s}`?")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ParseError {}
+use crate::diagnostic::ParseError;
+use crate::{Location, MAX_LAYERS, Problem, Spec, Value, add_to_total, check_layer, quote};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -146,11 +22,11 @@ struct Lexed {
     end: usize,
 }
 
-fn describe(t: &Tok) -> String {
-    match t {
-        Tok::Ident(s) => format!("`{s}`"),
-        Tok::Int(i) => format!("`{i}`"),
-        Tok::Float(x) => format!("`{x}`"),
+/// How a token is named in a message: its text (quoted and clipped) for
+/// names and numbers, its symbol otherwise.
+fn describe(src: &str, t: &Lexed) -> String {
+    match &t.tok {
+        Tok::Ident(_) | Tok::Int(_) | Tok::Float(_) => format!("`{}`", quote(&src[t.start..t.end])),
         Tok::LParen => "`(`".into(),
         Tok::RParen => "`)`".into(),
         Tok::Comma => "`,`".into(),
@@ -258,21 +134,47 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
                     }
                 }
                 let text: String = src[start..i].chars().filter(|c| *c != '_').collect();
+                let shown = quote(&src[start..i]);
                 let bad = || {
                     ParseError::new(
                         src,
                         start,
                         i - start,
-                        format!("malformed number `{}`", &src[start..i]),
+                        format!("malformed number `{shown}`"),
                         "an integer like `128` or a decimal like `2.5`",
                     )
                 };
                 // Signed numbers (`-3`) lex as decimals so that the range
                 // check, not the lexer, reports them.
                 let tok = if !is_float && !text.starts_with(['-', '+']) {
-                    Tok::Int(text.parse().map_err(|_| bad())?)
+                    match text.parse::<u64>() {
+                        Ok(v) => Tok::Int(v),
+                        // Only digits: the one way to fail is overflow.
+                        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+                            return Err(ParseError::new(
+                                src,
+                                start,
+                                i - start,
+                                format!("the integer `{shown}` is too large"),
+                                format!("an integer of at most {}", u64::MAX),
+                            ));
+                        }
+                        Err(_) => return Err(bad()),
+                    }
                 } else {
-                    Tok::Float(text.parse().map_err(|_| bad())?)
+                    match text.parse::<f64>() {
+                        Ok(v) if v.is_finite() => Tok::Float(v),
+                        Ok(_) => {
+                            return Err(ParseError::new(
+                                src,
+                                start,
+                                i - start,
+                                format!("the number `{shown}` is too large for a 64-bit float"),
+                                "a decimal of magnitude below 1.8e308",
+                            ));
+                        }
+                        Err(_) => return Err(bad()),
+                    }
                 };
                 out.push(Lexed { tok, start, end: i });
             }
@@ -281,7 +183,7 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
                     src,
                     start,
                     other.len_utf8(),
-                    format!("unexpected character `{other}`"),
+                    format!("unexpected character `{}`", quote(&other.to_string())),
                     "a layer name, `(`, `)`, `,`, `=`, `>>` or a value",
                 ));
             }
@@ -299,7 +201,22 @@ fn lex(src: &str) -> Result<Vec<Lexed>, ParseError> {
 /// assert!(normflow_dsl::parse("maf(0)").is_err());
 /// ```
 pub fn parse(src: &str) -> Result<Spec, ParseError> {
+    parse_with_limit(src, MAX_LAYERS)
+}
+
+/// [`parse`] with another limit on the number of built layers than
+/// [`MAX_LAYERS`] (`usize::MAX` for none): a spec whose layers expand to more
+/// is an error pointing at the layer that passes the limit.
+///
+/// ```
+/// assert!(normflow_dsl::parse_with_limit("maf(3) >> permute", 6).is_ok());
+/// let e = normflow_dsl::parse_with_limit("maf(3) >> permute", 5).unwrap_err();
+/// assert_eq!(e.column(), 11);
+/// assert!(e.message().contains("6 layers"), "{e}");
+/// ```
+pub fn parse_with_limit(src: &str, max_layers: usize) -> Result<Spec, ParseError> {
     let toks = lex(src)?;
+    let mut total = 0usize;
     let mut p = 0usize;
     let mut spec = Spec::default();
     let end_err = |what: &str| {
@@ -330,7 +247,7 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                 "`{ expr }` layers embed Rust values and only work inside the `flow!` macro"
                     .to_string()
             } else {
-                format!("expected a layer name, found {}", describe(&t.tok))
+                format!("expected a layer name, found {}", describe(src, t))
             };
             return Err(ParseError::new(
                 src,
@@ -380,7 +297,7 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                     src,
                                     t.start,
                                     t.end - t.start,
-                                    format!("expected `,` or `)`, found {}", describe(&t.tok)),
+                                    format!("expected `,` or `)`, found {}", describe(src, t)),
                                     "`,` or `)`",
                                 ));
                             }
@@ -403,15 +320,17 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                 count_span = (t.start, t.end);
                                 p += 1;
                             }
-                            Tok::Float(_) if first => {
+                            Tok::Float(x) if first => {
+                                let what = if *x < 1.0 {
+                                    "at least 1"
+                                } else {
+                                    "a whole number"
+                                };
                                 return Err(ParseError::new(
                                     src,
                                     t.start,
                                     t.end - t.start,
-                                    format!(
-                                        "the count must be a whole number, found {}",
-                                        describe(&t.tok)
-                                    ),
+                                    format!("the count must be {what}, found {}", describe(src, t)),
                                     "a count of at least 1",
                                 ));
                             }
@@ -426,8 +345,9 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                             o.start,
                                             o.end - o.start,
                                             format!(
-                                                "expected `=` after `{key}`, found {}",
-                                                describe(&o.tok)
+                                                "expected `=` after `{}`, found {}",
+                                                quote(key),
+                                                describe(src, o)
                                             ),
                                             "`=`",
                                         ));
@@ -443,12 +363,12 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                     Tok::Ident(w) if w == "true" => Value::Bool(true),
                                     Tok::Ident(w) if w == "false" => Value::Bool(false),
                                     Tok::Ident(w) => Value::Word(w.clone()),
-                                    other => {
+                                    _ => {
                                         return Err(ParseError::new(
                                             src,
                                             v.start,
                                             v.end - v.start,
-                                            format!("expected a value, found {}", describe(other)),
+                                            format!("expected a value, found {}", describe(src, v)),
                                             "an integer, a decimal, `true`/`false` or a word",
                                         ));
                                     }
@@ -457,7 +377,7 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                 args.push((key.clone(), value));
                                 spans.push((key_span, (v.start, v.end)));
                             }
-                            other => {
+                            _ => {
                                 let expected = if first {
                                     "a count or `key = value`"
                                 } else {
@@ -467,7 +387,7 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                                     src,
                                     t.start,
                                     t.end - t.start,
-                                    format!("expected {expected}, found {}", describe(other)),
+                                    format!("expected {expected}, found {}", describe(src, t)),
                                     expected,
                                 ));
                             }
@@ -477,8 +397,13 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                 }
             }
         }
-        match check_layer(name, count, &args) {
-            Ok(l) => spec.layers.push(l),
+        match check_layer(name, count, &args)
+            .and_then(|l| add_to_total(total, &l, max_layers).map(|t| (l, t)))
+        {
+            Ok((l, t)) => {
+                total = t;
+                spec.layers.push(l);
+            }
             Err(problem) => {
                 let (s, e) = match problem.at {
                     Location::Name => (name_tok.start, name_tok.end),
@@ -497,7 +422,7 @@ pub fn parse(src: &str) -> Result<Spec, ParseError> {
                     src,
                     t.start,
                     t.end - t.start,
-                    format!("expected `>>` between layers, found {}", describe(&t.tok)),
+                    format!("expected `>>` between layers, found {}", describe(src, t)),
                     "`>>` or the end of the spec",
                 ));
             }

@@ -34,6 +34,15 @@ impl ValueKind {
     pub fn check(self, v: &Value) -> Result<Value, (String, Option<String>)> {
         match (self, v) {
             (ValueKind::PositiveInt, Value::Int(0)) => Err(("0 is out of range".into(), None)),
+            // A negative or zero whole number (`-3` lexes as a decimal).
+            (ValueKind::PositiveInt, Value::Float(x)) if *x < 1.0 && x.fract() == 0.0 => {
+                let shown = if x.abs() < 1e15 {
+                    format!("{x}")
+                } else {
+                    format!("{x:?}")
+                };
+                Err((format!("{shown} is out of range"), None))
+            }
             (ValueKind::PositiveInt, Value::Int(i)) => Ok(Value::Int(*i)),
             (ValueKind::PositiveFloat, Value::Int(i)) if *i > 0 => Ok(Value::Float(*i as f64)),
             (ValueKind::PositiveFloat, Value::Float(x)) if x.is_finite() && *x > 0.0 => {
@@ -47,15 +56,19 @@ impl ValueKind {
                 Ok(Value::Word(w.clone()))
             }
             (ValueKind::Activation, Value::Word(w)) => Err((
-                format!("unknown activation `{w}`"),
+                format!("unknown activation `{}`", crate::quote(w)),
                 crate::suggest(w, ACTIVATIONS).map(str::to_string),
             )),
             (ValueKind::Bool, Value::Word(w)) => Err((
-                format!("`{w}` is not a boolean"),
+                format!("`{}` is not a boolean", crate::quote(w)),
                 crate::suggest(w, &["true", "false"]).map(str::to_string),
             )),
             (_, other) => Err((
-                format!("{} `{other}` has the wrong type", describe(other)),
+                format!(
+                    "{} `{}` has the wrong type",
+                    describe(other),
+                    crate::quote(&other.to_string())
+                ),
                 None,
             )),
         }

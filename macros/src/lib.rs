@@ -40,6 +40,8 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     }
     let mut segments: Vec<Segment> = Vec::new();
     let mut p = 0;
+    // Layers so far (counts expanded), against the DSL's limit.
+    let mut total = 0usize;
     loop {
         let Some(t) = toks.get(p) else {
             let span = toks.last().map_or(Span::call_site(), TokenTree::span);
@@ -79,6 +81,13 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
                         err(span, msg)
                     },
                 )?;
+                total = normflow_dsl::add_to_total(total, &layer, normflow_dsl::MAX_LAYERS)
+                    .map_err(|problem| {
+                        err(
+                            count.map_or(name.span(), |c| c.1),
+                            format!("{}; expected {}", problem.message, problem.expected),
+                        )
+                    })?;
                 match segments.last_mut() {
                     Some(Segment::Spec(v)) => v.push(layer.to_string()),
                     _ => segments.push(Segment::Spec(vec![layer.to_string()])),

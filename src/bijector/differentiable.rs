@@ -189,7 +189,9 @@ pub(crate) fn through_sequence<T: Real>(
     let mut grad_log_det = None;
     let mut next = |z: &DMatrix<T>, l: &DVector<T>| {
         let total = acc + l;
-        let (gz, gl) = through_sequence(later, z, &total, inverse, rest)?;
+        // One level of recursion per part: keep it off the end of the stack.
+        let (gz, gl) =
+            crate::resources::grow_stack(|| through_sequence(later, z, &total, inverse, rest))?;
         grad_log_det = Some(gl.clone());
         Ok((gz, gl))
     };

@@ -441,7 +441,9 @@ pub(crate) fn through_sequence<T: Real>(
     let g = {
         let mut next = |z: &DMatrix<T>, l: &DVector<T>| {
             let total = acc + l;
-            let (gz, gl) = through_sequence(later, z, c, &total, inverse, grad_context, rest)?;
+            let (gz, gl) = crate::resources::grow_stack(|| {
+                through_sequence(later, z, c, &total, inverse, grad_context, rest)
+            })?;
             grad_log_det = Some(gl.clone());
             Ok((gz, gl))
         };

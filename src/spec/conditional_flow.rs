@@ -81,7 +81,9 @@ impl<T: Real> ConditionalFlow<T> {
         const CTX: &str = "FlowSpec::build_conditional";
         crate::error::check::dim_at_least_one(CTX, "dim", dim)?;
         crate::error::check::dim_at_least_one(CTX, "context_dim", context_dim)?;
-        let mut layers = Vec::new();
+        let fp = spec.check_size(dim, context_dim, std::mem::size_of::<T>())?;
+        let expanded = fp.layers().and_then(|l| usize::try_from(l).ok());
+        let mut layers = Vec::with_capacity(expanded.unwrap_or(0).min(super::MAX_LAYERS));
         for (pos, l) in spec.layers().iter().enumerate() {
             let wrap = |e: Error| Error::Build {
                 position: pos,
@@ -96,7 +98,7 @@ impl<T: Real> ConditionalFlow<T> {
                         layers: vec![l.clone()],
                     },
                 };
-                let flow = Flow::<T>::build(single, dim, rng).map_err(|e| match e {
+                let flow = Flow::<T>::build_unchecked(single, dim, rng).map_err(|e| match e {
                     Error::Build { reason, .. } => wrap(Error::Unsupported {
                         context: CTX.into(),
                         reason,

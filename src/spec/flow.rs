@@ -1,7 +1,7 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
-use super::{FlowSpec, LayerSpec, Value, check_rows};
+use super::{FlowSpec, LayerSpec, MAX_LAYERS, Value, check_rows};
 use crate::bijector::*;
 use crate::bijector::{DataStage, Differentiable};
 use crate::nn::{Activation, ConditionerConfig};
@@ -249,7 +249,18 @@ pub(super) fn conditioner(l: &LayerSpec) -> ConditionerConfig {
 impl<T: Real> Flow<T> {
     pub(crate) fn build(spec: FlowSpec, dim: usize, rng: &mut dyn Rng) -> Result<Self, Error> {
         crate::error::check::dim_at_least_one("FlowSpec::build", "dim", dim)?;
-        let mut layers = Vec::new();
+        spec.check_size(dim, 0, std::mem::size_of::<T>())?;
+        Self::build_unchecked(spec, dim, rng)
+    }
+
+    /// [`Flow::build`] without the size checks (the caller made them).
+    pub(super) fn build_unchecked(
+        spec: FlowSpec,
+        dim: usize,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        crate::error::check::dim_at_least_one("FlowSpec::build", "dim", dim)?;
+        let mut layers = Vec::with_capacity(spec.inner.expanded_len().min(MAX_LAYERS));
         for (pos, l) in spec.layers().iter().enumerate() {
             let wrap = |e: Error| Error::Build {
                 position: pos,

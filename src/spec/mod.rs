@@ -20,6 +20,7 @@
 mod builder;
 mod conditional_flow;
 mod flow;
+mod footprint;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,9 +32,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use builder::FlowBuilder;
 pub use conditional_flow::{ConditionalFlow, ConditionalFlowLayer};
 pub use flow::{Flow, FlowLayer};
-pub use normflow_dsl::{LayerSpec, ParseError, Value};
+pub use normflow_dsl::{LayerSpec, MAX_LAYERS, ParseError, Value};
 
 use crate::distribution::{StandardNormal, TransformedDistribution};
+use crate::resources::Footprint;
 use crate::{Error, Real};
 
 /// A flow declared in the DSL: layers in forward (base → data) order, each
@@ -60,9 +62,11 @@ impl FlowSpec {
     }
 
     #[doc(hidden)]
-    /// Used by the `flow!` macro on text it has already validated.
+    /// Used by the `flow!` macro on text it has already validated. The
+    /// total layer count is not checked here (the macro checks each layer):
+    /// a flow over [`MAX_LAYERS`] is refused when it is built.
     pub fn __from_macro(text: &str) -> FlowSpec {
-        match Self::parse(text) {
+        match normflow_dsl::parse_with_limit(text, usize::MAX).map(|inner| FlowSpec { inner }) {
             Ok(s) => s,
             Err(e) => {
                 panic!("normflow: the flow! macro produced text the parser rejects (a bug):\n{e}")
@@ -82,7 +86,10 @@ impl FlowSpec {
     /// coordinates between consecutive copies, and repeated couplings use the
     /// complementary mask, as in the MAF and RealNVP papers. A layer that
     /// cannot act on `dim` (a coupling needs `dim ≥ 2`) is an
-    /// [`Error::Build`] that names the layer and says why.
+    /// [`Error::Build`] that names the layer and says why; a flow of more
+    /// than [`MAX_LAYERS`] layers is an [`Error::Build`] too, and one that
+    /// would not fit in memory (see [`FlowSpec::footprint`]) is an
+    /// [`Error::TooLarge`], both before anything is allocated.
     pub fn build<T: Real>(&self, dim: usize, rng: &mut dyn Rng) -> Result<Flow<T>, Error> {
         Flow::build(self.clone(), dim, rng)
     }
@@ -166,6 +173,86 @@ impl FlowSpec {
     /// ```
     pub fn layer_takes_context(name: &str) -> bool {
         conditional_flow::CONDITIONED_LAYERS.contains(&name)
+    }
+
+    /// What the flow costs when built for `dim`-dimensional data, with a
+    /// `context_dim`-dimensional context for the layers that take one (0 for
+    /// an unconditional flow): its layer count, exact parameter count, and
+    /// memory estimates, computed from the spec without allocating anything
+    /// proportional to the sizes. Errors only if `dim` is 0.
+    ///
+    /// [`FlowSpec::build`] and [`FlowSpec::build_conditional`] refuse, with
+    /// [`Error::TooLarge`], a flow whose
+    /// [`model_bytes`](Footprint::model_bytes) is over
+    /// [`memory_limit`](crate::resources::memory_limit).
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// use rand::SeedableRng;
+    ///
+    /// let spec = FlowSpec::parse("maf(3, hidden = 32) >> actnorm")?;
+    /// let fp = spec.footprint(4, 0)?;
+    /// assert_eq!(fp.layers(), Some(6)); // 3 MAFs, 2 reversals, actnorm
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let flow = spec.build::<f32>(4, &mut rng)?;
+    /// assert_eq!(fp.params(), Some(flow.num_params() as u64));
+    ///
+    /// // Sizes that overflow 64 bits are `None`, never a panic.
+    /// let fp = FlowSpec::parse("lu")?.footprint(usize::MAX, 0)?;
+    /// assert_eq!((fp.params(), fp.model_bytes(8)), (None, None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn footprint(&self, dim: usize, context_dim: usize) -> Result<Footprint, Error> {
+        crate::error::check::dim_at_least_one("FlowSpec::footprint", "dim", dim)?;
+        Ok(footprint::footprint(self.layers(), dim, context_dim))
+    }
+
+    /// Checks, before anything is built, that the flow has at most
+    /// [`MAX_LAYERS`] layers and that it fits in memory with
+    /// `scalar_bytes`-byte scalars.
+    pub(crate) fn check_size(
+        &self,
+        dim: usize,
+        context_dim: usize,
+        scalar_bytes: usize,
+    ) -> Result<Footprint, Error> {
+        let mut total = 0usize;
+        for (pos, l) in self.layers().iter().enumerate() {
+            total = normflow_dsl::add_to_total(total, l, MAX_LAYERS).map_err(|p| Error::Build {
+                position: pos,
+                layer: normflow_dsl::quote(&l.to_string()),
+                dim,
+                reason: format!("{}, the most a flow may have", p.message),
+            })?;
+        }
+        let fp = self.footprint(dim, context_dim)?;
+        crate::resources::check_memory(
+            || self.describe_size(dim, context_dim, &fp),
+            fp.model_bytes(scalar_bytes),
+        )?;
+        Ok(fp)
+    }
+
+    /// The flow, dimension and parameter count, for a size error.
+    fn describe_size(&self, dim: usize, context_dim: usize, fp: &Footprint) -> String {
+        const SPEC_CHARS: usize = 80;
+        let text = self.to_string();
+        let shown = if text.chars().count() > SPEC_CHARS {
+            let head: String = text.chars().take(SPEC_CHARS - 1).collect();
+            format!("{head}…")
+        } else {
+            text
+        };
+        let context = if context_dim > 0 {
+            format!(" with a {context_dim}-dimensional context")
+        } else {
+            String::new()
+        };
+        let params = match fp.params() {
+            Some(p) => format!("{p} parameters"),
+            None => "more than 2^64 parameters".into(),
+        };
+        format!("the flow `{shown}` in {dim} dimensions{context} ({params})")
     }
 
     /// Appends another spec's layers (`self >> other`).
