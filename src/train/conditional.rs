@@ -61,6 +61,22 @@ pub trait TrainableConditionalDensity<T: Real>: ConditionalDistribution<T> {
                 .into(),
         })
     }
+
+    /// [`TrainableConditionalDensity::restore_state`] from the field `model`
+    /// of the checkpoint file `checkpoint`, with errors naming both (see
+    /// [`TrainableDensity::restore_checkpoint_state`]).
+    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
+        self.restore_state(saved).map_err(|e| Error::Format {
+            location: format!("{checkpoint}, field `model`"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The smallest batch the model can be trained on (see
+    /// [`TrainableDensity::min_batch_size`]). Default: 1.
+    fn min_batch_size(&self) -> usize {
+        1
+    }
 }
 
 impl<T: Real, D: ConditionalTrainableBase<T>, B: ConditionalDifferentiable<T>>
@@ -248,5 +264,11 @@ impl<T: Real, M: TrainableConditionalDensity<T>> TrainableDensity<T> for Paired<
     }
     fn restore_state(&mut self, saved: &str) -> Result<(), Error> {
         self.model.restore_state(saved)
+    }
+    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
+        self.model.restore_checkpoint_state(saved, checkpoint)
+    }
+    fn min_batch_size(&self) -> usize {
+        self.model.min_batch_size()
     }
 }

@@ -9,6 +9,9 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::conditional::{TrainableConditionalDensity, check_pairs};
+use super::model::{apply_standardization, standardization_of};
+use super::model_file;
+use super::validate::{self, Loc};
 use super::{Standardization, write_atomically};
 use crate::bijector::DataStage;
 use crate::conditional::{
@@ -17,8 +20,9 @@ use crate::conditional::{
     conditional_mean_log_prob_and_grad,
 };
 use crate::distribution::StandardNormal;
+use crate::error::clip;
 use crate::nn::ConditionerConfig;
-use crate::spec::{ConditionalFlow, FlowSpec};
+use crate::spec::{ConditionalFlow, ConditionalFlowLayer, FlowSpec};
 use crate::{Error, Real};
 
 /// The version of the conditional model file format this build writes and reads.
@@ -102,7 +106,9 @@ pub struct ConditionalFlowModel<T: Real> {
     context_standardization: Option<Standardization>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The saved form (written by [`ConditionalFlowModel::to_json`]; read field
+/// by field, with checks, by [`ConditionalFlowModel::from_json`]).
+#[derive(Serialize)]
 struct ModelFile {
     format: String,
     version: u32,
@@ -190,7 +196,9 @@ impl<T: Real> ConditionalFlowModel<T> {
     }
 
     /// Sets the standardisations to the per-dimension mean and standard
-    /// deviation of `x` and of `c` (a dimension with zero spread gets 1).
+    /// deviation of `x` and of `c` (a dimension with zero spread gets 1),
+    /// computed so that they cannot overflow (see
+    /// [`FlowModel::standardize_from`](super::FlowModel::standardize_from)).
     pub fn standardize_from(&mut self, x: &DMatrix<T>, c: &DMatrix<T>) -> Result<(), Error> {
         check_pairs(
             "ConditionalFlowModel::standardize_from",
@@ -200,8 +208,9 @@ impl<T: Real> ConditionalFlowModel<T> {
             self.dim(),
             self.context_dim(),
         )?;
-        self.standardization = Some(standardization_of(x));
-        self.context_standardization = Some(standardization_of(c));
+        const CTX: &str = "ConditionalFlowModel::standardize_from";
+        self.standardization = Some(standardization_of(x, CTX, "data")?);
+        self.context_standardization = Some(standardization_of(c, CTX, "contexts")?);
         Ok(())
     }
 
@@ -275,123 +284,79 @@ impl<T: Real> ConditionalFlowModel<T> {
         serde_json::to_string_pretty(&file).expect("a model serialises")
     }
 
-    /// Reads a model from JSON text. Malformed or truncated text, another
-    /// format, a newer version, an invalid spec, or parameters or state whose
-    /// count does not match are [`Error::Format`].
+    /// Reads a model from JSON text, checking every field as
+    /// [`FlowModel::from_json`](super::FlowModel::from_json) does, and also
+    /// the context dimension, the base and the context standardisation: a bad
+    /// field is an [`Error::Format`] naming it.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        Self::from_json_at(text, "model")
+        Self::from_json_in(text, &Loc::new("model"))
     }
 
-    fn from_json_at(text: &str, location: &str) -> Result<Self, Error> {
-        let fmt = |field: &str, reason: String| Error::Format {
-            location: if field.is_empty() {
-                location.to_string()
-            } else {
-                format!("{location}, field `{field}`")
-            },
-            reason,
-        };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            fmt(
-                "",
-                if e.is_eof() {
-                    format!("the file is truncated ({e})")
-                } else {
-                    format!("not valid JSON: {e}")
-                },
-            )
-        })?;
-        match value.get("format").and_then(|v| v.as_str()) {
-            Some(FORMAT_NAME) => {}
-            Some("normflow-model") => {
-                return Err(fmt(
-                    "format",
-                    "this is an unconditional model (it takes no context); load it as a FlowModel"
-                        .into(),
-                ));
-            }
-            _ => {
-                return Err(fmt(
-                    "format",
-                    format!(
-                        "expected \"{FORMAT_NAME}\"; this is not a normflow conditional model file"
-                    ),
-                ));
-            }
+    fn from_json_in(text: &str, loc: &Loc) -> Result<Self, Error> {
+        let mut obj = validate::parse_object(text, loc, "file")?;
+        validate::check_format(
+            &obj,
+            loc,
+            FORMAT_NAME,
+            &[(
+                "normflow-model",
+                "this is an unconditional model (it takes no context); load it as a FlowModel",
+            )],
+            "normflow conditional model file",
+        )?;
+        validate::version(&obj, loc, CONDITIONAL_MODEL_FORMAT_VERSION)?;
+        let context_dim: usize =
+            validate::take(&mut obj, loc, "context_dim", "a whole number ≥ 1")?;
+        if context_dim == 0 {
+            return Err(loc.err("context_dim", "is 0, expected a whole number ≥ 1"));
         }
-        let version = value
-            .get("version")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| fmt("version", "missing or not an integer".into()))?;
-        if version > CONDITIONAL_MODEL_FORMAT_VERSION as u64 {
-            return Err(fmt(
-                "version",
-                format!(
-                    "the file has format version {version}, newer than this build's {CONDITIONAL_MODEL_FORMAT_VERSION}; upgrade normflow to read it"
-                ),
-            ));
-        }
-        let file: ModelFile = serde_json::from_value(value)
-            .map_err(|e| fmt("", format!("malformed model file: {e}")))?;
-        let spec = FlowSpec::parse(&file.spec)
-            .map_err(|e| fmt("spec", format!("invalid flow spec:\n{e}")))?;
-        let mut model = Self::with_base(&spec, file.dim, file.context_dim, file.base, file.seed)
-            .map_err(|e| fmt("spec", e.to_string()))?;
-        for (field, s, n) in [
-            ("standardization", &file.standardization, file.dim),
-            (
+        let base: ConditionalBaseSpec = validate::take(
+            &mut obj,
+            loc,
+            "base",
+            "\"standard_normal\" or {\"diagonal_gaussian\": {...}}",
+        )?;
+        let context_standardization: Option<Standardization> = validate::take_opt(
+            &mut obj,
+            loc,
+            "context_standardization",
+            "null or an object with the arrays `mean` and `std`",
+        )?;
+        if let Some(s) = &context_standardization {
+            validate::check_standardization::<T>(
+                s,
+                context_dim,
+                loc,
                 "context_standardization",
-                &file.context_standardization,
-                file.context_dim,
-            ),
-        ] {
-            if let Some(s) = s {
-                validate_standardization(s, n).map_err(|r| fmt(field, r))?;
-            }
+                "context_dim",
+            )?;
         }
-        model.standardization = file.standardization;
-        model.context_standardization = file.context_standardization;
+        let c = model_file::read_common::<T>(&mut obj, loc)?;
+        model_file::check_flow_size::<T>(&c, context_dim, false, loc)?;
+        check_base_size(base, c.dim, context_dim, c.params.len(), loc)?;
+        let dims = model_file::describe_dims(c.dim, context_dim);
+        let mut model = Self::with_base(&c.spec, c.dim, context_dim, base, c.seed)
+            .map_err(|e| model_file::build_error(loc, &c.spec_text, &dims, e))?;
+        model.standardization = c.standardization;
+        model.context_standardization = context_standardization;
         let n = TrainableConditionalDensity::num_params(&model);
-        if file.params.len() != n {
-            return Err(fmt(
-                "params",
-                format!(
-                    "the spec `{spec}` in {} dimensions with a {}-dimensional context has {n} parameters, the file has {}",
-                    file.dim,
-                    file.context_dim,
-                    file.params.len()
-                ),
-            ));
-        }
-        if file.params.iter().any(|v| !v.is_finite()) {
-            return Err(fmt("params", "every parameter must be finite".into()));
-        }
+        let params = validate::params::<T>(&c.params, n, loc, "params", || {
+            format!("the spec `{}` in {dims}", clip(&c.spec_text))
+        })?;
         let mut off = 0;
         TrainableConditionalDensity::visit_params_mut(&mut model, &mut |s| {
-            for (dst, src) in s.iter_mut().zip(&file.params[off..]) {
-                *dst = T::lit(*src);
+            if let Some(src) = params.get(off..off + s.len()) {
+                s.copy_from_slice(src);
             }
             off += s.len();
         });
         model.flow.params_changed();
-        let mut expected_state = 0;
-        model.flow.visit_state(&mut |s| expected_state += s.len());
-        if file.state.len() != expected_state {
-            return Err(fmt(
-                "state",
-                format!(
-                    "expected {expected_state} values of layer state, the file has {}",
-                    file.state.len()
-                ),
-            ));
-        }
-        let mut off = 0;
-        model.flow.visit_state_mut(&mut |s| {
-            for (dst, src) in s.iter_mut().zip(&file.state[off..]) {
-                *dst = T::lit(*src);
-            }
-            off += s.len();
-        });
+        let state = validate::state::<T>(
+            &validate::conditional_state_layout(&model.flow),
+            &c.state,
+            loc,
+        )?;
+        validate::install_state(&state, |f| model.flow.visit_state_mut(f));
         Ok(model)
     }
 
@@ -407,38 +372,48 @@ impl<T: Real> ConditionalFlowModel<T> {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Self::from_json_at(&text, &path.display().to_string())
+        Self::from_json_in(&text, &Loc::new(path.display().to_string()))
     }
 }
 
-fn standardization_of<T: Real>(m: &DMatrix<T>) -> Standardization {
-    let n = m.ncols() as f64;
-    let mut mean = Vec::with_capacity(m.nrows());
-    let mut std = Vec::with_capacity(m.nrows());
-    for row in m.row_iter() {
-        let mu = row.iter().map(|v| v.to_f64()).sum::<f64>() / n;
-        let var = row.iter().map(|x| (x.to_f64() - mu).powi(2)).sum::<f64>() / n;
-        mean.push(mu);
-        std.push(if var > 0.0 { var.sqrt() } else { 1.0 });
-    }
-    Standardization { mean, std }
-}
-
-fn apply_standardization<T: Real>(s: &Option<Standardization>, m: &DMatrix<T>) -> DMatrix<T> {
-    match s {
-        None => m.clone(),
-        Some(s) => DMatrix::from_fn(m.nrows(), m.ncols(), |i, j| {
-            (m[(i, j)] - T::lit(s.mean[i])) / T::lit(s.std[i])
-        }),
-    }
-}
-
-fn validate_standardization(s: &Standardization, n: usize) -> Result<(), String> {
-    if s.mean.len() != n || s.std.len() != n {
-        return Err(format!("expected {n} means and standard deviations"));
-    }
-    if s.std.iter().any(|v| !(v.is_finite() && *v > 0.0)) || s.mean.iter().any(|v| !v.is_finite()) {
-        return Err("standard deviations must be finite and positive, means finite".into());
+/// Refuses a base whose conditioner has more parameters than the file holds
+/// in all (a lower bound of its count, by checked arithmetic), before the
+/// network is allocated.
+fn check_base_size(
+    base: ConditionalBaseSpec,
+    dim: usize,
+    context_dim: usize,
+    file_params: usize,
+    loc: &Loc,
+) -> Result<(), Error> {
+    let ConditionalBaseSpec::DiagonalGaussian(cfg) = base else {
+        return Ok(());
+    };
+    let (h, outputs) = (cfg.hidden as u128, 2 * dim as u128);
+    let inputs = context_dim as u128;
+    // The weights alone (biases left out): input and output layers and the
+    // hidden-to-hidden ones (two per residual block).
+    let lower = if cfg.depth == 0 && !cfg.residual {
+        inputs.saturating_mul(outputs)
+    } else {
+        let inner = if cfg.residual {
+            (cfg.depth as u128).saturating_mul(2)
+        } else {
+            (cfg.depth as u128).saturating_sub(1)
+        };
+        inputs
+            .saturating_mul(h)
+            .saturating_add(h.saturating_mul(outputs))
+            .saturating_add(inner.saturating_mul(h.saturating_mul(h)))
+    };
+    if lower > file_params as u128 {
+        return Err(loc.err(
+            "base",
+            format!(
+                "its conditioner (hidden {}, depth {}) for {dim} dimensions given {context_dim} has at least {lower} parameters, more than the {file_params} of the field `params`",
+                cfg.hidden, cfg.depth
+            ),
+        ));
     }
     Ok(())
 }
@@ -523,26 +498,40 @@ impl<T: Real> TrainableConditionalDensity<T> for ConditionalFlowModel<T> {
         Some(self.to_json())
     }
     fn restore_state(&mut self, saved: &str) -> Result<(), Error> {
-        let loaded = ConditionalFlowModel::from_json(saved)?;
+        self.restore_checkpoint_state(saved, "checkpoint")
+    }
+    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
+        let loc = Loc::nested(checkpoint, "model");
+        let loaded = ConditionalFlowModel::from_json_in(saved, &loc)?;
         if loaded.spec() != self.spec()
             || loaded.dim() != self.dim()
             || loaded.context_dim() != self.context_dim()
             || loaded.base_spec != self.base_spec
         {
-            return Err(Error::Format {
-                location: "checkpoint".into(),
-                reason: format!(
+            return Err(loc.err(
+                "",
+                format!(
                     "the checkpoint holds a model of `{}` in {} dimensions given {}, not `{}` in {} given {}",
-                    loaded.spec(),
+                    clip(&loaded.spec().to_string()),
                     loaded.dim(),
                     loaded.context_dim(),
-                    self.spec(),
+                    clip(&self.spec().to_string()),
                     self.dim(),
                     self.context_dim()
                 ),
-            });
+            ));
         }
         *self = loaded;
         Ok(())
+    }
+    fn min_batch_size(&self) -> usize {
+        let batch_norm = self.flow.layers().iter().any(|l| {
+            matches!(
+                l,
+                ConditionalFlowLayer::Unconditioned(b)
+                    if matches!(b.inner(), crate::spec::FlowLayer::BatchNorm(_))
+            )
+        });
+        if batch_norm { 2 } else { 1 }
     }
 }

@@ -49,6 +49,28 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
         })
     }
 
+    /// Restores the model saved in the checkpoint file `checkpoint` (its
+    /// field `model`, written by [`TrainableDensity::save_state`]), with
+    /// errors that name the checkpoint and the model's field (an error in the
+    /// model's parameters is about the field `model.params` of the file).
+    /// Default: [`TrainableDensity::restore_state`], its errors reported as
+    /// about the field `model`.
+    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
+        self.restore_state(saved).map_err(|e| Error::Format {
+            location: format!("{checkpoint}, field `model`"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The smallest batch the model can be trained on: 1, or 2 for a model
+    /// with a layer that estimates statistics from each batch (batch
+    /// normalisation estimates a variance, which one sample cannot give).
+    /// [`fit`](super::fit) refuses a smaller `batch_size` and never uses a
+    /// smaller final batch on its own. Default: 1.
+    fn min_batch_size(&self) -> usize {
+        1
+    }
+
     /// The flat parameter vector into `out` (resized; no allocation once sized).
     fn copy_params_into(&self, out: &mut Vec<T>) {
         out.clear();

@@ -6,6 +6,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, Checkpoint};
+use super::divergence::{describe, divergence_warning, fmt_nll, keep_good_parameters};
 use super::{Adam, Optimizer, Schedule, TrainableDensity, clip_grad_norm};
 use crate::bijector::DataStage;
 use crate::{Error, Real};
@@ -51,8 +53,16 @@ pub struct FitOptions<T: Real> {
     pub standardize: bool,
     /// Write a checkpoint (model, optimiser state, history, best parameters)
     /// to this path after every epoch, atomically (temporary file + rename).
-    /// Needs a model that can save itself (such as `FlowModel`).
+    /// With [`overwrite_checkpoint`](FitOptions::overwrite_checkpoint)
+    /// unset, the first write of a run does not replace an existing file (a
+    /// file that appeared meanwhile is kept, and fitting stops with an
+    /// error); later writes replace the run's own checkpoint. Needs a model
+    /// that can save itself (such as `FlowModel`).
     pub checkpoint: Option<std::path::PathBuf>,
+    /// Whether the first checkpoint of a run may replace an existing file
+    /// (default `true`, like any save; the command-line tool sets it only
+    /// with `--force`).
+    pub overwrite_checkpoint: bool,
     /// Continue the run saved in this checkpoint: the model, optimiser and
     /// history are restored and fitting resumes after its last epoch, giving
     /// the same result as an uninterrupted run with the same options.
@@ -76,6 +86,7 @@ impl<T: Real> Default for FitOptions<T> {
             validation: Validation::None,
             standardize: false,
             checkpoint: None,
+            overwrite_checkpoint: true,
             resume: None,
             patience: None,
         }
@@ -94,16 +105,23 @@ pub struct EpochRecord {
 }
 
 /// What [`fit`] did.
+///
+/// Nothing in it is NaN: a run of zero epochs (or one interrupted before its
+/// first epoch ended) has an empty history, `best_epoch` 0 and no validation
+/// NLL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
     /// Epochs completed (or started, if interrupted).
     pub epochs_run: usize,
-    /// The epoch whose parameters the model holds at the end (the best by
-    /// validation NLL when there is validation data, else the last).
+    /// The epoch whose parameters the model holds at the end: the best by
+    /// validation NLL when there is validation data, else the last completed
+    /// one (a run interrupted mid-epoch without validation data holds the
+    /// parameters of its last step); 0 when no epoch was completed.
     pub best_epoch: usize,
-    /// Validation NLL of the returned parameters, if there is validation data.
+    /// Validation NLL of the returned parameters, if there is validation data
+    /// and an epoch was completed.
     pub best_valid_nll: Option<f64>,
-    /// Per-epoch history.
+    /// Per-epoch history (completed epochs only).
     pub history: Vec<EpochRecord>,
     /// Gradient steps taken.
     pub steps: u64,
@@ -111,6 +129,18 @@ pub struct FitReport {
     pub stopped_early: bool,
     /// Whether the observer asked to stop.
     pub interrupted: bool,
+    /// Sentences about a run that finished but should not be trusted as it
+    /// is, e.g. a training NLL that rose by orders of magnitude (the fit
+    /// diverged). Empty for a healthy run; absent from old checkpoints.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl FitReport {
+    /// The training NLL of the last completed epoch, if any.
+    pub fn last_train_nll(&self) -> Option<f64> {
+        self.history.last().map(|r| r.train_nll)
+    }
 }
 
 /// What the observer of [`fit_with_observer`] is told.
@@ -152,12 +182,28 @@ pub fn fit<T: Real, M: TrainableDensity<T>>(
 /// statistics), early stopping waits `patience` epochs for an improvement, and
 /// the best parameters are restored at the end.
 ///
+/// Batches: the training data is reshuffled every epoch and cut into batches
+/// of `batch_size`. A model whose layers estimate statistics from each batch
+/// (batch normalisation; see [`TrainableDensity::min_batch_size`]) needs a
+/// `batch_size` and a training set of at least that size, and a final batch
+/// smaller than that is merged into the one before it.
+///
 /// The observer is called after every step and every epoch; returning `false`
 /// stops fitting after the current step (the best parameters so far are kept).
 ///
-/// A non-finite loss or gradient stops fitting with [`Error::Training`] naming
-/// the epoch and batch; the model is left at its last parameters whose loss
-/// was finite. Buffers (batch, gradient, parameter copies) are allocated once.
+/// # Divergence
+///
+/// A non-finite loss or gradient stops fitting with [`Error::Training`]
+/// naming the epoch and batch. The model is then left usable, as at a normal
+/// end (finalised with the training data and in evaluation mode), so that the
+/// caller can still save it, and it holds: the parameters of the best
+/// validation epoch if there is validation data and an epoch was completed,
+/// else its last parameters whose loss was finite. The error's reason says
+/// which ("the model holds the parameters of epoch 3, the best validation NLL
+/// 1.234"). A run whose training NLL rises by orders of magnitude but stays
+/// finite ends normally with a sentence in [`FitReport::warnings`].
+///
+/// Buffers (batch, gradient, parameter copies) are allocated once.
 pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
     model: &mut M,
     data: &DMatrix<T>,
@@ -166,25 +212,263 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
 ) -> Result<FitReport, Error> {
     let d = model.dim();
     check_data("training data", data, d)?;
-    if options.batch_size == 0 {
+    check_options(options)?;
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let (train, valid) = split_validation(data, options, d, &mut rng)?;
+    if options.patience.is_some() && valid.is_none() {
+        return Err(crate::error::check::invalid(
+            "fit",
+            "patience",
+            "validation data (early stopping compares validation NLL)",
+            "no validation data",
+        ));
+    }
+
+    let n = train.ncols();
+    let min_batch = model.min_batch_size().max(1);
+    if options.batch_size < min_batch {
         return Err(crate::error::check::invalid(
             "fit",
             "batch_size",
-            "at least 1",
-            0,
+            &format!(
+                "at least {min_batch} for this model: it couples the samples of a batch (a batch-normalisation layer, `batchnorm`, estimates a variance from each batch, which one sample cannot give)"
+            ),
+            options.batch_size,
         ));
     }
+    if n < min_batch {
+        return Err(Error::Training {
+            epoch: 0,
+            batch: 0,
+            reason: format!(
+                "the training data has {n} sample(s); this model needs at least {min_batch} (a batch-normalisation layer, `batchnorm`, estimates a variance from each batch)"
+            ),
+        });
+    }
+    let plan = BatchPlan::new(n, options.batch_size, min_batch);
+    let p = model.num_params();
+    let mut grad = vec![T::zero(); p];
+    let mut params = Vec::with_capacity(p);
+    let mut last_good = Vec::with_capacity(p);
+    let mut have_last_good = false;
+    let mut best = Vec::with_capacity(p);
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut batch = DMatrix::<T>::zeros(d, plan.len(0));
+    let mut adam = Adam::new(options.learning_rate);
+    adam.weight_decay = options.weight_decay;
+
+    if options.standardize {
+        model.standardize_from(&train)?;
+    }
+    model.prepare_with_data(&train, DataStage::Initialize);
+    model.set_training(true);
+    model.copy_params_into(&mut best);
+    let mut report = FitReport {
+        epochs_run: 0,
+        best_epoch: 0,
+        best_valid_nll: None,
+        history: Vec::new(),
+        steps: 0,
+        stopped_early: false,
+        interrupted: false,
+        warnings: Vec::new(),
+    };
+    let mut best_valid = f64::INFINITY;
+    let mut since_best = 0usize;
+    let mut first_epoch = 1;
+    if let Some(path) = &options.resume {
+        let ck = checkpoint::read::<T>(path, p)?;
+        model.restore_checkpoint_state(&ck.model, &path.display().to_string())?;
+        model.set_training(true);
+        adam = ck.adam;
+        best = ck.best_params;
+        best_valid = ck.best_valid;
+        since_best = ck.since_best;
+        report = ck.report;
+        report.interrupted = false;
+        report.stopped_early = false;
+        first_epoch = report.epochs_run + 1;
+    }
+    let mut warned = !report.warnings.is_empty();
+    // The history length after this run's first epoch: its first checkpoint.
+    let first_written = report.history.len() + 1;
+    'epochs: for epoch in first_epoch..=options.epochs {
+        if options.max_steps.is_some_and(|m| report.steps >= m) {
+            break;
+        }
+        // Each epoch's order depends only on the seed and the epoch, so a
+        // resumed run shuffles exactly like an uninterrupted one.
+        let mut epoch_rng = StdRng::seed_from_u64(
+            options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        idx.iter_mut().enumerate().for_each(|(i, v)| *v = i);
+        shuffle(&mut idx, &mut epoch_rng);
+        report.epochs_run = epoch;
+        // The running mean of the batches' losses, weighted by their sizes
+        // (kept finite: each loss is).
+        let mut mean_loss = 0.0_f64;
+        let mut seen = 0usize;
+        for b in 0..plan.batches {
+            let (start, len) = (plan.start(b), plan.len(b));
+            if batch.ncols() != len {
+                batch = DMatrix::zeros(d, len);
+            }
+            for (j, &c) in idx[start..start + len].iter().enumerate() {
+                batch.set_column(j, &train.column(c));
+            }
+            grad.iter_mut().for_each(|g| *g = T::zero());
+            let result = model.mean_log_prob_and_grad(&batch, &mut grad);
+            let failure = match &result {
+                Err(e) => Some(e.to_string()),
+                Ok(v) if !v.is_finite() => Some(format!("the loss is {}", describe(-v.to_f64()))),
+                Ok(v) if grad.iter().any(|g| !g.is_finite()) => Some(format!(
+                    "a gradient is not finite (the loss was {})",
+                    fmt_nll(-v.to_f64())
+                )),
+                Ok(_) => None,
+            };
+            if let Some(what) = failure {
+                let last = have_last_good.then_some(last_good.as_slice());
+                let holds = keep_good_parameters(
+                    model,
+                    &train,
+                    valid.is_some(),
+                    &report,
+                    best_valid,
+                    &best,
+                    last,
+                );
+                return Err(Error::Training {
+                    epoch,
+                    batch: b + 1,
+                    reason: format!("{what}; {holds}"),
+                });
+            }
+            let loss = -result.map_or(0.0, |v| v.to_f64());
+            seen += len;
+            mean_loss += (loss - mean_loss) * (len as f64 / seen as f64);
+            mean_loss = mean_loss.clamp(-f64::MAX, f64::MAX);
+            // Ascend the log-likelihood: descend on −grad.
+            grad.iter_mut().for_each(|g| *g = -*g);
+            if let Some(c) = options.clip_norm {
+                clip_grad_norm(&mut grad, c);
+            }
+            model.copy_params_into(&mut params);
+            last_good.clear();
+            last_good.extend_from_slice(&params);
+            have_last_good = true;
+            let lr = options.learning_rate * options.schedule.factor(report.steps);
+            adam.step(&mut params, &grad, lr);
+            model.load_params(&params);
+            report.steps = report.steps.saturating_add(1);
+            let go_on = observer(&FitEvent::Step {
+                epoch,
+                batch: b + 1,
+                batches: plan.batches,
+                loss,
+            });
+            if !go_on {
+                report.interrupted = true;
+                break 'epochs;
+            }
+            if options.max_steps.is_some_and(|m| report.steps >= m) {
+                break;
+            }
+        }
+        let mut record = EpochRecord {
+            epoch,
+            train_nll: mean_loss,
+            valid_nll: None,
+        };
+        if let Some(v) = &valid {
+            let nll = evaluate_nll(model, &train, v);
+            record.valid_nll = Some(nll);
+            if nll < best_valid {
+                best_valid = nll;
+                since_best = 0;
+                report.best_epoch = epoch;
+                model.copy_params_into(&mut best);
+            } else {
+                since_best += 1;
+            }
+        } else {
+            report.best_epoch = epoch;
+        }
+        if !warned && let Some(w) = divergence_warning(&report.history, &record) {
+            report.warnings.push(w);
+            warned = true;
+        }
+        report.history.push(record);
+        if let Some(path) = &options.checkpoint {
+            let saved = model.save_state().ok_or_else(|| Error::Unsupported {
+                context: "fit".into(),
+                reason: "checkpoints need a model that can save itself (a FlowModel)".into(),
+            })?;
+            // Checkpoints store the model in evaluation form; training resumes
+            // in training mode.
+            // The first write of this run only replaces a file if asked.
+            let replace = options.overwrite_checkpoint || report.history.len() > first_written;
+            Checkpoint::new(saved, &adam, &best, best_valid, since_best, &report)
+                .write(path, replace)?;
+        }
+        if !observer(&FitEvent::Epoch(record)) {
+            report.interrupted = true;
+            break;
+        }
+        if options.patience.is_some_and(|pat| since_best >= pat) {
+            report.stopped_early = true;
+            break;
+        }
+    }
+    if valid.is_some() && report.best_epoch > 0 && best_valid.is_finite() {
+        model.load_params(&best);
+        report.best_valid_nll = Some(best_valid);
+    }
+    model.prepare_with_data(&train, DataStage::Finalize);
+    model.set_training(false);
+    Ok(report)
+}
+
+/// The options' numbers: a positive batch size, a finite positive learning
+/// rate, a finite non-negative weight decay, a finite positive clipping norm.
+fn check_options<T: Real>(options: &FitOptions<T>) -> Result<(), Error> {
+    use crate::error::check::invalid;
+    if options.batch_size == 0 {
+        return Err(invalid("fit", "batch_size", "at least 1", 0));
+    }
     if !(options.learning_rate.is_finite() && options.learning_rate > 0.0) {
-        return Err(crate::error::check::invalid(
+        return Err(invalid(
             "fit",
             "learning_rate",
             "finite and positive",
             options.learning_rate,
         ));
     }
-    let mut rng = StdRng::seed_from_u64(options.seed);
-    // Split off validation data.
-    let (train, valid) = match &options.validation {
+    if !(options.weight_decay.is_finite() && options.weight_decay >= 0.0) {
+        return Err(invalid(
+            "fit",
+            "weight_decay",
+            "finite and non-negative",
+            options.weight_decay,
+        ));
+    }
+    if let Some(c) = options.clip_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        return Err(invalid("fit", "clip_norm", "finite and positive", c));
+    }
+    Ok(())
+}
+
+/// The training data and the validation data of a run.
+type Split<T> = (DMatrix<T>, Option<DMatrix<T>>);
+
+/// Splits off the validation data of `options.validation`.
+fn split_validation<T: Real>(
+    data: &DMatrix<T>,
+    options: &FitOptions<T>,
+    d: usize,
+    rng: &mut StdRng,
+) -> Result<Split<T>, Error> {
+    Ok(match &options.validation {
         Validation::None => (data.clone(), None),
         Validation::Data(v) => {
             check_data("validation data", v, d)?;
@@ -210,261 +494,40 @@ pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
                 ));
             }
             let mut idx: Vec<usize> = (0..n).collect();
-            shuffle(&mut idx, &mut rng);
+            shuffle(&mut idx, rng);
             let pick = |ids: &[usize]| DMatrix::from_fn(d, ids.len(), |i, j| data[(i, ids[j])]);
             (pick(&idx[m..]), Some(pick(&idx[..m])))
         }
-    };
-    if options.patience.is_some() && valid.is_none() {
-        return Err(crate::error::check::invalid(
-            "fit",
-            "patience",
-            "validation data (early stopping compares validation NLL)",
-            "no validation data",
-        ));
-    }
+    })
+}
 
-    let n = train.ncols();
-    let p = model.num_params();
-    let mut grad = vec![T::zero(); p];
-    let mut params = Vec::with_capacity(p);
-    let mut last_good = Vec::with_capacity(p);
-    let mut best = Vec::with_capacity(p);
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut batch = DMatrix::<T>::zeros(d, options.batch_size.min(n));
-    let mut adam = Adam::new(options.learning_rate);
-    adam.weight_decay = options.weight_decay;
-    let batches = n.div_ceil(options.batch_size);
+/// How an epoch's `n` samples are cut into batches of `size`: a final batch
+/// smaller than `min` is merged into the one before it.
+struct BatchPlan {
+    n: usize,
+    size: usize,
+    batches: usize,
+}
 
-    if options.standardize {
-        model.standardize_from(&train)?;
-    }
-    model.prepare_with_data(&train, DataStage::Initialize);
-    model.set_training(true);
-    model.copy_params_into(&mut best);
-    let mut report = FitReport {
-        epochs_run: 0,
-        best_epoch: 0,
-        best_valid_nll: None,
-        history: Vec::new(),
-        steps: 0,
-        stopped_early: false,
-        interrupted: false,
-    };
-    let mut best_valid = f64::INFINITY;
-    let mut since_best = 0usize;
-    let mut first_epoch = 1;
-    if let Some(path) = &options.resume {
-        let ck = Checkpoint::read(path)?;
-        if ck.num_params != p {
-            return Err(Error::Format {
-                location: path.display().to_string(),
-                reason: format!(
-                    "the checkpoint's model has {} parameters, this model has {p}",
-                    ck.num_params
-                ),
-            });
-        }
-        model.restore_state(&ck.model).map_err(|e| Error::Format {
-            location: format!("{}, field `model`", path.display()),
-            reason: e.to_string(),
-        })?;
-        model.set_training(true);
-        adam = ck.adam;
-        best = ck.best_params.iter().map(|v| T::lit(*v)).collect();
-        best_valid = ck.best_valid.unwrap_or(f64::INFINITY);
-        since_best = ck.since_best;
-        report = ck.report;
-        first_epoch = report.epochs_run + 1;
-    }
-    'epochs: for epoch in first_epoch..=options.epochs {
-        // Each epoch's order depends only on the seed and the epoch, so a
-        // resumed run shuffles exactly like an uninterrupted one.
-        let mut epoch_rng = StdRng::seed_from_u64(
-            options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        idx.iter_mut().enumerate().for_each(|(i, v)| *v = i);
-        shuffle(&mut idx, &mut epoch_rng);
-        report.epochs_run = epoch;
-        let mut total = 0.0;
-        for b in 0..batches {
-            let start = b * options.batch_size;
-            let len = options.batch_size.min(n - start);
-            if batch.ncols() != len {
-                batch = DMatrix::zeros(d, len);
-            }
-            for (j, &c) in idx[start..start + len].iter().enumerate() {
-                batch.set_column(j, &train.column(c));
-            }
-            grad.iter_mut().for_each(|g| *g = T::zero());
-            let result = model.mean_log_prob_and_grad(&batch, &mut grad);
-            let bad = |reason: String| Error::Training {
-                epoch,
-                batch: b + 1,
-                reason,
-            };
-            let mean_lp = match result {
-                Ok(v) => v,
-                Err(e) => {
-                    restore(model, &last_good);
-                    return Err(bad(e.to_string()));
-                }
-            };
-            if !mean_lp.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-                restore(model, &last_good);
-                let what = if mean_lp.is_finite() {
-                    "a gradient"
-                } else {
-                    "the loss"
-                };
-                return Err(bad(format!(
-                    "{what} is not finite (loss {}); the model holds its last parameters with a finite loss",
-                    -mean_lp.to_f64()
-                )));
-            }
-            let loss = -mean_lp.to_f64();
-            total += loss * len as f64;
-            // Ascend the log-likelihood: descend on −grad.
-            grad.iter_mut().for_each(|g| *g = -*g);
-            if let Some(c) = options.clip_norm {
-                clip_grad_norm(&mut grad, c);
-            }
-            model.copy_params_into(&mut params);
-            last_good.clear();
-            last_good.extend_from_slice(&params);
-            let lr = options.learning_rate * options.schedule.factor(report.steps);
-            adam.step(&mut params, &grad, lr);
-            model.load_params(&params);
-            report.steps += 1;
-            let go_on = observer(&FitEvent::Step {
-                epoch,
-                batch: b + 1,
-                batches,
-                loss,
-            });
-            if !go_on {
-                report.interrupted = true;
-                break 'epochs;
-            }
-            if options.max_steps.is_some_and(|m| report.steps >= m) {
-                break;
-            }
-        }
-        let mut record = EpochRecord {
-            epoch,
-            train_nll: total / n as f64,
-            valid_nll: None,
-        };
-        if let Some(v) = &valid {
-            let nll = evaluate_nll(model, &train, v);
-            record.valid_nll = Some(nll);
-            if nll < best_valid {
-                best_valid = nll;
-                since_best = 0;
-                report.best_epoch = epoch;
-                model.copy_params_into(&mut best);
-            } else {
-                since_best += 1;
-            }
+impl BatchPlan {
+    fn new(n: usize, size: usize, min: usize) -> Self {
+        let (full, rem) = (n / size, n % size);
+        let batches = if rem == 0 || (rem < min && full >= 1) {
+            full
         } else {
-            report.best_epoch = epoch;
-        }
-        report.history.push(record);
-        if let Some(path) = &options.checkpoint {
-            let ck = Checkpoint {
-                format: CHECKPOINT_FORMAT.into(),
-                version: CHECKPOINT_VERSION,
-                num_params: p,
-                model: model.save_state().ok_or_else(|| Error::Unsupported {
-                    context: "fit".into(),
-                    reason: "checkpoints need a model that can save itself (a FlowModel)".into(),
-                })?,
-                adam: adam.clone(),
-                best_params: best.iter().map(|v| v.to_f64()).collect(),
-                best_valid: best_valid.is_finite().then_some(best_valid),
-                since_best,
-                report: report.clone(),
-            };
-            // Checkpoints store the model in evaluation form; training resumes
-            // in training mode.
-            super::write_atomically(
-                path,
-                serde_json::to_string(&ck)
-                    .expect("a checkpoint serialises")
-                    .as_bytes(),
-            )?;
-        }
-        if !observer(&FitEvent::Epoch(record)) {
-            report.interrupted = true;
-            break;
-        }
-        if options.patience.is_some_and(|pat| since_best >= pat) {
-            report.stopped_early = true;
-            break;
-        }
-        if options.max_steps.is_some_and(|m| report.steps >= m) {
-            break;
-        }
-    }
-    if valid.is_some() && report.best_epoch > 0 {
-        model.load_params(&best);
-        report.best_valid_nll = Some(best_valid);
-    }
-    model.prepare_with_data(&train, DataStage::Finalize);
-    model.set_training(false);
-    Ok(report)
-}
-
-const CHECKPOINT_FORMAT: &str = "normflow-checkpoint";
-const CHECKPOINT_VERSION: u32 = 1;
-
-/// A fitting run saved after an epoch.
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    format: String,
-    version: u32,
-    num_params: usize,
-    /// The model's own saved form (for a `FlowModel`, its JSON).
-    model: String,
-    adam: Adam,
-    best_params: Vec<f64>,
-    best_valid: Option<f64>,
-    since_best: usize,
-    report: FitReport,
-}
-
-impl Checkpoint {
-    fn read(path: &std::path::Path) -> Result<Checkpoint, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let fmt = |reason: String| Error::Format {
-            location: path.display().to_string(),
-            reason,
+            full + 1
         };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            fmt(if e.is_eof() {
-                format!("the checkpoint is truncated ({e})")
-            } else {
-                format!("not valid JSON: {e}")
-            })
-        })?;
-        if value.get("format").and_then(|v| v.as_str()) != Some(CHECKPOINT_FORMAT) {
-            return Err(fmt(format!(
-                "expected \"{CHECKPOINT_FORMAT}\"; this is not a normflow checkpoint"
-            )));
+        Self { n, size, batches }
+    }
+    fn start(&self, b: usize) -> usize {
+        b * self.size
+    }
+    fn len(&self, b: usize) -> usize {
+        if b + 1 >= self.batches {
+            self.n - self.start(b.min(self.batches.saturating_sub(1)))
+        } else {
+            self.size
         }
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v <= CHECKPOINT_VERSION as u64 => {}
-            Some(v) => {
-                return Err(fmt(format!(
-                    "checkpoint format version {v} is newer than this build's {CHECKPOINT_VERSION}"
-                )));
-            }
-            None => return Err(fmt("the checkpoint has no version".into())),
-        }
-        serde_json::from_value(value).map_err(|e| fmt(format!("malformed checkpoint: {e}")))
     }
 }
 
@@ -485,13 +548,6 @@ fn evaluate_nll<T: Real, M: TrainableDensity<T>>(
     } else {
         f64::INFINITY
     }
-}
-
-fn restore<T: Real, M: TrainableDensity<T>>(model: &mut M, last_good: &[T]) {
-    if last_good.len() == model.num_params() {
-        model.load_params(last_good);
-    }
-    model.set_training(false);
 }
 
 /// Fisher–Yates shuffle.

@@ -21,13 +21,17 @@
 //! # Ok::<(), normflow::Error>(())
 //! ```
 
+mod checkpoint;
 mod conditional;
 mod conditional_model;
 mod density;
+mod divergence;
 mod fit;
 mod model;
+mod model_file;
 mod optimizer;
 pub mod targets;
+mod validate;
 mod variational;
 
 pub use conditional::{

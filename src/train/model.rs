@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainableDensity;
 use super::density::mean_log_prob_and_grad;
+use super::model_file;
+use super::validate::{self, Loc};
 use crate::bijector::{Bijector, DataStage, Differentiable};
 use crate::distribution::{Distribution, StandardNormal};
+use crate::error::clip;
 use crate::spec::{Flow, FlowSpec};
 use crate::{Error, Real};
 
@@ -65,23 +68,19 @@ pub struct FlowModel<T: Real> {
     standardization: Option<Standardization>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The saved form (written by [`FlowModel::to_json`]; read field by field,
+/// with checks, by [`FlowModel::from_json`]).
+#[derive(Serialize)]
 struct ModelFile {
     format: String,
     version: u32,
-    spec: FlowSpecText,
+    spec: String,
     dim: usize,
     seed: u64,
     standardization: Option<Standardization>,
     params: Vec<f64>,
     state: Vec<f64>,
 }
-
-/// The spec as text in the file (parsed separately, to report its errors
-/// with the file's context).
-#[derive(Serialize, Deserialize)]
-#[serde(transparent)]
-struct FlowSpecText(String);
 
 const FORMAT_NAME: &str = "normflow-model";
 
@@ -101,18 +100,18 @@ impl<T: Real> FlowModel<T> {
 
     /// Sets the standardisation to the per-dimension mean and standard
     /// deviation of `data` (`D × n`); a dimension with zero spread gets 1.
+    ///
+    /// The statistics are computed on each dimension scaled by its largest
+    /// magnitude, so they cannot overflow for any finite data; a dimension
+    /// whose standard deviation is still not a finite positive number in the
+    /// model's precision is an error naming it.
     pub fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
         super::fit::check_data("data", data, self.dim())?;
-        let n = data.ncols() as f64;
-        let mut mean = Vec::with_capacity(self.dim());
-        let mut std = Vec::with_capacity(self.dim());
-        for row in data.row_iter() {
-            let m = row.iter().map(|v| v.to_f64()).sum::<f64>() / n;
-            let v = row.iter().map(|x| (x.to_f64() - m).powi(2)).sum::<f64>() / n;
-            mean.push(m);
-            std.push(if v > 0.0 { v.sqrt() } else { 1.0 });
-        }
-        self.standardization = Some(Standardization { mean, std });
+        self.standardization = Some(standardization_of(
+            data,
+            "FlowModel::standardize_from",
+            "data",
+        )?);
         Ok(())
     }
 
@@ -137,12 +136,15 @@ impl<T: Real> FlowModel<T> {
     }
 
     fn to_flow_space(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        match &self.standardization {
-            None => x.clone(),
-            Some(s) => DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
-                (x[(i, j)] - T::lit(s.mean[i])) / T::lit(s.std[i])
-            }),
-        }
+        apply_standardization(&self.standardization, x)
+    }
+
+    /// Whether a layer couples the samples of a batch (batch normalisation).
+    fn has_batch_norm(&self) -> bool {
+        self.flow
+            .layers()
+            .iter()
+            .any(|l| matches!(l, crate::spec::FlowLayer::BatchNorm(_)))
     }
 
     /// Column blocks to split a batch of `n` into for evaluation on several
@@ -175,7 +177,7 @@ impl<T: Real> FlowModel<T> {
         let file = ModelFile {
             format: FORMAT_NAME.into(),
             version: MODEL_FORMAT_VERSION,
-            spec: FlowSpecText(self.flow.spec().to_string()),
+            spec: self.flow.spec().to_string(),
             dim: self.dim(),
             seed: self.seed,
             standardization: self.standardization.clone(),
@@ -195,124 +197,55 @@ impl<T: Real> FlowModel<T> {
         serde_json::to_string_pretty(&file).expect("a model serialises")
     }
 
-    /// Reads a model from JSON text. Malformed or truncated text, another
-    /// format, a newer version, an invalid spec, or parameters or state whose
-    /// count does not match the spec are [`Error::Format`].
+    /// Reads a model from JSON text, checking every field: malformed or
+    /// truncated text, another format, a newer version, an invalid spec, a
+    /// dimension of 0 or one the spec cannot be built for, a standardisation
+    /// of the wrong length or with a non-finite mean or a non-positive
+    /// standard deviation, parameters or state whose count does not match the
+    /// spec, a non-finite parameter or state value, or a batch-normalisation
+    /// layer with a negative running variance are [`Error::Format`] naming the
+    /// field.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        Self::from_json_at(text, "model")
+        Self::from_json_in(text, &Loc::new("model"))
     }
 
-    fn from_json_at(text: &str, location: &str) -> Result<Self, Error> {
-        let fmt = |field: &str, reason: String| Error::Format {
-            location: if field.is_empty() {
-                location.to_string()
-            } else {
-                format!("{location}, field `{field}`")
-            },
-            reason,
-        };
-        // Check the header first, so that a newer version is reported as such
-        // even when its fields differ.
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            fmt(
-                "",
-                if e.is_eof() {
-                    format!("the file is truncated ({e})")
-                } else {
-                    format!("not valid JSON: {e}")
-                },
-            )
-        })?;
-        if value.get("format").and_then(|v| v.as_str()) == Some("normflow-conditional-model") {
-            return Err(fmt(
-                "format",
-                "this is a conditional model (it needs a context); load it as a ConditionalFlowModel"
-                    .into(),
-            ));
-        }
-        if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
-            return Err(fmt(
-                "format",
-                format!("expected \"{FORMAT_NAME}\"; this is not a normflow model file"),
-            ));
-        }
-        let version = value
-            .get("version")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| fmt("version", "missing or not an integer".into()))?;
-        if version > MODEL_FORMAT_VERSION as u64 {
-            return Err(fmt(
-                "version",
-                format!(
-                    "the file has format version {version}, newer than this build's {MODEL_FORMAT_VERSION}; upgrade normflow to read it"
-                ),
-            ));
-        }
+    fn from_json_in(text: &str, loc: &Loc) -> Result<Self, Error> {
+        let mut obj = validate::parse_object(text, loc, "file")?;
+        validate::check_format(
+            &obj,
+            loc,
+            FORMAT_NAME,
+            &[(
+                "normflow-conditional-model",
+                "this is a conditional model (it needs a context); load it as a ConditionalFlowModel",
+            )],
+            "normflow model file",
+        )?;
+        let version = validate::version(&obj, loc, MODEL_FORMAT_VERSION)?;
         if version < MODEL_FORMAT_VERSION as u64 {
-            return Err(fmt(
+            return Err(loc.err(
                 "version",
                 format!(
                     "the file has format version {version}, whose affine layers applied their scales in the sampling direction; this build ({MODEL_FORMAT_VERSION}) applies them in the density direction, so the saved parameters would give a different model: refit it"
                 ),
             ));
         }
-        let file: ModelFile = serde_json::from_value(value)
-            .map_err(|e| fmt("", format!("malformed model file: {e}")))?;
-        let spec = FlowSpec::parse(&file.spec.0)
-            .map_err(|e| fmt("spec", format!("invalid flow spec:\n{e}")))?;
-        let mut model =
-            Self::new(&spec, file.dim, file.seed).map_err(|e| fmt("spec", e.to_string()))?;
-        if let Some(s) = &file.standardization {
-            if s.mean.len() != file.dim || s.std.len() != file.dim {
-                return Err(fmt(
-                    "standardization",
-                    format!("expected {} means and standard deviations", file.dim),
-                ));
-            }
-            if s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
-                || s.mean.iter().any(|v| !v.is_finite())
-            {
-                return Err(fmt(
-                    "standardization",
-                    "standard deviations must be finite and positive, means finite".into(),
-                ));
-            }
-        }
-        model.standardization = file.standardization;
-        let n = model.flow.num_params();
-        if file.params.len() != n {
-            return Err(fmt(
-                "params",
-                format!(
-                    "the spec `{spec}` in {} dimensions has {n} parameters, the file has {}",
-                    file.dim,
-                    file.params.len()
-                ),
-            ));
-        }
-        if file.params.iter().any(|v| !v.is_finite()) {
-            return Err(fmt("params", "every parameter must be finite".into()));
-        }
-        let params: Vec<T> = file.params.iter().map(|v| T::lit(*v)).collect();
-        model.flow.set_params(&params)?;
-        let mut expected_state = 0;
-        model.flow.visit_state(&mut |s| expected_state += s.len());
-        if file.state.len() != expected_state {
-            return Err(fmt(
-                "state",
-                format!(
-                    "expected {expected_state} values of layer state, the file has {}",
-                    file.state.len()
-                ),
-            ));
-        }
-        let mut off = 0;
-        model.flow.visit_state_mut(&mut |s| {
-            for (dst, src) in s.iter_mut().zip(&file.state[off..]) {
-                *dst = T::lit(*src);
-            }
-            off += s.len();
-        });
+        let c = model_file::read_common::<T>(&mut obj, loc)?;
+        model_file::check_flow_size::<T>(&c, 0, true, loc)?;
+        let dims = model_file::describe_dims(c.dim, 0);
+        let mut model = Self::new(&c.spec, c.dim, c.seed)
+            .map_err(|e| model_file::build_error(loc, &c.spec_text, &dims, e))?;
+        model.standardization = c.standardization;
+        let params =
+            validate::params::<T>(&c.params, model.flow.num_params(), loc, "params", || {
+                format!("the spec `{}` in {dims}", clip(&c.spec_text))
+            })?;
+        model
+            .flow
+            .set_params(&params)
+            .map_err(|e| loc.err("params", e.to_string()))?;
+        let state = validate::state::<T>(&validate::flow_state_layout(&model.flow), &c.state, loc)?;
+        validate::install_state(&state, |f| model.flow.visit_state_mut(f));
         Ok(model)
     }
 
@@ -330,12 +263,114 @@ impl<T: Real> FlowModel<T> {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Self::from_json_at(&text, &path.display().to_string())
+        Self::from_json_in(&text, &Loc::new(path.display().to_string()))
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Per-dimension mean and standard deviation of the rows of `m` (`D × n`,
+/// finite, `n ≥ 1`), computed on each row scaled by its largest magnitude so
+/// that nothing overflows; a row with zero spread gets standard deviation 1.
+/// A standard deviation or mean that is not finite (or a deviation not
+/// positive) in the precision `T` is an error naming the row (`what` names
+/// the data, `context` the caller).
+pub(crate) fn standardization_of<T: Real>(
+    m: &DMatrix<T>,
+    context: &str,
+    what: &str,
+) -> Result<Standardization, Error> {
+    let n = m.ncols() as f64;
+    let mut mean = Vec::with_capacity(m.nrows());
+    let mut std = Vec::with_capacity(m.nrows());
+    for (i, row) in m.row_iter().enumerate() {
+        let scale = row.iter().fold(0.0_f64, |a, v| a.max(v.to_f64().abs()));
+        let (mu, sd) = if scale == 0.0 {
+            (0.0, 1.0)
+        } else {
+            let y_mean = row.iter().map(|v| v.to_f64() / scale).sum::<f64>() / n;
+            let y_var = row
+                .iter()
+                .map(|v| (v.to_f64() / scale - y_mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let sd = if y_var > 0.0 {
+                y_var.sqrt() * scale
+            } else {
+                1.0
+            };
+            (y_mean * scale, sd)
+        };
+        let ok_mean = validate::finite_in::<T>(mu).is_some();
+        let ok_std = validate::finite_in::<T>(sd).is_some_and(|s| s > T::zero());
+        if !(ok_mean && ok_std) {
+            return Err(crate::error::check::invalid(
+                context,
+                &format!("{what}, dimension {i}"),
+                "data whose mean and standard deviation are finite, the deviation positive, in the model's precision",
+                format!(
+                    "mean {}, standard deviation {}",
+                    validate::num(mu),
+                    validate::num(sd)
+                ),
+            ));
+        }
+        mean.push(mu);
+        std.push(sd);
+    }
+    Ok(Standardization { mean, std })
+}
+
+/// `(x − mean)/std` per row, or `x` itself without a standardisation. An
+/// entry whose difference overflows is computed as `x/std − mean/std`.
+pub(crate) fn apply_standardization<T: Real>(
+    s: &Option<Standardization>,
+    x: &DMatrix<T>,
+) -> DMatrix<T> {
+    match s {
+        None => x.clone(),
+        Some(s) => DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+            let (m, sd) = (T::lit(s.mean[i]), T::lit(s.std[i]));
+            let y = (x[(i, j)] - m) / sd;
+            if y.is_finite() {
+                y
+            } else {
+                x[(i, j)] / sd - m / sd
+            }
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file (synced to disk) and a
+/// rename, replacing `path` if it exists. On error the temporary file is
+/// removed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_through_temp(path, bytes, |tmp| std::fs::rename(tmp, path))
+}
+
+/// Like [`write_atomically`] but never replaces a file: if `path` exists
+/// (even if it appeared while the bytes were written) it is kept and the
+/// write is an error.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_through_temp(path, bytes, |tmp| {
+        // A hard link fails if the name is taken, atomically.
+        std::fs::hard_link(tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                std::io::Error::new(e.kind(), "the file already exists and is not replaced")
+            } else {
+                e
+            }
+        })?;
+        std::fs::remove_file(tmp)
+    })
+}
+
+fn write_through_temp(
+    path: &Path,
+    bytes: &[u8],
+    commit: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
@@ -348,12 +383,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| commit(&tmp));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    }
+    written.map_err(io)
 }
 
 impl<T: Real> Distribution<T> for FlowModel<T> {
@@ -405,21 +449,28 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
         Some(self.to_json())
     }
     fn restore_state(&mut self, saved: &str) -> Result<(), Error> {
-        let loaded = FlowModel::from_json(saved)?;
+        self.restore_checkpoint_state(saved, "checkpoint")
+    }
+    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
+        let loc = Loc::nested(checkpoint, "model");
+        let loaded = FlowModel::from_json_in(saved, &loc)?;
         if loaded.spec() != self.spec() || loaded.dim() != self.dim() {
-            return Err(Error::Format {
-                location: "checkpoint".into(),
-                reason: format!(
+            return Err(loc.err(
+                "",
+                format!(
                     "the checkpoint holds a model of `{}` in {} dimensions, not `{}` in {}",
-                    loaded.spec(),
+                    clip(&loaded.spec().to_string()),
                     loaded.dim(),
-                    self.spec(),
+                    clip(&self.spec().to_string()),
                     self.dim()
                 ),
-            });
+            ));
         }
         *self = loaded;
         Ok(())
+    }
+    fn min_batch_size(&self) -> usize {
+        if self.has_batch_norm() { 2 } else { 1 }
     }
     fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
         FlowModel::standardize_from(self, data)

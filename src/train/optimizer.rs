@@ -57,6 +57,84 @@ impl Adam {
     pub fn steps(&self) -> u64 {
         self.t
     }
+
+    /// Checks a state read from a file for `num_params` parameters after
+    /// `steps` steps: hyperparameters in range (`0 ≤ β < 1`, `ε > 0`, a finite
+    /// positive learning rate, a finite non-negative weight decay), the step
+    /// counter equal to `steps`, the moments of length `num_params` (or empty
+    /// before the first step), finite, and second moments `≥ 0`. The error
+    /// names the field (`"v[3]"`) and says what is wrong.
+    pub(crate) fn check(&self, num_params: usize, steps: u64) -> Result<(), (String, String)> {
+        use super::validate::num;
+        let bad = |field: &str, reason: String| Err((field.to_string(), reason));
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(b.is_finite() && (0.0..1.0).contains(&b)) {
+                return bad(name, format!("is {}, expected a number in [0, 1)", num(b)));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(
+                "eps",
+                format!("is {}, expected a finite positive number", num(self.eps)),
+            );
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(
+                "learning_rate",
+                format!(
+                    "is {}, expected a finite positive number",
+                    num(self.learning_rate)
+                ),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                format!(
+                    "is {}, expected a finite number ≥ 0",
+                    num(self.weight_decay)
+                ),
+            );
+        }
+        if self.t != steps {
+            return bad(
+                "t",
+                format!(
+                    "the optimiser has taken {} steps, but the report says {steps}",
+                    self.t
+                ),
+            );
+        }
+        for (name, v) in [("m", &self.m), ("v", &self.v)] {
+            let fresh = self.t == 0 && v.is_empty();
+            if v.len() != num_params && !fresh {
+                return bad(
+                    name,
+                    format!(
+                        "has {} entries, expected {num_params} (one per parameter)",
+                        v.len()
+                    ),
+                );
+            }
+        }
+        for (i, x) in self.m.iter().enumerate() {
+            if !x.is_finite() {
+                return bad(
+                    &format!("m[{i}]"),
+                    format!("is {}, expected a finite number", num(*x)),
+                );
+            }
+        }
+        for (i, x) in self.v.iter().enumerate() {
+            if !(x.is_finite() && *x >= 0.0) {
+                return bad(
+                    &format!("v[{i}]"),
+                    format!("is {}, expected a finite number ≥ 0", num(*x)),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Stochastic gradient descent with (heavy-ball) momentum:
@@ -107,7 +185,7 @@ impl Optimizer for Adam {
             self.v = vec![0.0; params.len()];
             self.t = 0;
         }
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
         let b1t = 1.0 - self.beta1.powi(self.t.min(i32::MAX as u64) as i32);
         let b2t = 1.0 - self.beta2.powi(self.t.min(i32::MAX as u64) as i32);
         let (beta1, beta2, wd) = (self.beta1, self.beta2, self.weight_decay);

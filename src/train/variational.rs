@@ -175,6 +175,22 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
             0,
         ));
     }
+    if !(options.learning_rate.is_finite() && options.learning_rate > 0.0) {
+        return Err(crate::error::check::invalid(
+            "fit_variational",
+            "learning_rate",
+            "finite and positive",
+            options.learning_rate,
+        ));
+    }
+    if let Some(c) = options.clip_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        return Err(crate::error::check::invalid(
+            "fit_variational",
+            "clip_norm",
+            "finite and positive",
+            c,
+        ));
+    }
     let mut rng = StdRng::seed_from_u64(options.seed);
     let p = q.bijector().num_params();
     let mut grad = vec![T::zero(); p];
@@ -182,7 +198,8 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
     let mut last_good: Vec<T> = Vec::with_capacity(p);
     let mut adam = Adam::new(options.learning_rate);
     let mut report = VariationalReport {
-        elbo_history: Vec::with_capacity(options.steps as usize),
+        // The history grows with the steps taken; `steps` itself may be huge.
+        elbo_history: Vec::with_capacity(options.steps.min(1 << 16) as usize),
         steps: 0,
         interrupted: false,
     };
@@ -200,10 +217,11 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
                     batch: 0,
                     reason: match other {
                         Err(e) => e.to_string(),
-                        Ok(e) => format!(
-                            "the ELBO ({}) or a gradient is not finite; the flow holds its last parameters with a finite ELBO",
+                        Ok(e) if e.is_finite() => format!(
+                            "a gradient is not finite (the ELBO was {}); the flow holds its last parameters with a finite ELBO",
                             e.to_f64()
                         ),
+                        Ok(_) => "the ELBO is not finite; the flow holds its last parameters with a finite ELBO".to_string(),
                     },
                 });
             }
