@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::Dtype;
+use crate::outln;
 
 /// The operation to time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,6 +71,9 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The most timed (or warm-up) calls one run makes.
+pub const MAX_CALLS: usize = 1_000_000;
+
 /// Runs the benchmark and prints its result.
 pub fn run(args: &BenchArgs) -> crate::Result<()> {
     let spec = FlowSpec::parse(&args.flow).map_err(|e| format!("invalid --flow:\n{e}"))?;
@@ -80,6 +84,11 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
     ] {
         if v == 0 {
             return Err(format!("{name} must be at least 1"));
+        }
+    }
+    for (name, v) in [("--repeat", args.repeat), ("--warmup", args.warmup)] {
+        if v > MAX_CALLS {
+            return Err(format!("{name} {v} is over the limit of {MAX_CALLS} calls"));
         }
     }
     let (times, flops) = match args.dtype {
@@ -93,7 +102,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         Dtype::F64 => "f64",
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "op": args.op.name(),
@@ -112,7 +121,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             })
         );
     } else {
-        println!(
+        outln!(
             "{} of `{spec}`, D = {}, batch {}, {dtype}: median {} (min {}, max {}) over {} calls, {} samples/s",
             args.op.name(),
             args.dim,
@@ -124,7 +133,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             rate(per_s),
         );
         if let Some(f) = flops {
-            println!("{:.2} GFLOP/s", f / stats.median / 1e9);
+            outln!("{:.2} GFLOP/s", f / stats.median / 1e9);
         }
     }
     Ok(())
@@ -134,6 +143,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
 /// the timed ones in seconds (and, for `gemm`, the floating-point operations
 /// of one call).
 fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, Option<f64>)> {
+    crate::models::check_training_memory(spec, args.dim, 0, args.batch, std::mem::size_of::<T>())?;
     let mut model = FlowModel::<T>::new(spec, args.dim, args.seed).map_err(|e| e.to_string())?;
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5EED);
     let x = DMatrix::from_fn(args.dim, args.batch, |_, _| {

@@ -7,8 +7,19 @@ use normflow::testing::{check_bijector, check_gradients_with};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::outln;
+
+/// The largest dimension `check` takes: its numerical Jacobians are
+/// `D × D` per test point, and their cost grows as `D³`.
+pub const MAX_DIM: usize = 256;
+
 /// `normflow check`: random parameters, random inputs, every property.
 pub fn run(flow: &str, dim: usize, seed: u64) -> crate::Result<()> {
+    if dim > MAX_DIM {
+        return Err(format!(
+            "--dim {dim} is over the limit of {MAX_DIM}: the check differentiates numerically, a {dim} × {dim} Jacobian per test point"
+        ));
+    }
     let spec = FlowSpec::parse(flow).map_err(|e| format!("invalid --flow:\n{e}"))?;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut built = spec
@@ -32,11 +43,11 @@ pub fn run(flow: &str, dim: usize, seed: u64) -> crate::Result<()> {
     // Elementwise maps onto bounded sets need inputs in their domain: the
     // forward direction takes any point, so check at x.
     let mut failed = false;
-    println!(
+    outln!(
         "flow `{spec}` in {dim} dimensions, {} parameters, 16 random points",
         built.num_params()
     );
-    println!("{:<40} {:>12}", "property", "worst error");
+    outln!("{:<40} {:>12}", "property", "worst error");
     match check_bijector(&built, &x) {
         Ok(r) => {
             for (name, v) in [
@@ -52,12 +63,12 @@ pub fn run(flow: &str, dim: usize, seed: u64) -> crate::Result<()> {
                 ),
                 ("fused calls vs separate calls", r.max_fused_error),
             ] {
-                println!("{name:<40} {v:>12.3e}");
+                outln!("{name:<40} {v:>12.3e}");
             }
         }
         Err(f) => {
             failed = true;
-            println!("FAILED: {f}");
+            outln!("FAILED: {f}");
         }
     }
     // Gradients against finite differences at 1e-4 relative: a ReLU
@@ -65,21 +76,23 @@ pub fn run(flow: &str, dim: usize, seed: u64) -> crate::Result<()> {
     // library's own tests use smooth activations at 1e-6).
     match check_gradients_with(&built, &x, 1e-4) {
         Ok(r) => {
-            println!(
+            outln!(
                 "{:<40} {:>12.3e}",
-                "parameter gradients vs differences", r.max_param_error
+                "parameter gradients vs differences",
+                r.max_param_error
             );
-            println!(
+            outln!(
                 "{:<40} {:>12.3e}",
-                "input gradients vs differences", r.max_input_error
+                "input gradients vs differences",
+                r.max_input_error
             );
             for s in &r.skipped {
-                println!("skipped: {s}");
+                outln!("skipped: {s}");
             }
         }
         Err(f) => {
             failed = true;
-            println!("FAILED: {f}");
+            outln!("FAILED: {f}");
         }
     }
     if failed {

@@ -15,7 +15,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::Result;
-use crate::data_io::{read_data, write_data};
+use crate::data_io::read_data;
+use crate::errln;
+use crate::fit::Outcome;
+use crate::output::Output;
 use crate::progress::FitProgress;
 
 /// Where the contexts of a data file come from.
@@ -73,17 +76,6 @@ impl ContextSource {
     }
 }
 
-/// Whether the model file at `path` holds a conditional model.
-pub fn is_conditional(path: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        // Let the model loader report what is wrong with the file.
-        Err(_) => return Ok(false),
-    };
-    Ok(value.get("format").and_then(|v| v.as_str()) == Some("normflow-conditional-model"))
-}
-
 fn load(path: &Path) -> Result<ConditionalFlowModel<f64>> {
     ConditionalFlowModel::<f64>::load(path).map_err(|e| e.to_string())
 }
@@ -114,8 +106,13 @@ fn check_shapes(
     Ok(())
 }
 
-/// `eval` of a conditional model: `log p(x | c)` of every row.
-pub fn eval(model_path: &Path, data: &Path, source: Option<ContextSource>) -> Result<Vec<f64>> {
+/// The model, data and contexts of `eval` of a conditional model, checked
+/// against each other.
+pub fn eval_inputs(
+    model_path: &Path,
+    data: &Path,
+    source: Option<ContextSource>,
+) -> Result<(ConditionalFlowModel<f64>, DMatrix<f64>, DMatrix<f64>)> {
     let model = load(model_path)?;
     let source = source.ok_or_else(|| {
         format!(
@@ -128,26 +125,18 @@ pub fn eval(model_path: &Path, data: &Path, source: Option<ContextSource>) -> Re
     let raw = read_data(data).map_err(|e| e.to_string())?;
     let (x, c) = source.split(raw, data)?;
     check_shapes(&model, &x, &c, data)?;
-    if let Some(k) = c.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "{}: context value {} in row {} is not finite",
-            data.display(),
-            c[(k % c.nrows(), k / c.nrows())],
-            k / c.nrows() + 1
-        ));
-    }
-    Ok(model.log_prob(&x, &c).iter().copied().collect())
+    Ok((model, x, c))
 }
 
 /// `sample` of a conditional model: `per_context` samples for every row of
-/// the context file, context by context.
+/// the context file, context by context, written in chunks of whole
+/// contexts.
 pub fn sample(
     model_path: &Path,
     context: &Path,
     per_context: usize,
     seed: u64,
-    out: &Path,
-    force: bool,
+    out: &Output,
 ) -> Result<()> {
     if per_context == 0 {
         return Err("-n must be at least 1".into());
@@ -162,21 +151,33 @@ pub fn sample(
             model.context_dim()
         ));
     }
-    if c.iter().any(|v| !v.is_finite()) {
-        return Err(format!(
-            "{}: every context value must be finite",
-            context.display()
-        ));
-    }
-    let repeated = DMatrix::from_fn(c.nrows(), c.ncols() * per_context, |i, j| {
-        c[(i, j / per_context)]
-    });
-    let x = model.sample(&repeated, &mut StdRng::seed_from_u64(seed));
-    write_data(out, &x, None, force).map_err(|e| e.to_string())?;
-    eprintln!(
-        "wrote {} samples ({per_context} per context row) to {}",
-        x.ncols(),
-        out.display()
+    let total = c
+        .ncols()
+        .checked_mul(per_context)
+        .filter(|&t| t <= crate::sample::MAX_SAMPLES)
+        .ok_or_else(|| {
+            format!(
+                "{} context rows × {per_context} samples each is over the limit of {} samples per call",
+                c.ncols(),
+                crate::sample::MAX_SAMPLES
+            )
+        })?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let draw = |start: usize, len: usize| {
+        // Sample `start + j` belongs to context row `(start + j) / per_context`.
+        let repeated = DMatrix::from_fn(c.nrows(), len, |i, j| c[(i, (start + j) / per_context)]);
+        model.sample(&repeated, &mut rng)
+    };
+    let chunk = crate::models::chunk_for(
+        model.spec(),
+        model.dim(),
+        model.context_dim(),
+        crate::sample::CHUNK,
+    );
+    crate::sample::write_samples(out, total, model.dim(), draw, chunk)?;
+    errln!(
+        "wrote {total} samples ({per_context} per context row) to {}",
+        out.path().display()
     );
     Ok(())
 }
@@ -201,13 +202,15 @@ pub struct FitJob {
     pub patience: Option<usize>,
     pub standardize: bool,
     pub checkpoint: Option<PathBuf>,
+    /// `--force`: the first checkpoint may replace an existing file.
+    pub overwrite_checkpoint: bool,
     pub resume: Option<PathBuf>,
-    pub out: PathBuf,
+    pub out: Output,
     pub json: bool,
 }
 
 impl FitJob {
-    pub fn run<T: Real>(self) -> Result<()> {
+    pub fn run<T: Real>(self) -> Result<Outcome> {
         let (dim, context_dim) = (self.train.nrows(), self.train_c.nrows());
         let cast = |m: &DMatrix<f64>| m.map(T::lit);
         let validation = match &self.validation {
@@ -224,6 +227,13 @@ impl FitJob {
                 Validation::Data(cast(&stack_context(v, vc)))
             }
         };
+        crate::models::check_training_memory(
+            &self.spec,
+            dim,
+            context_dim,
+            self.batch_size.min(self.train.ncols()),
+            std::mem::size_of::<T>(),
+        )?;
         let mut model = ConditionalFlowModel::<T>::new(&self.spec, dim, context_dim, self.seed)
             .map_err(|e| e.to_string())?;
         let options = FitOptions {
@@ -235,26 +245,26 @@ impl FitJob {
             patience: self.patience,
             standardize: self.standardize,
             checkpoint: self.checkpoint.clone(),
+            overwrite_checkpoint: self.overwrite_checkpoint,
             resume: self.resume.clone(),
             ..Default::default()
         };
         let mut progress = FitProgress::new(self.epochs);
         let start = Instant::now();
-        let report = fit_conditional_with_observer(
+        let result = fit_conditional_with_observer(
             &mut model,
             &cast(&self.train),
             &cast(&self.train_c),
             &options,
             &mut |e| progress.observe(e),
-        )
-        .map_err(|e| e.to_string())?;
-        progress.finish();
-        let wall = start.elapsed().as_secs_f64();
+        );
+        let steps = progress.finish();
         // Saved in f64 whatever the training precision.
-        let saved =
-            ConditionalFlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
-        saved.save(&self.out).map_err(|e| e.to_string())?;
-        crate::fit::print_fit_summary(&report, wall, &self.out, self.json);
-        Ok(())
+        let to_json = || -> Result<String> {
+            Ok(ConditionalFlowModel::<f64>::from_json(&model.to_json())
+                .map_err(|e| e.to_string())?
+                .to_json())
+        };
+        crate::fit::conclude(result, steps, to_json, &self.out, start, self.json)
     }
 }

@@ -5,7 +5,7 @@
 //! (training and validation NLL per epoch) into a folder, and prints the
 //! test log-likelihood.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use nalgebra::DMatrix;
@@ -15,8 +15,11 @@ use normflow::train::{FitOptions, FlowModel, Schedule, Validation, fit_with_obse
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::fit::Outcome;
+use crate::output::Output;
 use crate::plot::{self, Size};
 use crate::progress::FitProgress;
+use crate::{errln, outln};
 
 /// The flow: six rational-quadratic spline couplings (alternating halves).
 pub const SPEC: &str = "spline_coupling(6, hidden = 64, bins = 8)";
@@ -35,7 +38,7 @@ const LEARNING_RATE: f64 = 3e-3;
 const N_SAMPLES: usize = 2_000;
 
 /// Runs the demo into `out`.
-pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<()> {
+pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<Outcome> {
     if epochs == 0 {
         return Err("--epochs must be at least 1".into());
     }
@@ -47,7 +50,7 @@ pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<(
     let test = two_moons(N_TEST, NOISE, &mut rng);
 
     let spec = FlowSpec::parse(SPEC).expect("the demo's spec parses");
-    eprintln!(
+    errln!(
         "fitting `{spec}` to two moons (noise {NOISE}): {N_TRAIN} training, {N_VALID} validation, {N_TEST} test points, {epochs} epochs"
     );
     // f32 trains about 1.4 times faster than f64 here and is as accurate.
@@ -73,6 +76,9 @@ pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<(
     })
     .map_err(|e| e.to_string())?;
     progress.finish();
+    if report.history.is_empty() {
+        return Err("interrupted before the first epoch ended; nothing was written".into());
+    }
     let fit_s = start.elapsed().as_secs_f64();
 
     // Evaluated and saved in f64, like `fit`.
@@ -81,14 +87,14 @@ pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<(
     let (mean, se) = mean_and_se(lp.iter().copied());
     let (truth, _) = mean_and_se(two_moons_log_density(&test, N_TEST, NOISE).into_iter());
 
-    let path = |name: &str| -> PathBuf { out.join(name) };
+    let path = |name: &str| -> crate::Result<Output> { Output::check(&out.join(name), force, &[]) };
     let written = [
-        path("model.json"),
-        path("density.png"),
-        path("samples.png"),
-        path("loss.png"),
+        path("model.json")?,
+        path("density.png")?,
+        path("samples.png")?,
+        path("loss.png")?,
     ];
-    model.save(&written[0]).map_err(|e| e.to_string())?;
+    written[0].write_bytes(model.to_json().as_bytes())?;
     plot::density_png(
         &written[1],
         &model,
@@ -121,24 +127,40 @@ pub fn run(out: &Path, force: bool, seed: u64, epochs: usize) -> crate::Result<(
     )?;
 
     if report.interrupted {
-        println!("stopped by Ctrl-C after {} epochs", report.epochs_run);
+        outln!("stopped by Ctrl-C after {} epochs", report.history.len());
     }
-    println!(
-        "flow `{spec}`, {} epochs ({:.1} s), best validation NLL {:.4} at epoch {}",
-        report.epochs_run,
+    outln!(
+        "flow `{spec}`, {} epochs ({:.1} s){}",
+        report.history.len(),
         fit_s,
-        report.best_valid_nll.unwrap_or(f64::NAN),
-        report.best_epoch
+        report
+            .best_valid_nll
+            .filter(|v| v.is_finite())
+            .map(|v| format!(
+                ", best validation NLL {v:.4} at epoch {}",
+                report.best_epoch
+            ))
+            .unwrap_or_default()
     );
-    println!(
-        "test log-likelihood: {mean:.4} ± {se:.4} nats per point (mean ± standard error, {N_TEST} points); the generating density scores {truth:.4}"
-    );
-    println!("wrote:");
-    for p in &written {
-        println!("  {}", p.display());
+    if lp.iter().all(|v| v.is_finite()) {
+        outln!(
+            "test log-likelihood: {mean:.4} ± {se:.4} nats per point (mean ± standard error, {N_TEST} points); the generating density scores {truth:.4}"
+        );
+    } else {
+        let mut summary = crate::eval::Summary::default();
+        summary.add(lp.as_slice());
+        outln!("test {}", summary.sentence());
     }
-    println!("wall time {:.1} s", start.elapsed().as_secs_f64());
-    Ok(())
+    outln!("wrote:");
+    for p in &written {
+        outln!("  {}", p.path().display());
+    }
+    outln!("wall time {:.1} s", start.elapsed().as_secs_f64());
+    Ok(if report.interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Done
+    })
 }
 
 /// Creates `out` if missing; refuses a non-empty folder without `force`.
@@ -162,9 +184,12 @@ pub fn prepare_folder(out: &Path, force: bool) -> crate::Result<()> {
     }
 }
 
-/// Mean and standard error of the mean.
+/// Mean and standard error of the mean (0 and 0 for no values).
 pub fn mean_and_se(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let v: Vec<f64> = v.collect();
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);

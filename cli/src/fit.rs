@@ -6,10 +6,12 @@ use std::time::Instant;
 use nalgebra::DMatrix;
 use normflow::Real;
 use normflow::prelude::*;
-use normflow::train::{FitOptions, FlowModel, Validation, fit_with_observer};
+use normflow::train::{FitOptions, FitReport, FlowModel, Validation, fit_with_observer};
 
 use crate::Result;
+use crate::output::Output;
 use crate::progress::FitProgress;
+use crate::{errln, outln};
 
 /// `fit` of an unconditional model.
 pub struct FitJob {
@@ -23,13 +25,15 @@ pub struct FitJob {
     pub patience: Option<usize>,
     pub standardize: bool,
     pub checkpoint: Option<PathBuf>,
+    /// `--force`: the first checkpoint may replace an existing file.
+    pub overwrite_checkpoint: bool,
     pub resume: Option<PathBuf>,
-    pub out: PathBuf,
+    pub out: Output,
     pub json: bool,
 }
 
 impl FitJob {
-    pub fn run<T: Real>(self) -> Result<()> {
+    pub fn run<T: Real>(self) -> Result<Outcome> {
         let dim = self.train.nrows();
         let cast = |m: &DMatrix<f64>| m.map(T::lit);
         let train = cast(&self.train);
@@ -46,6 +50,13 @@ impl FitJob {
                 Validation::Data(cast(v))
             }
         };
+        crate::models::check_training_memory(
+            &self.spec,
+            dim,
+            0,
+            self.batch_size.min(self.train.ncols()),
+            std::mem::size_of::<T>(),
+        )?;
         let mut model =
             FlowModel::<T>::new(&self.spec, dim, self.seed).map_err(|e| e.to_string())?;
         let options = FitOptions {
@@ -57,62 +68,125 @@ impl FitJob {
             patience: self.patience,
             standardize: self.standardize,
             checkpoint: self.checkpoint.clone(),
+            overwrite_checkpoint: self.overwrite_checkpoint,
             resume: self.resume.clone(),
             ..Default::default()
         };
         let mut progress = FitProgress::new(self.epochs);
         let start = Instant::now();
-        let report = fit_with_observer(&mut model, &train, &options, &mut |e| progress.observe(e))
-            .map_err(|e| e.to_string())?;
-        progress.finish();
-        let wall = start.elapsed().as_secs_f64();
+        let result = fit_with_observer(&mut model, &train, &options, &mut |e| progress.observe(e));
+        let steps = progress.finish();
         // Saved in f64 whatever the training precision.
-        let saved = FlowModel::<f64>::from_json(&model.to_json()).map_err(|e| e.to_string())?;
-        saved.save(&self.out).map_err(|e| e.to_string())?;
-        print_fit_summary(&report, wall, &self.out, self.json);
-        Ok(())
+        let to_json = || -> Result<String> {
+            Ok(FlowModel::<f64>::from_json(&model.to_json())
+                .map_err(|e| e.to_string())?
+                .to_json())
+        };
+        conclude(result, steps, to_json, &self.out, start, self.json)
     }
 }
 
-/// The summary line (or JSON object) of a finished fit.
-pub fn print_fit_summary(report: &normflow::train::FitReport, wall: f64, out: &Path, json: bool) {
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did all it was asked.
+    Done,
+    /// A signal stopped it early; what it had was written (exit status 130).
+    Interrupted,
+}
+
+/// The end of every fit (unconditional or conditional): writes the model
+/// through the output guard and prints the summary.
+///
+/// - A finished or interrupted fit writes its model; an interrupted one
+///   reports [`Outcome::Interrupted`].
+/// - A fit that diverged after at least one step (the library then leaves
+///   the model at its best-validation or last finite parameters) writes that
+///   model too and fails with a message that says so.
+/// - Any other error writes nothing.
+pub fn conclude(
+    result: normflow::Result<FitReport>,
+    steps: u64,
+    to_json: impl FnOnce() -> Result<String>,
+    out: &Output,
+    start: Instant,
+    json: bool,
+) -> Result<Outcome> {
+    let report = match result {
+        Ok(report) => report,
+        Err(e @ normflow::Error::Training { .. }) if steps > 0 => {
+            out.write_bytes(to_json()?.as_bytes())?;
+            return Err(format!(
+                "{e}; that model was written to {}",
+                out.path().display()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    out.write_bytes(to_json()?.as_bytes())?;
+    let wall = start.elapsed().as_secs_f64();
+    print_fit_summary(&report, wall, out.path(), json);
+    Ok(if report.interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Done
+    })
+}
+
+/// The summary line (or JSON object) of a finished fit, and its warnings
+/// (on standard error). Nothing here is NaN: a fit stopped before its first
+/// epoch ended has no training NLL, and says so.
+pub fn print_fit_summary(report: &FitReport, wall: f64, out: &Path, json: bool) {
     let last = report.history.last();
-    let train_nll = last.map(|r| r.train_nll);
+    let train_nll = last.map(|r| r.train_nll).filter(|v| v.is_finite());
+    for w in &report.warnings {
+        errln!("warning: {w}");
+    }
     if json {
         let mut j = serde_json::json!({
-            "epochs_run": report.epochs_run,
+            "epochs_run": report.history.len(),
             "best_epoch": report.best_epoch,
-            "train_nll": train_nll,
+            "steps": report.steps,
             "wall_s": wall,
             "interrupted": report.interrupted,
             "stopped_early": report.stopped_early,
+            "warnings": report.warnings,
             "model": out.display().to_string(),
         });
-        if let Some(v) = report.best_valid_nll {
+        if let Some(v) = train_nll {
+            j["train_nll"] = serde_json::json!(v);
+        }
+        if let Some(v) = report.best_valid_nll.filter(|v| v.is_finite()) {
             j["valid_nll"] = serde_json::json!(v);
         }
-        println!("{j}");
-    } else {
-        eprintln!(
-            "{} after {} epochs ({:.1} s){}: train NLL {:.4}{}; model written to {}",
-            if report.interrupted {
-                "stopped"
-            } else {
-                "done"
-            },
-            report.epochs_run,
-            wall,
-            if report.stopped_early {
-                ", early stopping"
-            } else {
-                ""
-            },
-            train_nll.unwrap_or(f64::NAN),
-            report
-                .best_valid_nll
-                .map(|v| format!(", best validation NLL {v:.4} (epoch {})", report.best_epoch))
-                .unwrap_or_default(),
-            out.display()
-        );
+        outln!("{j}");
+        return;
     }
+    let how = if report.interrupted {
+        "interrupted"
+    } else {
+        "done"
+    };
+    let nll = match train_nll {
+        Some(v) => format!("train NLL {v:.4}"),
+        None => format!(
+            "no epoch completed ({} training steps), so no training NLL",
+            report.steps
+        ),
+    };
+    errln!(
+        "{how} after {} epochs ({wall:.1} s){}: {nll}{}; model written to {}",
+        report.history.len(),
+        if report.stopped_early {
+            ", early stopping"
+        } else {
+            ""
+        },
+        report
+            .best_valid_nll
+            .filter(|v| v.is_finite())
+            .map(|v| format!(", best validation NLL {v:.4} (epoch {})", report.best_epoch))
+            .unwrap_or_default(),
+        out.display()
+    );
 }

@@ -8,9 +8,16 @@ pub mod check;
 pub mod conditional;
 pub mod data_io;
 pub mod demo;
+pub mod eval;
 pub mod fit;
+pub mod models;
+pub mod output;
 pub mod plot;
 pub mod progress;
+pub mod rows;
+pub mod sample;
+pub mod signals;
+pub mod stdio;
 pub mod vae;
 
 /// What a subcommand returns: the error is the one-line message printed

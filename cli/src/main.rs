@@ -5,15 +5,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nalgebra::DMatrix;
 use normflow::data::Dataset;
 use normflow::prelude::*;
-use normflow::train::{FlowModel, Validation};
+use normflow::train::Validation;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use normflow_cli::data_io::{read_data, write_column, write_data};
-use normflow_cli::{Dtype, Result, bench, check, conditional, demo, fit, plot, vae};
+use normflow_cli::data_io::read_data;
+use normflow_cli::fit::Outcome;
+use normflow_cli::output::Output;
+use normflow_cli::rows::{RowFormat, write_all_rows};
+use normflow_cli::{
+    Dtype, Result, bench, check, conditional, demo, errln, eval, fit, models, outln, plot, sample,
+    signals, vae,
+};
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +48,7 @@ enum Command {
         #[arg(long, conflicts_with = "valid_fraction")]
         valid: Option<PathBuf>,
         /// Hold out this fraction of the data for validation.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         valid_fraction: Option<f64>,
         /// Passes over the data.
         #[arg(long, default_value_t = 100)]
@@ -52,7 +57,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
         /// Adam's learning rate.
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
         lr: f64,
         /// Seed of initialisation, shuffling and the validation split.
         #[arg(long, default_value_t = 0)]
@@ -251,18 +256,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    signals::install();
     let cli = Cli::parse();
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(signals::INTERRUPTED_STATUS),
         Err(msg) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::FAILURE
         }
     }
 }
 
 /// Runs one subcommand; every failure is a one-line message.
-fn run(command: Command) -> Result<()> {
+fn run(command: Command) -> Result<Outcome> {
     match command {
         Command::Fit {
             data,
@@ -285,7 +292,38 @@ fn run(command: Command) -> Result<()> {
             context,
             valid_context,
         } => {
-            refuse_existing(&out, force)?;
+            let inputs: Vec<&Path> = [
+                Some(&data),
+                valid.as_ref(),
+                context.as_ref(),
+                valid_context.as_ref(),
+                resume.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect();
+            let out = Output::check(&out, force, &inputs)?;
+            if let Some(ck) = &checkpoint {
+                if ck == out.path() {
+                    return Err(format!(
+                        "--checkpoint {} is the --out file; give the checkpoint its own name",
+                        ck.display()
+                    ));
+                }
+                Output::check(ck, force, &inputs)?;
+            }
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(format!(
+                    "--lr must be a finite positive learning rate, got {lr}"
+                ));
+            }
+            if epochs == 0 {
+                return Err("--epochs must be at least 1".into());
+            }
+            if batch_size == 0 {
+                return Err("--batch-size must be at least 1".into());
+            }
             let spec = FlowSpec::parse(&flow).map_err(|e| format!("invalid --flow:\n{e}"))?;
             if valid_context.is_some() && valid.is_none() {
                 return Err("--valid-context needs --valid FILE".into());
@@ -323,6 +361,7 @@ fn run(command: Command) -> Result<()> {
                     patience,
                     standardize,
                     checkpoint,
+                    overwrite_checkpoint: force,
                     resume,
                     out,
                     json,
@@ -348,6 +387,7 @@ fn run(command: Command) -> Result<()> {
                 patience,
                 standardize,
                 checkpoint,
+                overwrite_checkpoint: force,
                 resume,
                 out,
                 json,
@@ -366,25 +406,16 @@ fn run(command: Command) -> Result<()> {
             context_columns,
             context,
         } => {
-            if let Some(o) = &out {
-                refuse_existing(o, force)?;
-            }
-            let source = conditional::ContextSource::from_flags(context_columns, context)?;
-            if conditional::is_conditional(&model)? {
-                let lp = conditional::eval(&model, &data, source)?;
-                return report_log_probs(&lp, out.as_deref(), json, force);
-            }
-            if source.is_some() {
-                return Err(format!(
-                    "{}: the model takes no context; drop --context/--context-columns",
-                    model.display()
-                ));
-            }
-            let model = load_model(&model)?;
-            let x = read_data(&data).map_err(|e| e.to_string())?;
-            check_dim(&model, &x, &data)?;
-            let lp: Vec<f64> = model.log_prob(&x).iter().copied().collect();
-            report_log_probs(&lp, out.as_deref(), json, force)
+            let context = conditional::ContextSource::from_flags(context_columns, context)?;
+            eval::run(eval::EvalArgs {
+                model,
+                data,
+                out,
+                json,
+                force,
+                context,
+            })?;
+            Ok(Outcome::Done)
         }
         Command::Sample {
             model,
@@ -394,30 +425,17 @@ fn run(command: Command) -> Result<()> {
             force,
             context,
         } => {
-            refuse_existing(&out, force)?;
-            if conditional::is_conditional(&model)? {
-                let context = context.ok_or_else(|| {
-                    format!(
-                        "{} is a conditional model: give the contexts with --context FILE (one sample per row, or -n per row)",
-                        model.display()
-                    )
-                })?;
-                return conditional::sample(&model, &context, n.unwrap_or(1), seed, &out, force);
-            }
-            if context.is_some() {
-                return Err(format!(
-                    "{}: the model takes no context; drop --context",
-                    model.display()
-                ));
-            }
-            let n = n.ok_or("sampling needs -n N")?;
-            let model = load_model(&model)?;
-            let x = model.sample(n, &mut StdRng::seed_from_u64(seed));
-            write_data(&out, &x, None, force).map_err(|e| e.to_string())?;
-            eprintln!("wrote {n} samples to {}", out.display());
-            Ok(())
+            sample::run(sample::SampleArgs {
+                model,
+                n,
+                out,
+                seed,
+                force,
+                context,
+            })?;
+            Ok(Outcome::Done)
         }
-        Command::Check { flow, dim, seed } => check::run(&flow, dim, seed),
+        Command::Check { flow, dim, seed } => check::run(&flow, dim, seed).map(|()| Outcome::Done),
         Command::Plot {
             model,
             data,
@@ -426,14 +444,26 @@ fn run(command: Command) -> Result<()> {
             height,
             force,
         } => {
-            refuse_existing(&out, force)?;
+            let inputs: Vec<&Path> = [Some(&model), data.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::as_path)
+                .collect();
+            let out = Output::check(&out, force, &inputs)?;
             let size = plot::Size { width, height }.validate()?;
             let path = model;
-            let model = load_model(&path)?;
+            if models::is_conditional(&path)? {
+                return Err(format!(
+                    "{}: is a conditional model p(x | c), and plot draws unconditional ones; draw samples at chosen contexts with `normflow sample --model {} --context FILE --out samples.csv` and plot those",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            let model = models::load(&path)?;
             let data = match &data {
                 Some(p) => {
                     let x = read_data(p).map_err(|e| e.to_string())?;
-                    check_dim(&model, &x, p)?;
+                    models::check_dim(model.dim(), &x, p)?;
                     Some(x)
                 }
                 None => None,
@@ -448,8 +478,8 @@ fn run(command: Command) -> Result<()> {
                 (_, false) => format!("{name}: model samples"),
             };
             plot::model_png(&out, &model, data.as_ref(), size, &title)?;
-            eprintln!("wrote {}", out.display());
-            Ok(())
+            errln!("wrote {}", out.path().display());
+            Ok(Outcome::Done)
         }
         Command::Demo {
             out,
@@ -469,7 +499,8 @@ fn run(command: Command) -> Result<()> {
             epochs,
             seed,
             latent,
-        }),
+        })
+        .map(|()| Outcome::Done),
         Command::Bench {
             flow,
             dim,
@@ -490,7 +521,8 @@ fn run(command: Command) -> Result<()> {
             warmup,
             seed,
             json,
-        }),
+        })
+        .map(|()| Outcome::Done),
         Command::Datasets {
             name,
             n,
@@ -500,9 +532,9 @@ fn run(command: Command) -> Result<()> {
         } => match name {
             None => {
                 for d in Dataset::ALL {
-                    println!("{:<14} {}", d.name(), d.description());
+                    outln!("{:<14} {}", d.name(), d.description());
                 }
-                Ok(())
+                Ok(Outcome::Done)
             }
             Some(name) => {
                 let set = Dataset::from_name(&name).ok_or_else(|| {
@@ -513,69 +545,23 @@ fn run(command: Command) -> Result<()> {
                     )
                 })?;
                 let out = out.ok_or("writing a data set needs --out FILE")?;
-                refuse_existing(&out, force)?;
+                let out = Output::check(&out, force, &[])?;
+                let format = RowFormat::of(out.path())?;
+                // Generated whole (16 bytes a sample), so bounded well below memory.
+                const MAX_DATASET: usize = 10_000_000;
+                if n == 0 || n > MAX_DATASET {
+                    return Err(format!("--n must be between 1 and {MAX_DATASET}, got {n}"));
+                }
                 let x = set.generate(n, &mut StdRng::seed_from_u64(seed));
-                write_data(&out, &x, Some(&["x".to_string(), "y".to_string()]), force)
-                    .map_err(|e| e.to_string())?;
-                eprintln!("wrote {n} samples of {} to {}", set.name(), out.display());
-                Ok(())
+                let header = ["x".to_string(), "y".to_string()];
+                out.write(|w| write_all_rows(w, format, &x, Some(&header)))?;
+                errln!(
+                    "wrote {n} samples of {} to {}",
+                    set.name(),
+                    out.path().display()
+                );
+                Ok(Outcome::Done)
             }
         },
     }
-}
-
-fn refuse_existing(path: &Path, force: bool) -> Result<()> {
-    if path.exists() && !force {
-        return Err(format!(
-            "{} already exists; pass --force to overwrite it",
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-/// Writes (or prints) per-row log-densities, and their mean with its
-/// standard error.
-fn report_log_probs(lp: &[f64], out: Option<&Path>, json: bool, force: bool) -> Result<()> {
-    let n = lp.len() as f64;
-    let mean = lp.iter().sum::<f64>() / n;
-    let var = lp.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    let se = (var / n).sqrt();
-    match out {
-        Some(o) => write_column(o, lp, "log_prob", force).map_err(|e| e.to_string())?,
-        None if !json => {
-            for v in lp {
-                println!("{v}");
-            }
-        }
-        None => {}
-    }
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"n": lp.len(), "mean_log_prob": mean, "std_error": se})
-        );
-    } else {
-        eprintln!(
-            "mean log-density {mean:.6} ± {se:.6} (standard error) over {} rows",
-            lp.len()
-        );
-    }
-    Ok(())
-}
-
-fn load_model(path: &Path) -> Result<FlowModel<f64>> {
-    FlowModel::<f64>::load(path).map_err(|e| e.to_string())
-}
-
-fn check_dim(model: &FlowModel<f64>, x: &DMatrix<f64>, path: &Path) -> Result<()> {
-    if x.nrows() != model.dim() {
-        return Err(format!(
-            "{}: the data has {} columns but the model is {}-dimensional",
-            path.display(),
-            x.nrows(),
-            model.dim()
-        ));
-    }
-    Ok(())
 }

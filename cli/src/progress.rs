@@ -1,30 +1,29 @@
 //! The progress bar of a fit and its Ctrl-C flag, shared by `fit` and `demo`.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use normflow::train::FitEvent;
 
+use crate::signals;
+
 /// Observes a fit: draws a progress bar on stderr (epoch, batch, training
 /// and validation NLL, ETA; hidden when stderr is not a terminal) and asks
-/// the fit to stop after the current batch once Ctrl-C was pressed.
+/// the fit to stop after the current batch once Ctrl-C (or SIGTERM) came:
+/// while it lives, the first signal does not end the process
+/// ([`signals::Graceful`]).
 pub struct FitProgress {
     bar: ProgressBar,
     last_valid: Option<f64>,
-    stop: Arc<AtomicBool>,
+    steps: u64,
+    _graceful: signals::Graceful,
 }
 
 impl FitProgress {
-    /// A bar over `epochs` epochs; installs the Ctrl-C handler.
+    /// A bar over `epochs` epochs; a signal now stops the fit cleanly.
     pub fn new(epochs: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let stop = Arc::clone(&stop);
-            // Ctrl-C: stop after the current batch, keep the best model.
-            let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-        }
+        signals::install();
+        let graceful = signals::Graceful::enter();
         let bar = if std::io::stderr().is_terminal() {
             let b = ProgressBar::new(epochs as u64);
             b.set_style(
@@ -40,7 +39,8 @@ impl FitProgress {
         Self {
             bar,
             last_valid: None,
-            stop,
+            steps: 0,
+            _graceful: graceful,
         }
     }
 
@@ -54,6 +54,7 @@ impl FitProgress {
                 loss,
                 ..
             } => {
+                self.steps += 1;
                 self.bar.set_message(format!(
                     "batch {batch}/{batches} nll {loss:.4}{}",
                     self.last_valid
@@ -66,11 +67,18 @@ impl FitProgress {
                 self.bar.set_position(r.epoch as u64);
             }
         }
-        !self.stop.load(Ordering::SeqCst)
+        !signals::interrupted()
     }
 
-    /// Removes the bar from the terminal.
-    pub fn finish(&self) {
+    /// Training steps seen so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Removes the bar from the terminal; from now on a signal ends the
+    /// process (removing temporary files).
+    pub fn finish(self) -> u64 {
         self.bar.finish_and_clear();
+        self.steps
     }
 }

@@ -1,7 +1,7 @@
 //! The corner plot: pairwise scatter plots and per-dimension histograms of
 //! model samples against data.
 
-use std::path::Path;
+use crate::output::Output;
 
 use nalgebra::DMatrix;
 use plotters::prelude::*;
@@ -40,7 +40,7 @@ fn histogram(v: impl Iterator<Item = f64>, lo: f64, hi: f64, bins: usize) -> Vec
 /// histograms of each dimension; a legend in the free upper corner. Shows
 /// the first [`MAX_CORNER_DIMS`] dimensions.
 pub fn corner_png(
-    path: &Path,
+    out: &Output,
     samples: &DMatrix<f64>,
     data: Option<&DMatrix<f64>>,
     size: Size,
@@ -60,7 +60,7 @@ pub fn corner_png(
     } else {
         title.to_string()
     };
-    draw_png(path, size, |root| {
+    draw_png(out, size, |root| {
         let root = root.titled(&title, title_style(size))?;
         let panels = root.split_evenly((d, d));
         let tick = (size.width.min(size.height) as f64 / d as f64 / 16.0).clamp(8.0, 12.0);

@@ -1,6 +1,6 @@
 //! The heat map of a 2-D model's density, with a colour bar.
 
-use std::path::Path;
+use crate::output::Output;
 
 use nalgebra::DMatrix;
 use normflow::prelude::*;
@@ -16,7 +16,7 @@ use super::{
 /// per pixel) covering `data` (or model samples when there is no data), with
 /// a colour bar, and `data` drawn over it as small white points.
 pub fn density_png(
-    path: &Path,
+    out: &Output,
     model: &FlowModel<f64>,
     data: Option<&DMatrix<f64>>,
     size: Size,
@@ -32,7 +32,7 @@ pub fn density_png(
     let (y0, y1) = axis_range(&sets, 1, 0.1);
     let overlay = data.map(|d| inside(&thin(d, MAX_OVERLAY), (x0, x1), (y0, y1)));
     let (fx, fy) = (ticks(x0, x1), ticks(y0, y1));
-    draw_png(path, size, |root| {
+    draw_png(out, size, |root| {
         let bar_width = 100.min(size.width / 5);
         let (main, bar) = root.split_horizontally(size.width - bar_width);
         let mut chart = ChartBuilder::on(&main)
@@ -55,21 +55,24 @@ pub fn density_png(
         let (nx, ny) = chart.plotting_area().dim_in_pixel();
         let (nx, ny) = (nx.max(2) as usize, ny.max(2) as usize);
         let (dx, dy) = ((x1 - x0) / nx as f64, (y1 - y0) / ny as f64);
-        let grid = DMatrix::from_fn(2, nx * ny, |i, k| {
-            if i == 0 {
-                x0 + (k % nx) as f64 * dx + 0.5 * dx
-            } else {
-                y0 + (k / nx) as f64 * dy + 0.5 * dy
-            }
-        });
-        let density: Vec<f64> = model
-            .log_prob(&grid)
-            .iter()
-            .map(|lp| {
+        // Evaluated in chunks, so memory does not grow with the picture.
+        let chunk = crate::models::chunk_for(model.spec(), 2, 0, 16_384);
+        let mut density = Vec::with_capacity(nx * ny);
+        for start in (0..nx * ny).step_by(chunk) {
+            let len = chunk.min(nx * ny - start);
+            let grid = DMatrix::from_fn(2, len, |i, j| {
+                let k = start + j;
+                if i == 0 {
+                    x0 + (k % nx) as f64 * dx + 0.5 * dx
+                } else {
+                    y0 + (k / nx) as f64 * dy + 0.5 * dy
+                }
+            });
+            density.extend(model.log_prob(&grid).iter().map(|lp| {
                 let p = lp.exp();
                 if p.is_finite() { p } else { 0.0 }
-            })
-            .collect();
+            }));
+        }
         let max = density.iter().copied().fold(0.0, f64::max);
         let scale = if max > 0.0 { max } else { 1.0 };
         chart.draw_series((0..nx * ny).map(|k| {

@@ -1,6 +1,6 @@
 //! Pictures of a fit: data beside model samples, and the loss per epoch.
 
-use std::path::Path;
+use crate::output::Output;
 
 use nalgebra::DMatrix;
 use normflow::train::EpochRecord;
@@ -14,7 +14,7 @@ use super::{
 /// Two panels with the same axes: `data` (left) and `samples` (right), for
 /// 2-D point sets.
 pub fn samples_png(
-    path: &Path,
+    out: &Output,
     data: &DMatrix<f64>,
     samples: &DMatrix<f64>,
     size: Size,
@@ -27,7 +27,7 @@ pub fn samples_png(
     let shown = |x: &DMatrix<f64>| inside(x, (x0, x1), (y0, y1));
     let (data_in, samples_in) = (shown(&data), shown(&samples));
     let (fx, fy) = (ticks(x0, x1), ticks(y0, y1));
-    draw_png(path, size, |root| {
+    draw_png(out, size, |root| {
         let root = root.titled(title, title_style(size))?;
         let panels = root.split_evenly((1, 2));
         for (panel, (name, all, pts, colour)) in panels.iter().zip([
@@ -74,7 +74,7 @@ pub struct Curve {
 /// cover every finite point with 8 % padding; `markers` adds a dot per
 /// point; empty curves are skipped.
 pub fn curves_png(
-    path: &Path,
+    out: &Output,
     size: Size,
     title: &str,
     y_desc: &str,
@@ -92,7 +92,7 @@ pub fn curves_png(
     let shown: Vec<Vec<(f64, f64)>> = curves.iter().map(finite).collect();
     let all: Vec<(f64, f64)> = shown.iter().flatten().copied().collect();
     if all.is_empty() {
-        return Err(format!("{}: no epochs to plot", path.display()));
+        return Err(format!("{}: no epochs to plot", out.path().display()));
     }
     let range = |pick: fn(&(f64, f64)) -> f64| {
         let lo = all.iter().map(pick).fold(f64::INFINITY, f64::min);
@@ -108,7 +108,7 @@ pub fn curves_png(
     } else {
         (first - 0.5, first + 0.5)
     };
-    draw_png(path, size, |root| {
+    draw_png(out, size, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, title_style(size))
             .margin(14)
@@ -153,7 +153,7 @@ pub fn curves_png(
 
 /// Training and validation negative log-likelihood per epoch.
 pub fn loss_png(
-    path: &Path,
+    out: &Output,
     history: &[EpochRecord],
     size: Size,
     title: &str,
@@ -177,7 +177,7 @@ pub fn loss_png(
         },
     ];
     curves_png(
-        path,
+        out,
         size,
         title,
         "negative log-likelihood (nats)",

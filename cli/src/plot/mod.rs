@@ -12,7 +12,6 @@ mod density;
 mod fit;
 
 use std::error::Error as StdError;
-use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use nalgebra::DMatrix;
@@ -23,6 +22,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+use crate::output::Output;
 
 pub use corner::corner_png;
 pub use density::density_png;
@@ -72,9 +73,9 @@ pub struct Size {
 impl Size {
     /// Checks that the picture is big enough to hold axes and labels.
     pub fn validate(self) -> crate::Result<Self> {
-        if self.width < 200 || self.height < 150 || self.width > 10_000 || self.height > 10_000 {
+        if self.width < 200 || self.height < 150 || self.width > 4_000 || self.height > 4_000 {
             return Err(format!(
-                "a picture of {}×{} pixels is outside the supported 200×150 to 10000×10000",
+                "a picture of {}×{} pixels is outside the supported 200×150 to 4000×4000",
                 self.width, self.height
             ));
         }
@@ -82,14 +83,15 @@ impl Size {
     }
 }
 
-/// Draws a picture into `path` (which must end in `.png`) through a
-/// temporary file and a rename.
+/// Draws a picture into `out` (which must end in `.png`) through a
+/// temporary file and a rename (see [`crate::output`]).
 pub fn draw_png(
-    path: &Path,
+    out: &Output,
     size: Size,
     draw: impl FnOnce(&Area<'_>) -> DrawResult<()>,
 ) -> crate::Result<()> {
     register_font();
+    let path = out.path();
     let is_png = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
@@ -99,39 +101,16 @@ pub fn draw_png(
             path.display()
         ));
     }
-    let tmp = temp_path(path);
-    let result = (|| -> DrawResult<()> {
-        let root = BitMapBackend::new(&tmp, (size.width, size.height)).into_drawing_area();
-        root.fill(&WHITE)?;
-        draw(&root)?;
-        root.present()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "{}: could not draw the picture: {e}",
-            path.display()
-        ));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: could not write the picture: {e}", path.display())
+    out.write_through_file(|tmp| {
+        let result = (|| -> DrawResult<()> {
+            let root = BitMapBackend::new(tmp, (size.width, size.height)).into_drawing_area();
+            root.fill(&WHITE)?;
+            draw(&root)?;
+            root.present()?;
+            Ok(())
+        })();
+        result.map_err(|e| format!("{}: could not draw the picture: {e}", path.display()))
     })
-}
-
-/// A temporary name beside `path` that still ends in `.png` (the encoder
-/// picks the format from the extension).
-fn temp_path(path: &Path) -> PathBuf {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plot.png".into());
-    dir.join(format!(".{name}.tmp-{}.png", std::process::id()))
 }
 
 /// The viridis colour map at `t ∈ [0, 1]` (9 control points of matplotlib's
@@ -215,15 +194,30 @@ fn axis_range(sets: &[&DMatrix<f64>], i: usize, pad: f64) -> (f64, f64) {
     (lo - pad * w, hi + pad * w)
 }
 
-/// Tick labels with as many decimals as the axis needs, and no "-0.0".
+/// Tick labels with as many decimals as the axis needs, and no "-0.0";
+/// in scientific notation (`1.25e300`) when the values are very large or
+/// the steps very small, so that labels stay short and do not overlap.
 fn ticks(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
     let step = (hi - lo).abs() / 10.0;
-    let decimals = if step > 0.0 && step.is_finite() {
+    let big = lo.abs().max(hi.abs());
+    let sci = big.is_nan() || big >= 1e5 || (step > 0.0 && step < 1e-4 && big > 0.0);
+    let decimals = if sci {
+        // Enough significant digits to tell neighbouring ticks apart.
+        let ratio = if step > 0.0 { big / step } else { 1.0 };
+        if ratio.is_finite() {
+            ratio.log10().ceil().clamp(1.0, 6.0) as usize
+        } else {
+            1
+        }
+    } else if step > 0.0 && step.is_finite() {
         (-step.log10().floor()).clamp(0.0, 6.0) as usize
     } else {
         1
     };
     move |v: &f64| {
+        if sci {
+            return format!("{v:.decimals$e}");
+        }
         let s = format!("{v:.decimals$}");
         if s.trim_start_matches('-')
             .chars()
@@ -254,17 +248,17 @@ fn model_samples(model: &FlowModel<f64>, n: usize, seed: u64) -> DMatrix<f64> {
 /// The picture of a model: a heat map of the density for a 2-D model,
 /// a corner plot of samples against `data` otherwise.
 pub fn model_png(
-    path: &Path,
+    out: &Output,
     model: &FlowModel<f64>,
     data: Option<&DMatrix<f64>>,
     size: Size,
     title: &str,
 ) -> crate::Result<()> {
     if model.dim() == 2 {
-        density_png(path, model, data, size, title)
+        density_png(out, model, data, size, title)
     } else {
         let samples = model_samples(model, MAX_POINTS, 1);
-        corner_png(path, &samples, data, size, title)
+        corner_png(out, &samples, data, size, title)
     }
 }
 
@@ -278,5 +272,18 @@ mod tests {
         assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
         assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
         assert_eq!(viridis(f64::NAN), RGBColor(68, 1, 84));
+    }
+
+    #[test]
+    fn tick_labels_stay_short_at_extreme_scales() {
+        let f = ticks(1e300, 2e300);
+        let label = f(&1.5e300);
+        assert!(label.len() <= 12, "{label}");
+        assert_eq!(label.parse::<f64>().unwrap(), 1.5e300);
+        let g = ticks(1.0, 1.00001);
+        assert!(g(&1.000005).contains('e'), "{}", g(&1.000005));
+        // Ordinary axes keep plain decimals.
+        assert_eq!(ticks(-3.0, 3.0)(&1.5), "1.5");
+        assert_eq!(ticks(-3.0, 3.0)(&-0.0), "0.0");
     }
 }

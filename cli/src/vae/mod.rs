@@ -23,7 +23,7 @@ pub mod train;
 mod tests;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +31,8 @@ use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::outln;
+use crate::output::Output;
 use crate::plot::Size;
 use model::{Vae, VaeConfig, normal_noise};
 use posterior::{ConditionalPosterior, DiagonalGaussian};
@@ -92,13 +94,13 @@ pub fn run(args: &VaeArgs) -> crate::Result<()> {
         learning_rate: LEARNING_RATE,
         seed: args.seed,
     };
-    println!(
+    outln!(
         "VAE on scikit-learn's 8×8 digits, binarised at pixel ≥ {}: {} training and {} test images",
         data::THRESHOLD,
         data::N_TRAIN,
         data::N_TEST
     );
-    println!(
+    outln!(
         "encoder 64-{h}-{h}-(μ {l}, σ {l}, context {c}), decoder {l}-{h}-{h}-64 Bernoulli logits, {act}; {e} epochs, batch {BATCH}, Adam {LEARNING_RATE} with cosine decay, seed {s}",
         h = config.hidden,
         l = config.latent,
@@ -141,8 +143,8 @@ pub fn run(args: &VaeArgs) -> crate::Result<()> {
         .zip(&gaussian.evaluation.log_likelihood)
         .map(|(a, b)| a - b)
         .collect();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "IAF posterior − diagonal Gaussian: test ELBO {} nats per image, test log-likelihood {} (paired over images)",
         eval::MeanSe::of(&diff),
         eval::MeanSe::of(&ll_diff)
@@ -151,11 +153,13 @@ pub fn run(args: &VaeArgs) -> crate::Result<()> {
     let history = flow.history;
     let name = vae.flow.name();
 
-    let path = |name: &str| -> PathBuf { args.out.join(name) };
+    let path = |name: &str| -> crate::Result<Output> {
+        Output::check(&args.out.join(name), args.force, &[])
+    };
     let written = [
-        path("reconstructions.png"),
-        path("samples.png"),
-        path("elbo.png"),
+        path("reconstructions.png")?,
+        path("samples.png")?,
+        path("elbo.png")?,
     ];
     reconstructions(&written[0], &vae, &digits.test)?;
     let z = normal_noise::<f64>(
@@ -178,12 +182,12 @@ pub fn run(args: &VaeArgs) -> crate::Result<()> {
         },
         &format!("ELBO per epoch ({name} posterior)"),
     )?;
-    println!();
-    println!("wrote:");
+    outln!();
+    outln!("wrote:");
     for p in &written {
-        println!("  {}", p.display());
+        outln!("  {}", p.path().display());
     }
-    println!("wall time {:.1} s", start.elapsed().as_secs_f64());
+    outln!("wall time {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -226,25 +230,26 @@ fn train_one(
     let evaluation = eval::evaluate(&vae, &digits.test, IS_SAMPLES, args.seed ^ 0xE7A1)?;
     let eval_s = eval_start.elapsed().as_secs_f64();
     let last = history.last().expect("at least one epoch");
-    println!();
-    println!(
+    outln!();
+    outln!(
         "posterior: {name} ({} parameters; trained in {fit_s:.1} s, evaluated in {eval_s:.1} s)",
         vae.num_params()
     );
-    println!(
+    outln!(
         "  last epoch: training ELBO {:.3}, test ELBO {:.3} (single sample)",
-        last.train, last.test
+        last.train,
+        last.test
     );
-    println!(
+    outln!(
         "  test ELBO:                     {} nats per image (mean ± standard error over {} images, {IS_SAMPLES} samples each)",
         evaluation.elbo_summary(),
         data::N_TEST
     );
-    println!(
+    outln!(
         "  test log-likelihood (IS, K = {IS_SAMPLES}): {} nats per image",
         evaluation.log_likelihood_summary()
     );
-    println!(
+    outln!(
         "  gap log-likelihood − ELBO:     {} nats per image (paired over images)",
         evaluation.gap_summary()
     );
@@ -256,7 +261,7 @@ fn train_one(
 }
 
 /// Test images and their reconstructions, in pairs of rows.
-fn reconstructions(path: &Path, vae: &Vae<f64>, test: &DMatrix<f64>) -> crate::Result<()> {
+fn reconstructions(path: &Output, vae: &Vae<f64>, test: &DMatrix<f64>) -> crate::Result<()> {
     let n = N_RECON.min(test.ncols());
     let x = test.columns(0, n).into_owned();
     let recon = vae.reconstruct(&x);

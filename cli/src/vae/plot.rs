@@ -1,6 +1,6 @@
 //! The pictures of `normflow vae`: image grids and the ELBO curve.
 
-use std::path::Path;
+use crate::output::Output;
 
 use plotters::prelude::*;
 
@@ -21,10 +21,10 @@ const TITLE: u32 = 40;
 /// the images of that row (64 values in `[0, 1]` each, row by row from the
 /// top-left; 0 is white, 1 is black). Values outside `[0, 1]` are clamped
 /// and NaN is drawn white.
-pub fn tiles_png(path: &Path, rows: &[(String, Vec<Vec<f64>>)], title: &str) -> crate::Result<()> {
+pub fn tiles_png(out: &Output, rows: &[(String, Vec<Vec<f64>>)], title: &str) -> crate::Result<()> {
     let cols = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     if rows.is_empty() || cols == 0 {
-        return Err(format!("{}: no images to draw", path.display()));
+        return Err(format!("{}: no images to draw", out.path().display()));
     }
     let labelled = rows.iter().any(|r| !r.0.is_empty());
     let left = if labelled { 150 } else { GAP * 2 };
@@ -32,7 +32,7 @@ pub fn tiles_png(path: &Path, rows: &[(String, Vec<Vec<f64>>)], title: &str) -> 
     let width = (left + cols as u32 * (tile + GAP) + GAP).max(200);
     let height = (TITLE + rows.len() as u32 * (tile + GAP) + GAP).max(150);
     let size = Size { width, height };
-    draw_png(path, size, |root| {
+    draw_png(out, size, |root| {
         let font = title_style(size);
         root.draw(&Text::new(title.to_string(), (GAP as i32 * 2, 10), font))?;
         for (r, (label, images)) in rows.iter().enumerate() {
@@ -68,7 +68,7 @@ pub fn tiles_png(path: &Path, rows: &[(String, Vec<Vec<f64>>)], title: &str) -> 
 }
 
 /// Training and test ELBO per epoch.
-pub fn elbo_png(path: &Path, history: &[EpochElbo], size: Size, title: &str) -> crate::Result<()> {
+pub fn elbo_png(out: &Output, history: &[EpochElbo], size: Size, title: &str) -> crate::Result<()> {
     let curve = |name, colour, pick: fn(&EpochElbo) -> f64| Curve {
         name,
         colour,
@@ -79,7 +79,7 @@ pub fn elbo_png(path: &Path, history: &[EpochElbo], size: Size, title: &str) -> 
         curve("test", SAMPLE_COLOUR, |r| r.test),
     ];
     curves_png(
-        path,
+        out,
         size,
         title,
         "ELBO (nats per image)",
