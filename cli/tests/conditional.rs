@@ -2,35 +2,12 @@
 //! `--context`, `eval` and `sample` with contexts, and the bad-input cases
 //! (one-line errors, exit code 1).
 
+mod common;
+use common::{normflow, s, stderr, stdout, tmp};
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn normflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_normflow"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("normflow-cli-cond-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::path::Path;
+use std::process::Output;
 
 /// `n` rows `x, y, c`: `c` uniform on (−1, 1) (a fixed low-discrepancy
 /// sequence), `(x, y)` a small Gaussian blob centred at `(2c, −c)`.

@@ -3,37 +3,13 @@
 //! memory, quiet broken pipes, exit statuses). Each asserts the exit status,
 //! the message and, for files, that their bytes are unchanged.
 
+mod common;
+use common::{normflow, s, stderr, stdout, tmp};
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn normflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_normflow"))
-        .args(args)
-        .env("NORMFLOW_MEMORY_LIMIT", "4G")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("normflow-rel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Exit status 1 with a one-line message containing `needle`, no panic and
 /// no NaN anywhere.

@@ -1,35 +1,10 @@
 //! Drives `normflow vae` with a small budget: the report, the three
 //! pictures, and the refusal of a non-empty output folder.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{normflow, s, stderr, stdout, tmp};
 
-fn normflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_normflow"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A fresh temporary folder per test.
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("normflow-vae-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::path::Path;
 
 /// Width, height and RGB pixels of a PNG (as in `tests/cli.rs`).
 fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
