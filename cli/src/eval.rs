@@ -44,7 +44,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(o) => Some(Output::check(o, args.force, &inputs)?),
         None => None,
     };
-    let format = out.as_ref().map(|o| RowFormat::of(o.path())).transpose()?;
+    let format = out.as_ref().map(RowFormat::of_output).transpose()?;
     let source = args.context.clone();
     let evaluator: Box<dyn Fn(usize, usize) -> Vec<f64>>;
     let (n, chunk);

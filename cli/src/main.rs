@@ -546,7 +546,7 @@ fn run(command: Command) -> Result<Outcome> {
                 })?;
                 let out = out.ok_or("writing a data set needs --out FILE")?;
                 let out = Output::check(&out, force, &[])?;
-                let format = RowFormat::of(out.path())?;
+                let format = RowFormat::of_output(&out)?;
                 // Generated whole (16 bytes a sample), so bounded well below memory.
                 const MAX_DATASET: usize = 10_000_000;
                 if n == 0 || n > MAX_DATASET {

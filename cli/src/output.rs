@@ -143,6 +143,12 @@ impl Output {
         &self.path
     }
 
+    /// Whether the target is written in place (a character device or a
+    /// FIFO, such as `/dev/stdout` in a pipe).
+    pub fn in_place(&self) -> bool {
+        self.kind == Kind::InPlace
+    }
+
     /// Writes the output through `body`: to a temporary file committed by a
     /// rename (regular files), or in place (devices, FIFOs). On any error the
     /// temporary file is removed and the target is untouched.

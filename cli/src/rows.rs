@@ -51,6 +51,15 @@ impl RowFormat {
         })
     }
 
+    /// The format of an output: by extension, or comma-separated text for a
+    /// device or FIFO without one (`--out /dev/stdout`).
+    pub fn of_output(out: &crate::output::Output) -> crate::Result<Self> {
+        match Self::from_extension(out.path()) {
+            None if out.in_place() => Ok(Self::Csv),
+            _ => Self::of(out.path()),
+        }
+    }
+
     fn delimiter(self) -> Option<u8> {
         match self {
             Self::Csv => Some(b','),

@@ -48,7 +48,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         inputs.push(c);
     }
     let out = Output::check(&args.out, args.force, &inputs)?;
-    RowFormat::of(out.path())?;
+    RowFormat::of_output(&out)?;
     if let Some(0) = args.n {
         return Err("-n must be at least 1 (there is nothing to write for 0 samples)".into());
     }
@@ -98,7 +98,7 @@ pub fn write_samples(
     mut draw: impl FnMut(usize, usize) -> DMatrix<f64>,
     chunk: usize,
 ) -> Result<()> {
-    let format = RowFormat::of(out.path())?;
+    let format = RowFormat::of_output(out)?;
     let mut failure = None;
     out.write(|w| {
         let mut rows = RowWriter::begin(w, format, total, dim, None)?;
