@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batch;
 pub mod bijector;
 pub mod conditional;
 pub mod data;

@@ -168,7 +168,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
             }
             *l = acc;
         }
-        sc.give_back();
+        drop(sc);
         (u, ldj)
     }
 
@@ -231,7 +231,7 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
                 *ga = g_scale * *dsi;
             }
         }
-        sc.give_back();
+        drop(sc);
         (grad_x, grad_net)
     }
 
@@ -261,9 +261,9 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
 /// `with_log`; else left empty) `log s`, each `D × n` column-major, in
 /// buffers from the thread's pool.
 struct Scales<T: Real> {
-    s: Vec<T>,
-    log_s: Vec<T>,
-    ds: Vec<T>,
+    s: crate::nn::ScratchVec<T>,
+    log_s: crate::nn::ScratchVec<T>,
+    ds: crate::nn::ScratchVec<T>,
 }
 
 impl<T: Real> Scales<T> {
@@ -281,20 +281,14 @@ impl<T: Real> Scales<T> {
             log_s: if with_log {
                 crate::nn::take_scratch_vec(len)
             } else {
-                Vec::new()
+                crate::nn::ScratchVec::empty()
             },
             ds: crate::nn::take_scratch_vec(len),
         };
         let log_s = with_log.then_some(sc.log_s.as_mut_slice());
         crate::nn::positive_scales(&a, &mut sc.s, log_s, &mut sc.ds);
-        crate::nn::give_vec(a);
+        drop(a);
         sc
-    }
-
-    fn give_back(self) {
-        crate::nn::give_vec(self.s);
-        crate::nn::give_vec(self.log_s);
-        crate::nn::give_vec(self.ds);
     }
 }
 

@@ -290,16 +290,8 @@ pub trait BijectorExt<T: Real>: Bijector<T> + Sized + 'static {
 
 impl<T: Real, B: Bijector<T> + Sized + 'static> BijectorExt<T> for B {}
 
-/// Panics with a clear message when a batch has the wrong number of rows.
-#[inline]
-#[track_caller]
-pub(crate) fn assert_rows<T: Real>(context: &str, expected: usize, m: &DMatrix<T>) {
-    assert!(
-        m.nrows() == expected,
-        "{context}: input has dimension {} (rows), expected dimension {expected}",
-        m.nrows()
-    );
-}
+/// The row check of every bijector, from the bottom layer (`crate::batch`).
+pub(crate) use crate::batch::assert_rows;
 
 /// Per-column sum of `g` applied to every entry: the log-det of an elementwise map.
 #[inline]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
-use rand_distr::{Distribution as _, Open01, StandardNormal as StdNormalSampler};
+use rand_distr::{Distribution as _, Open01};
 
 use crate::Real;
 
@@ -141,13 +141,9 @@ pub(crate) fn neg_half_ln_2pi<T: Real>() -> T {
     T::lit(-0.5 * (2.0 * std::f64::consts::PI).ln())
 }
 
-/// A `D × n` matrix of independent standard-normal draws.
-pub(crate) fn standard_normal_matrix<T: Real>(d: usize, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
-    DMatrix::from_fn(d, n, |_, _| {
-        let z: f64 = StdNormalSampler.sample(rng);
-        T::lit(z)
-    })
-}
+/// The random-matrix helper of every distribution, from the bottom layer
+/// (`crate::batch`).
+pub(crate) use crate::batch::standard_normal_matrix;
 
 /// One uniform draw in the open interval `(0, 1)`.
 pub(crate) fn open01(rng: &mut dyn Rng) -> f64 {

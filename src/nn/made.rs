@@ -265,14 +265,14 @@ impl<T: Real> Made<T> {
             "Made::forward: this MADE takes a context of dimension {}; use forward_with_context",
             self.context_dim
         );
-        crate::bijector::assert_rows("Made::forward", self.dim, x);
+        crate::batch::assert_rows("Made::forward", self.dim, x);
         self.net.forward(x)
     }
 
     /// Evaluates on a `D × n` batch with a `C × n` context.
     pub fn forward_with_context(&self, x: &DMatrix<T>, context: &DMatrix<T>) -> DMatrix<T> {
-        crate::bijector::assert_rows("Made::forward_with_context", self.dim, x);
-        crate::bijector::assert_rows(
+        crate::batch::assert_rows("Made::forward_with_context", self.dim, x);
+        crate::batch::assert_rows(
             "Made::forward_with_context (context)",
             self.context_dim,
             context,
@@ -294,7 +294,7 @@ impl<T: Real> Made<T> {
 
     /// [`Made::forward`] that also returns the cache for [`Made::backward`].
     pub fn forward_cached(&self, x: &DMatrix<T>) -> (DMatrix<T>, super::MlpCache<T>) {
-        crate::bijector::assert_rows("Made::forward_cached", self.dim, x);
+        crate::batch::assert_rows("Made::forward_cached", self.dim, x);
         assert!(
             self.context_dim == 0,
             "Made::forward_cached: this MADE takes a context"
@@ -340,8 +340,8 @@ impl<T: Real> Made<T> {
     /// The network's input `[x; context]` (`(D + C) × n`), after checking
     /// the shapes (panics with a message naming `caller` otherwise).
     fn stacked_input(&self, caller: &str, x: &DMatrix<T>, context: &DMatrix<T>) -> DMatrix<T> {
-        crate::bijector::assert_rows(caller, self.dim, x);
-        crate::bijector::assert_rows(&format!("{caller} (context)"), self.context_dim, context);
+        crate::batch::assert_rows(caller, self.dim, x);
+        crate::batch::assert_rows(&format!("{caller} (context)"), self.context_dim, context);
         assert_eq!(
             x.ncols(),
             context.ncols(),

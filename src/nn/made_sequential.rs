@@ -56,7 +56,7 @@ impl<T: Real> Made<T> {
     /// # Panics
     /// If the context does not have `C` rows.
     pub fn sequential_with_context<'a>(&'a self, context: &'a DMatrix<T>) -> MadeSequential<'a, T> {
-        crate::bijector::assert_rows(
+        crate::batch::assert_rows(
             "Made::sequential_with_context (context)",
             self.context_dim(),
             context,
@@ -128,7 +128,7 @@ impl<'a, T: Real> MadeSequential<'a, T> {
         let i = self
             .next_coordinate()
             .expect("MadeSequential::step: all coordinates were already returned");
-        crate::bijector::assert_rows("MadeSequential::step", d, x);
+        crate::batch::assert_rows("MadeSequential::step", d, x);
         assert_eq!(x.ncols(), self.n, "MadeSequential::step: wrong batch size");
         if let (Some(input), Some(c)) = (self.input.as_mut(), self.context) {
             input.rows_mut(0, d).copy_from(x);

@@ -2,10 +2,18 @@ use nalgebra::{DMatrix, DMatrixView, DVectorView};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use super::gemm::{self, MatMut, MatRef, give_matrix};
+use super::gemm::{self, MatMut, MatRef};
+use super::pool::{self, Scratch};
 use super::{Activation, ConditionerConfig};
 use crate::error::check;
 use crate::{Error, Real};
+
+mod backward;
+mod elementwise;
+
+pub use backward::MlpCache;
+pub(crate) use elementwise::activate_in_place;
+use elementwise::{add_bias, apply_activation, bias_activate_in_place};
 
 /// A fully connected network evaluated as one gemm per layer on an `in × n`
 /// batch. Two architectures:
@@ -337,31 +345,31 @@ impl<T: Real> Mlp<T> {
     }
 
     /// `W_l h + b_l` into a fresh (pooled) matrix.
-    fn affine(&self, l: usize, h: &DMatrix<T>) -> DMatrix<T> {
-        let mut z = gemm::take_matrix_with_columns(self.bias(l), h.ncols());
+    fn affine(&self, l: usize, h: &DMatrix<T>) -> Scratch<T> {
+        let mut z = pool::take_matrix_with_columns(self.bias(l), h.ncols());
         gemm::gemm(
             T::one(),
             self.weight_ref(l),
             h.into(),
             T::one(),
-            (&mut z).into(),
+            (&mut *z).into(),
         );
         z
     }
 
     /// `W_l h` (no bias) into a pooled matrix, for a caller that adds the
     /// bias in its next elementwise pass.
-    fn linear(&self, l: usize, h: &DMatrix<T>) -> DMatrix<T> {
+    fn linear(&self, l: usize, h: &DMatrix<T>) -> Scratch<T> {
         let (_, out, _) = self.layer_offset(l);
         let n = h.ncols();
-        let mut z = gemm::take_scratch(out, n);
+        let mut z = pool::take_scratch(out, n);
         match self.row_blocks(l) {
             None => gemm::gemm(
                 T::one(),
                 self.weight_ref(l),
                 h.into(),
                 T::zero(),
-                (&mut z).into(),
+                (&mut *z).into(),
             ),
             Some(blocks) => {
                 // z[rows] = W[rows, cols] h[cols]: the rest of the row is zero.
@@ -373,7 +381,7 @@ impl<T: Real> Mlp<T> {
                         w.block(b.rows, b.cols),
                         hr.block(b.cols, (0, n)),
                         T::zero(),
-                        MatMut::from(&mut z).block(b.rows, (0, n)),
+                        MatMut::from(&mut *z).block(b.rows, (0, n)),
                     );
                 }
             }
@@ -393,8 +401,8 @@ impl<T: Real> Mlp<T> {
     }
 
     /// `act(z)` into a fresh (pooled) matrix.
-    fn activate(&self, z: &DMatrix<T>) -> DMatrix<T> {
-        let mut a = gemm::take_scratch(z.nrows(), z.ncols());
+    fn activate(&self, z: &DMatrix<T>) -> Scratch<T> {
+        let mut a = pool::take_scratch(z.nrows(), z.ncols());
         apply_activation(self.activation, z.as_slice(), a.as_mut_slice());
         a
     }
@@ -404,7 +412,7 @@ impl<T: Real> Mlp<T> {
     /// # Panics
     /// If `x` does not have `in` rows.
     pub fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        crate::bijector::assert_rows("Mlp::forward", self.sizes[0], x);
+        crate::batch::assert_rows("Mlp::forward", self.sizes[0], x);
         let last = self.num_layers() - 1;
         let act = self.activation;
         if self.residual {
@@ -412,352 +420,22 @@ impl<T: Real> Mlp<T> {
             for l in (1..last).step_by(2) {
                 let a = self.activate(&h);
                 let mut t = self.affine(l, &a);
-                give_matrix(a);
+                drop(a);
                 activate_in_place(act, t.as_mut_slice());
                 self.add_affine(l + 1, &t, &mut h);
-                give_matrix(t);
             }
             let out = self.affine(last, &h);
-            give_matrix(h);
-            return out;
+            drop(h);
+            return out.into_inner();
         }
         // Each layer's bias is added in the same pass as the activation.
         let mut h = self.linear(0, x);
         for l in 1..=last {
             bias_activate_in_place(act, self.bias(l - 1), h.as_mut_slice());
-            let z = self.linear(l, &h);
-            give_matrix(std::mem::replace(&mut h, z));
+            // The previous layer's buffer goes back to the pool here.
+            h = self.linear(l, &h);
         }
         add_bias(self.bias(last), h.as_mut_slice());
-        h
-    }
-}
-
-/// `z ← z + b` for every column `z` of the column-major `data`.
-fn add_bias<T: Real>(b: &[T], data: &mut [T]) {
-    if b.is_empty() {
-        return;
-    }
-    for col in data.chunks_exact_mut(b.len()) {
-        for (v, bi) in col.iter_mut().zip(b) {
-            *v += *bi;
-        }
-    }
-}
-
-/// `z ← act(z + b)` for every column `z` of the column-major `data`: the
-/// bias and the activation in one pass over memory.
-fn bias_activate_in_place<T: Real>(act: Activation, b: &[T], data: &mut [T]) {
-    if b.is_empty() {
-        return;
-    }
-    match act {
-        Activation::Relu => {
-            for col in data.chunks_exact_mut(b.len()) {
-                for (v, bi) in col.iter_mut().zip(b) {
-                    let z = *v + *bi;
-                    // An unconditional select (no branch to mispredict), vectorised.
-                    *v = if z > T::zero() { z } else { T::zero() };
-                }
-            }
-        }
-        _ => {
-            for col in data.chunks_exact_mut(b.len()) {
-                for (v, bi) in col.iter_mut().zip(b) {
-                    *v = act.apply(*v + *bi);
-                }
-            }
-        }
-    }
-}
-
-/// `z ← z + b` and `a ← act(z)` for every column (`z` the pre-activation the
-/// backward pass keeps, `a` the next layer's input), in one pass.
-fn bias_activate_into<T: Real>(act: Activation, b: &[T], z: &mut [T], a: &mut [T]) {
-    let rows = b.len();
-    if rows == 0 {
-        return;
-    }
-    match act {
-        Activation::Relu => {
-            for (zc, ac) in z.chunks_exact_mut(rows).zip(a.chunks_exact_mut(rows)) {
-                for ((zv, av), bi) in zc.iter_mut().zip(ac.iter_mut()).zip(b) {
-                    let v = *zv + *bi;
-                    *zv = v;
-                    *av = if v > T::zero() { v } else { T::zero() };
-                }
-            }
-        }
-        _ => {
-            for (zc, ac) in z.chunks_exact_mut(rows).zip(a.chunks_exact_mut(rows)) {
-                for ((zv, av), bi) in zc.iter_mut().zip(ac.iter_mut()).zip(b) {
-                    let v = *zv + *bi;
-                    *zv = v;
-                    *av = act.apply(v);
-                }
-            }
-        }
-    }
-}
-
-/// `dst ← act(src)`, elementwise (the activation chosen once, outside the loop).
-fn apply_activation<T: Real>(act: Activation, src: &[T], dst: &mut [T]) {
-    match act {
-        Activation::Relu => {
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d = if *s > T::zero() { *s } else { T::zero() };
-            }
-        }
-        _ => {
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d = act.apply(*s);
-            }
-        }
-    }
-}
-
-/// `z ← act(z)`, elementwise.
-pub(crate) fn activate_in_place<T: Real>(act: Activation, z: &mut [T]) {
-    match act {
-        Activation::Relu => {
-            // An unconditional select (no branch to mispredict), vectorised.
-            for v in z.iter_mut() {
-                *v = if *v > T::zero() { *v } else { T::zero() };
-            }
-        }
-        _ => {
-            for v in z.iter_mut() {
-                *v = act.apply(*v);
-            }
-        }
-    }
-}
-
-/// `g ← g ⊙ act'(z)`, elementwise.
-fn mul_derivative<T: Real>(act: Activation, g: &mut [T], z: &[T]) {
-    match act {
-        Activation::Relu => {
-            for (gv, zv) in g.iter_mut().zip(z) {
-                *gv = if *zv > T::zero() { *gv } else { T::zero() };
-            }
-        }
-        _ => {
-            for (gv, zv) in g.iter_mut().zip(z) {
-                *gv *= act.derivative(*zv);
-            }
-        }
-    }
-}
-
-impl<T: Real> Mlp<T> {
-    /// Evaluates the network and keeps what the backward pass needs: the
-    /// input to every layer (`inputs[l]`) and, where that input is an
-    /// activation, its pre-activation. Returns `(output, cache)`.
-    pub fn forward_cached(&self, x: &DMatrix<T>) -> (DMatrix<T>, MlpCache<T>) {
-        crate::bijector::assert_rows("Mlp::forward_cached", self.sizes[0], x);
-        let layers = self.num_layers();
-        let last = layers - 1;
-        let mut inputs = Vec::with_capacity(layers);
-        let mut pre = Vec::with_capacity(layers);
-        let mut x_copy = gemm::take_scratch(x.nrows(), x.ncols());
-        x_copy.copy_from(x);
-        inputs.push(x_copy);
-        pre.push(None);
-        if self.residual {
-            let mut h = self.affine(0, x);
-            for l in (1..last).step_by(2) {
-                let a = self.activate(&h);
-                let t = self.affine(l, &a);
-                let a2 = self.activate(&t);
-                let mut h_prev = gemm::take_scratch(h.nrows(), h.ncols());
-                h_prev.copy_from(&h);
-                self.add_affine(l + 1, &a2, &mut h);
-                inputs.push(a);
-                pre.push(Some(h_prev));
-                inputs.push(a2);
-                pre.push(Some(t));
-            }
-            let out = self.affine(last, &h);
-            inputs.push(h);
-            pre.push(None);
-            return (out, MlpCache { inputs, pre });
-        }
-        let h = self.linear(0, x);
-        // Each bias is added in the pass that also applies the activation.
-        let mut h = h;
-        for l in 1..=last {
-            let mut a = gemm::take_scratch(h.nrows(), h.ncols());
-            bias_activate_into(
-                self.activation,
-                self.bias(l - 1),
-                h.as_mut_slice(),
-                a.as_mut_slice(),
-            );
-            let z = self.linear(l, &a);
-            inputs.push(a);
-            pre.push(Some(h));
-            h = z;
-        }
-        add_bias(self.bias(last), h.as_mut_slice());
-        (h, MlpCache { inputs, pre })
-    }
-
-    /// Adds layer `l`'s weight and bias gradients for output cotangent
-    /// `delta` into `grad_params` and returns `Wᵀ δ` (the cotangent of the
-    /// layer's input), multiplied by the activation's derivative when the
-    /// input was an activation (so the result is the cotangent of the
-    /// pre-activation).
-    fn layer_backward(
-        &self,
-        l: usize,
-        cache: &MlpCache<T>,
-        delta: &DMatrix<T>,
-        grad_params: &mut [T],
-        masks: Option<&[DMatrix<T>]>,
-    ) -> DMatrix<T> {
-        let (off, out, inp) = self.layer_offset(l);
-        let h = &cache.inputs[l];
-        let n = delta.ncols();
-        let (gw, rest) = grad_params[off..off + out * inp + out].split_at_mut(out * inp);
-        // ∂L/∂W = δ hᵀ: the transpose is a view with swapped strides.
-        let h_t = MatRef::from(h).t();
-        if let Some(m) = masks {
-            // Mask the increment, not the buffer: what the buffer already
-            // holds must survive (backward passes add). Only the row blocks
-            // can hold unmasked weights (without blocks: one block, all
-            // masked); the rest of the gradient is zero.
-            let whole = [RowBlock {
-                rows: (0, out),
-                cols: (0, inp),
-                full: 0,
-            }];
-            let blocks = self.row_blocks(l).unwrap_or(&whole);
-            let mut inc = gemm::take_scratch(out, inp);
-            let mask = m[l].as_slice();
-            for b in blocks {
-                // Columns the mask keeps whole: accumulate in place.
-                gemm::gemm(
-                    T::one(),
-                    MatRef::from(delta).block(b.rows, (0, n)),
-                    h_t.block((0, n), (b.cols.0, b.full)),
-                    T::one(),
-                    MatMut::col_major(gw, out, inp).block(b.rows, (b.cols.0, b.full)),
-                );
-                // The rest: the increment, masked.
-                gemm::gemm(
-                    T::one(),
-                    MatRef::from(delta).block(b.rows, (0, n)),
-                    h_t.block((0, n), (b.full, b.cols.1)),
-                    T::zero(),
-                    MatMut::from(&mut inc).block(b.rows, (b.full, b.cols.1)),
-                );
-                for c in b.full..b.cols.1 {
-                    let range = c * out + b.rows.0..c * out + b.rows.1;
-                    for ((g, i), mk) in gw[range.clone()]
-                        .iter_mut()
-                        .zip(&inc.as_slice()[range.clone()])
-                        .zip(&mask[range])
-                    {
-                        *g += *i * *mk;
-                    }
-                }
-            }
-            give_matrix(inc);
-        } else {
-            gemm::gemm(
-                T::one(),
-                delta.into(),
-                h_t,
-                T::one(),
-                MatMut::col_major(gw, out, inp),
-            );
-        }
-        gemm::add_row_sums(delta.as_slice(), out, rest);
-        let mut below = gemm::take_scratch(inp, n);
-        match self.row_blocks(l) {
-            None => gemm::gemm(
-                T::one(),
-                self.weight_ref(l).t(),
-                delta.into(),
-                T::zero(),
-                (&mut below).into(),
-            ),
-            Some(blocks) => {
-                // Wᵀδ = Σ over blocks of W[rows, cols]ᵀ δ[rows] into below[cols].
-                below.fill(T::zero());
-                let w = self.weight_ref(l);
-                for b in blocks {
-                    gemm::gemm(
-                        T::one(),
-                        w.block(b.rows, b.cols).t(),
-                        MatRef::from(delta).block(b.rows, (0, n)),
-                        T::one(),
-                        MatMut::from(&mut below).block(b.cols, (0, n)),
-                    );
-                }
-            }
-        }
-        if let Some(z) = &cache.pre[l] {
-            mul_derivative(self.activation, below.as_mut_slice(), z.as_slice());
-        }
-        below
-    }
-
-    /// Reverse mode: given the cache of [`Mlp::forward_cached`] and `∂L/∂out`,
-    /// **adds** `∂L/∂θ` into `grad_params` (same layout as [`Mlp::params`]) and
-    /// returns `∂L/∂x`. `mask`, if given, multiplies each layer's weight
-    /// gradient (a MADE keeps masked weights at zero this way).
-    pub fn backward(
-        &self,
-        cache: &MlpCache<T>,
-        grad_out: &DMatrix<T>,
-        grad_params: &mut [T],
-        masks: Option<&[DMatrix<T>]>,
-    ) -> DMatrix<T> {
-        assert_eq!(
-            grad_params.len(),
-            self.num_params(),
-            "Mlp::backward: gradient buffer has the wrong length"
-        );
-        let last = self.num_layers() - 1;
-        if self.residual {
-            // Cotangent of the residual stream h.
-            let mut g_h = self.layer_backward(last, cache, grad_out, grad_params, masks);
-            for l in (1..last).step_by(2).rev() {
-                let g_t = self.layer_backward(l + 1, cache, &g_h, grad_params, masks);
-                let g_a = self.layer_backward(l, cache, &g_t, grad_params, masks);
-                give_matrix(g_t);
-                g_h += &g_a;
-                give_matrix(g_a);
-            }
-            let g_x = self.layer_backward(0, cache, &g_h, grad_params, masks);
-            give_matrix(g_h);
-            return g_x;
-        }
-        let mut delta = self.layer_backward(last, cache, grad_out, grad_params, masks);
-        for l in (0..last).rev() {
-            let below = self.layer_backward(l, cache, &delta, grad_params, masks);
-            give_matrix(std::mem::replace(&mut delta, below));
-        }
-        delta
-    }
-}
-
-/// What [`Mlp::backward`] needs from the forward pass.
-#[derive(Debug, Clone)]
-pub struct MlpCache<T: Real> {
-    inputs: Vec<DMatrix<T>>,
-    pre: Vec<Option<DMatrix<T>>>,
-}
-
-impl<T: Real> Drop for MlpCache<T> {
-    /// The buffers go back to the thread's pool for the next pass.
-    fn drop(&mut self) {
-        for m in self.inputs.drain(..) {
-            give_matrix(m);
-        }
-        for m in self.pre.drain(..).flatten() {
-            give_matrix(m);
-        }
+        h.into_inner()
     }
 }

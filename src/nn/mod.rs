@@ -13,6 +13,7 @@ mod gemm;
 mod made;
 mod made_sequential;
 mod mlp;
+mod pool;
 
 pub use activation::Activation;
 pub use config::ConditionerConfig;
@@ -24,7 +25,7 @@ pub use mlp::{Mlp, MlpCache};
 pub(crate) use gemm::fast::ParallelBlock;
 #[cfg(all(feature = "fast-gemm", feature = "threads"))]
 pub(crate) use gemm::fast::{in_parallel_block, threads};
-pub(crate) use gemm::{give_vec, take_scratch_vec, take_zeros};
+pub(crate) use pool::{ScratchVec, take_scratch_vec, take_zeros};
 
 /// Without `fast-gemm`, no batch is split over threads (see `crate::parallel`).
 #[cfg(not(feature = "fast-gemm"))]

@@ -25,7 +25,6 @@ mod footprint;
 use std::fmt;
 use std::str::FromStr;
 
-use nalgebra::DMatrix;
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -289,7 +288,6 @@ impl<'de> Deserialize<'de> for FlowSpec {
     }
 }
 
-/// Checks a batch's row count against a flow's dimension.
-pub(crate) fn check_rows<T: Real>(context: &str, dim: usize, m: &DMatrix<T>) {
-    crate::bijector::assert_rows(context, dim, m);
-}
+/// Checks a batch's row count against a flow's dimension: the crate's one
+/// row check, [`crate::batch::assert_rows`], under the name the flow uses.
+pub(crate) use crate::batch::assert_rows as check_rows;

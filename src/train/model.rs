@@ -405,7 +405,7 @@ impl<T: Real> Distribution<T> for FlowModel<T> {
         self.flow.dim()
     }
     fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
-        crate::bijector::assert_rows("FlowModel::log_prob", self.dim(), x);
+        crate::batch::assert_rows("FlowModel::log_prob", self.dim(), x);
         let blocks = self.parallel_blocks(x.ncols());
         if blocks > 1 {
             let parts = crate::parallel::map_column_blocks(x, blocks, |_, xb| self.log_prob(xb));
@@ -502,7 +502,7 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
             // Each block's gradient goes into its own buffer, taken from this
             // thread's pool and given back to it (so the next call finds it).
             let n = x.ncols();
-            let bufs: Vec<std::sync::Mutex<Vec<T>>> = (0..blocks)
+            let bufs: Vec<std::sync::Mutex<crate::nn::ScratchVec<T>>> = (0..blocks)
                 .map(|_| std::sync::Mutex::new(crate::nn::take_zeros(grad.len())))
                 .collect();
             let parts = crate::parallel::map_column_blocks(x, blocks, |b, xb| {
@@ -525,7 +525,6 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
                         first_error.get_or_insert(e);
                     }
                 }
-                crate::nn::give_vec(g);
             }
             return match first_error {
                 Some(e) => Err(e),

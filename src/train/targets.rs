@@ -110,7 +110,7 @@ fn pointwise<T: Real>(
     x: &DMatrix<T>,
     f: impl Fn(f64, f64) -> (f64, f64, f64),
 ) -> (DVector<T>, DMatrix<T>) {
-    crate::bijector::assert_rows("2-D target", 2, x);
+    crate::batch::assert_rows("2-D target", 2, x);
     let mut lp = DVector::zeros(x.ncols());
     let mut g = DMatrix::zeros(2, x.ncols());
     for j in 0..x.ncols() {

@@ -1,0 +1,65 @@
+//! Shape checks and batch helpers: the bottom layer every module may use
+//! (networks, bijectors, distributions, flows, training), depending on
+//! nothing in the crate but [`Real`].
+//!
+//! A batch is a `D × n` matrix, one column per sample (see the crate's
+//! documentation).
+
+use nalgebra::DMatrix;
+use rand::Rng;
+use rand_distr::{Distribution as _, StandardNormal};
+
+use crate::Real;
+
+/// Panics with a clear message when a batch has the wrong number of rows:
+/// `"{context}: input has dimension {rows} (rows), expected dimension {expected}"`
+/// (evaluation with the wrong dimension panics, the nalgebra convention).
+#[inline]
+#[track_caller]
+pub(crate) fn assert_rows<T: Real>(context: &str, expected: usize, m: &DMatrix<T>) {
+    assert!(
+        m.nrows() == expected,
+        "{context}: input has dimension {} (rows), expected dimension {expected}",
+        m.nrows()
+    );
+}
+
+/// A `D × n` matrix of independent standard-normal draws (drawn in `f64`,
+/// column by column, then rounded to `T`).
+pub(crate) fn standard_normal_matrix<T: Real>(d: usize, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+    DMatrix::from_fn(d, n, |_, _| {
+        let z: f64 = StandardNormal.sample(rng);
+        T::lit(z)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn assert_rows_accepts_the_expected_dimension() {
+        assert_rows("test", 3, &DMatrix::<f64>::zeros(3, 2));
+        assert_rows("test", 0, &DMatrix::<f32>::zeros(0, 5));
+    }
+
+    #[test]
+    #[should_panic(expected = "Thing::forward: input has dimension 2 (rows), expected dimension 3")]
+    fn assert_rows_names_the_caller_and_both_dimensions() {
+        assert_rows("Thing::forward", 3, &DMatrix::<f64>::zeros(2, 4));
+    }
+
+    #[test]
+    fn standard_normal_matrix_has_the_shape_and_the_stream_of_f64_draws() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let m = standard_normal_matrix::<f64>(2, 3, &mut rng);
+        assert_eq!(m.shape(), (2, 3));
+        // The same draws, in column-major order, as sampling f64 directly.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for v in m.iter() {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            assert_eq!(*v, z);
+        }
+    }
+}
