@@ -123,10 +123,11 @@ pub fn fit_conditional<T: Real, M: TrainableConditionalDensity<T>>(
 }
 
 /// Fits `p(x | c)` to the pairs `(x_j, c_j)` (column `j` of `x`, `D × n`, and
-/// of `c`, `C × n`) by maximum likelihood with Adam, with everything
-/// [`fit`](super::fit) offers: mini-batches (pairs stay together), epochs,
-/// validation and early stopping, checkpoints, standardisation, the
-/// observer, and the same errors.
+/// of `c`, `C × n`) by maximum likelihood, with everything
+/// [`fit`](super::fit) offers (it runs the same loop on the stacked pairs
+/// `[x; c]`): the optimiser of [`FitOptions::optimizer`], mini-batches (pairs
+/// stay together), epochs, validation and early stopping, checkpoints,
+/// standardisation, the observer, and the same errors.
 ///
 /// [`Validation::Data`](super::Validation::Data) holds the validation
 /// samples **with their contexts stacked below** (`(D + C) × m`, see

@@ -1,44 +1,8 @@
-//! What fitting does when the loss runs away: the parameters it keeps after
-//! a non-finite loss, the warning about a finite divergence, and the numbers
-//! of their messages.
+//! What fitting says when the loss runs away: the warning about a finite
+//! divergence, and the numbers of its messages and of the non-finite
+//! rollback's (in `rollback.rs`).
 
-use nalgebra::DMatrix;
-
-use super::{EpochRecord, FitReport, TrainableDensity};
-use crate::Real;
-use crate::bijector::DataStage;
-
-/// After a non-finite loss or gradient: loads the best validation epoch's
-/// parameters (or the last with a finite loss), finalises the model as at a
-/// normal end, and says which parameters it holds.
-pub(crate) fn keep_good_parameters<T: Real, M: TrainableDensity<T>>(
-    model: &mut M,
-    train: &DMatrix<T>,
-    has_validation: bool,
-    report: &FitReport,
-    best_valid: f64,
-    best: &[T],
-    last_good: Option<&[T]>,
-) -> String {
-    let p = model.num_params();
-    let holds =
-        if has_validation && report.best_epoch > 0 && best_valid.is_finite() && best.len() == p {
-            model.load_params(best);
-            format!(
-                "the model holds the parameters of epoch {}, the best validation NLL {}",
-                report.best_epoch,
-                fmt_nll(best_valid)
-            )
-        } else if let Some(last) = last_good.filter(|l| l.len() == p) {
-            model.load_params(last);
-            "the model holds its last parameters with a finite loss".to_string()
-        } else {
-            "the model holds the parameters it started with".to_string()
-        };
-    model.prepare_with_data(train, DataStage::Finalize);
-    model.set_training(false);
-    holds
-}
+use super::EpochRecord;
 
 /// A warning when `record`'s training NLL is more than `10 · max(1, |best|)`
 /// above the best epoch of `history` (orders of magnitude: the fit diverged).

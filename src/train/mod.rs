@@ -21,16 +21,25 @@
 //! # Ok::<(), normflow::Error>(())
 //! ```
 
+mod batching;
 mod checkpoint;
+mod checkpointer;
 mod conditional;
 mod conditional_model;
 mod density;
 mod divergence;
+mod early_stopping;
 mod fit;
 mod model;
 mod model_file;
 mod optimizer;
+mod optimizer_state;
+mod report;
+mod rollback;
 pub mod targets;
+#[cfg(test)]
+mod toy;
+mod trainer;
 mod validate;
 mod variational;
 
@@ -41,9 +50,10 @@ pub use conditional_model::{
     CONDITIONAL_MODEL_FORMAT_VERSION, ConditionalBaseSpec, ConditionalFlowModel,
 };
 pub use density::TrainableDensity;
-pub use fit::{EpochRecord, FitEvent, FitOptions, FitReport, Validation, fit, fit_with_observer};
+pub use fit::{FitOptions, Validation, fit, fit_with_observer};
 pub use model::{FlowModel, MODEL_FORMAT_VERSION, Standardization, write_atomically};
-pub use optimizer::{Adam, Optimizer, Schedule, Sgd, clip_grad_norm};
+pub use optimizer::{Adam, Optimizer, OptimizerKind, Schedule, Sgd, clip_grad_norm};
+pub use report::{EpochRecord, FitEvent, FitReport};
 pub use variational::{
     DistributionTarget, FnTarget, LogDensity, VariationalOptions, VariationalReport, elbo_and_grad,
     fit_variational,
