@@ -21,6 +21,7 @@ pub struct FitJob {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    pub optimizer: Optimizer,
     pub seed: u64,
     pub patience: Option<usize>,
     pub standardize: bool,
@@ -63,6 +64,8 @@ impl FitJob {
             epochs: self.epochs,
             batch_size: self.batch_size,
             learning_rate: self.lr,
+            optimizer: self.optimizer.kind,
+            weight_decay: self.optimizer.weight_decay,
             seed: self.seed,
             validation,
             patience: self.patience,
@@ -83,6 +86,45 @@ impl FitJob {
                 .to_json())
         };
         conclude(result, steps, to_json, &self.out, start, self.json)
+    }
+}
+
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerFlag {
+    /// Adam (AdamW with `--weight-decay`).
+    Adam,
+    /// Stochastic gradient descent with momentum (`--momentum`).
+    Sgd,
+}
+
+/// The optimiser of a fit, from the command line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Optimizer {
+    /// Which one, with its momentum.
+    pub kind: normflow::train::OptimizerKind,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+}
+
+impl Optimizer {
+    /// From `--optimizer`, `--momentum` and `--weight-decay`.
+    pub fn from_flags(flag: OptimizerFlag, momentum: f64, weight_decay: f64) -> Result<Self> {
+        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+            return Err(format!(
+                "--weight-decay must be a finite number ≥ 0, got {weight_decay}"
+            ));
+        }
+        let kind = match flag {
+            OptimizerFlag::Adam => normflow::train::OptimizerKind::Adam,
+            OptimizerFlag::Sgd => {
+                if !(0.0..1.0).contains(&momentum) {
+                    return Err(format!("--momentum must be in [0, 1), got {momentum}"));
+                }
+                normflow::train::OptimizerKind::Sgd { momentum }
+            }
+        };
+        Ok(Self { kind, weight_decay })
     }
 }
 

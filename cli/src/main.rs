@@ -59,6 +59,15 @@ enum Command {
         /// Adam's learning rate.
         #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
         lr: f64,
+        /// The optimiser.
+        #[arg(long, value_enum, default_value = "adam")]
+        optimizer: fit::OptimizerFlag,
+        /// Momentum of `--optimizer sgd`, in [0, 1).
+        #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
+        momentum: f64,
+        /// Decoupled weight decay (AdamW with Adam).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        weight_decay: f64,
         /// Seed of initialisation, shuffling and the validation split.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -280,6 +289,9 @@ fn run(command: Command) -> Result<Outcome> {
             epochs,
             batch_size,
             lr,
+            optimizer,
+            momentum,
+            weight_decay,
             seed,
             patience,
             standardize,
@@ -292,6 +304,7 @@ fn run(command: Command) -> Result<Outcome> {
             context,
             valid_context,
         } => {
+            let optimizer = fit::Optimizer::from_flags(optimizer, momentum, weight_decay)?;
             let inputs: Vec<&Path> = [
                 Some(&data),
                 valid.as_ref(),
@@ -357,6 +370,7 @@ fn run(command: Command) -> Result<Outcome> {
                     epochs,
                     batch_size,
                     lr,
+                    optimizer,
                     seed,
                     patience,
                     standardize,
@@ -383,6 +397,7 @@ fn run(command: Command) -> Result<Outcome> {
                 epochs,
                 batch_size,
                 lr,
+                optimizer,
                 seed,
                 patience,
                 standardize,

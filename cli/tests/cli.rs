@@ -789,3 +789,67 @@ fn plot_and_bench_bad_inputs() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn fit_with_sgd_and_weight_decay() {
+    let d = tmp("optimizers");
+    let train = d.join("train.csv");
+    assert!(
+        normflow(&["datasets", "moons", "--n", "600", "--out", s(&train)])
+            .status
+            .success()
+    );
+    let nll = |extra: &[&str], name: &str| -> f64 {
+        let out = d.join(name);
+        let mut args = vec![
+            "fit",
+            "--data",
+            s(&train),
+            "--flow",
+            "maf(2, hidden = 16)",
+            "--out",
+            s(&out),
+            "--epochs",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = normflow(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        j["train_nll"].as_f64().unwrap()
+    };
+    let sgd = nll(
+        &["--optimizer", "sgd", "--momentum", "0.9", "--lr", "1e-2"],
+        "sgd.json",
+    );
+    let adamw = nll(&["--weight-decay", "1e-4"], "adamw.json");
+    let adam = nll(&[], "adam.json");
+    // Different optimisers take different steps from the same start.
+    assert!(sgd.is_finite() && sgd != adam, "{sgd} {adam}");
+    assert!(adamw.is_finite() && adamw != adam, "{adamw} {adam}");
+    for (flags, needle) in [
+        (
+            ["--optimizer", "sgd", "--momentum", "1"],
+            "--momentum must be in [0, 1)",
+        ),
+        (
+            ["--weight-decay", "-1", "--optimizer", "adam"],
+            "--weight-decay must be",
+        ),
+    ] {
+        let mut args = vec![
+            "fit",
+            "--data",
+            s(&train),
+            "--flow",
+            "maf",
+            "--out",
+            "never.json",
+        ];
+        args.extend(flags);
+        let o = normflow(&args);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+}
