@@ -49,6 +49,13 @@ pub mod spec;
 pub mod testing;
 pub mod train;
 
+/// The linear-algebra crate batches are made of (`DMatrix`, `DVector`),
+/// re-exported so that users need not match its version by hand.
+pub use nalgebra;
+/// The random-number crate `sample` takes (`&mut dyn rand::Rng`),
+/// re-exported so that users need not match its version by hand.
+pub use rand;
+
 // Every bijector and distribution at the crate root: `normflow::Exp`, …
 pub use bijector::*;
 pub use distribution::*;

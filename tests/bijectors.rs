@@ -542,3 +542,35 @@ fn trait_objects_compose() {
     let x = DMatrix::from_row_slice(1, 3, &[-2.0, 0.0, 3.0]);
     assert!((inv.forward(&x) - &x).amax() < 1e-12);
 }
+
+/// Bijectors and distributions, boxed as trait objects, cross threads
+/// (both traits require `Send + Sync`).
+#[test]
+fn trait_objects_cross_threads() {
+    fn send_sync<X: Send + Sync + ?Sized>(_: &X) {}
+    let chain: Box<dyn Bijector<f64>> = Box::new(
+        Chain::new(vec![
+            Box::new(Exp) as Box<dyn Bijector<f64>>,
+            Box::new(Scale::new(nalgebra::DVector::from_element(2, 2.0)).unwrap()),
+        ])
+        .unwrap(),
+    );
+    let dist: Box<dyn Distribution<f64>> = Box::new(StandardNormal::new(2).unwrap());
+    send_sync(&*chain);
+    send_sync(&*dist);
+    let x = nalgebra::DMatrix::from_element(2, 3, 0.5);
+    let expected = chain.forward(&x);
+    let shared = std::sync::Arc::new(chain);
+    let worker = {
+        let shared = std::sync::Arc::clone(&shared);
+        let x = x.clone();
+        std::thread::spawn(move || shared.forward(&x))
+    };
+    assert_eq!(worker.join().unwrap(), expected);
+    // The re-exported crates are the ones the traits use.
+    let m: normflow::nalgebra::DMatrix<f64> = dist.sample(
+        4,
+        &mut <normflow::rand::rngs::StdRng as normflow::rand::SeedableRng>::seed_from_u64(1),
+    );
+    assert_eq!(m.shape(), (2, 4));
+}

@@ -101,7 +101,7 @@ pub use tanh::Tanh;
 /// assert!((b.inverse(&y) - x).amax() < 1e-12);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-pub trait Bijector<T: Real>: Debug {
+pub trait Bijector<T: Real>: Debug + Send + Sync {
     /// Applies `f` column by column: base → data.
     fn forward(&self, x: &DMatrix<T>) -> DMatrix<T>;
 

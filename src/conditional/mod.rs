@@ -90,7 +90,7 @@ pub(crate) use transformed::{conditional_mean_log_prob_and_grad, log_prob_from};
 /// Every method panics with a clear message when `x` or `c` has the wrong
 /// number of rows, or when their column counts differ (nalgebra's convention
 /// for shape errors, as in [`Bijector`](crate::Bijector)).
-pub trait ConditionalBijector<T: Real>: Debug {
+pub trait ConditionalBijector<T: Real>: Debug + Send + Sync {
     /// The dimension `D` of `x`, or `None` if the map works for any.
     fn dim(&self) -> Option<usize>;
 
@@ -254,7 +254,7 @@ pub trait ConditionalDifferentiable<T: Real>: ConditionalBijector<T> {
 /// `log_prob` never returns NaN (points outside the support get `-inf`);
 /// `sample(c, rng)` draws **one sample per column of `c`**, so a `C × n`
 /// context gives a `D × n` batch. Wrong shapes panic with a message.
-pub trait ConditionalDistribution<T: Real>: Debug {
+pub trait ConditionalDistribution<T: Real>: Debug + Send + Sync {
     /// The event dimension `D`.
     fn dim(&self) -> usize;
 

@@ -48,7 +48,7 @@ pub use uniform::Uniform;
 /// assert!((lp[0] + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-pub trait Distribution<T: Real>: Debug {
+pub trait Distribution<T: Real>: Debug + Send + Sync {
     /// The event dimension `D`.
     fn dim(&self) -> usize;
 
