@@ -4,8 +4,8 @@
 //! batch of one, standardisation cannot overflow, and every field of a
 //! checkpoint is checked before a run resumes from it.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nalgebra::{DMatrix, DVector};
@@ -140,11 +140,11 @@ fn conditional_divergence_keeps_a_usable_model() {
 
 /// NLL `θ²` of one parameter (its log-density is `−θ²`, the same for every
 /// sample), recording the size of every batch it is given.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Quadratic {
     theta: Vec<f64>,
     min_batch: usize,
-    batches: RefCell<Vec<usize>>,
+    batches: Mutex<Vec<usize>>,
 }
 
 impl Quadratic {
@@ -152,7 +152,7 @@ impl Quadratic {
         Self {
             theta: vec![theta],
             min_batch,
-            batches: RefCell::new(Vec::new()),
+            batches: Mutex::new(Vec::new()),
         }
     }
 }
@@ -183,7 +183,7 @@ impl TrainableDensity<f64> for Quadratic {
     fn set_training(&mut self, _: bool) {}
     fn prepare_with_data(&mut self, _: &DMatrix<f64>, _: DataStage) {}
     fn mean_log_prob_and_grad(&self, x: &DMatrix<f64>, grad: &mut [f64]) -> Result<f64, Error> {
-        self.batches.borrow_mut().push(x.ncols());
+        self.batches.lock().unwrap().push(x.ncols());
         grad[0] += -2.0 * self.theta[0];
         Ok(-self.theta[0] * self.theta[0])
     }
@@ -342,7 +342,7 @@ fn batch_norm_is_never_fitted_on_one_sample() {
             ..Default::default()
         };
         fit(&mut q, &DMatrix::zeros(1, 11), &opts).unwrap();
-        assert_eq!(*q.batches.borrow(), want);
+        assert_eq!(*q.batches.lock().unwrap(), want);
     }
     // A fitted batch-norm model stores a positive variance.
     let opts = FitOptions {

@@ -143,10 +143,10 @@ fn validation_fraction_and_bad_options() {
 /// naming the epoch and batch, and the model keeps its last good parameters.
 #[test]
 fn non_finite_loss_stops_with_the_epoch_and_batch() {
-    #[derive(Debug, Clone)]
+    #[derive(Debug)]
     struct Trap {
         theta: Vec<f64>,
-        calls: std::cell::Cell<usize>,
+        calls: std::sync::atomic::AtomicUsize,
     }
     impl Distribution<f64> for Trap {
         fn dim(&self) -> usize {
@@ -177,8 +177,10 @@ fn non_finite_loss_stops_with_the_epoch_and_batch() {
             _x: &DMatrix<f64>,
             grad: &mut [f64],
         ) -> Result<f64, Error> {
-            let k = self.calls.get() + 1;
-            self.calls.set(k);
+            let k = self
+                .calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
             grad[0] += -2.0 * self.theta[0];
             Ok(if k == 7 {
                 f64::NAN
@@ -189,7 +191,7 @@ fn non_finite_loss_stops_with_the_epoch_and_batch() {
     }
     let mut trap = Trap {
         theta: vec![1.0],
-        calls: std::cell::Cell::new(0),
+        calls: std::sync::atomic::AtomicUsize::new(0),
     };
     let data = DMatrix::zeros(1, 10);
     // 10 samples in batches of 4: 3 batches per epoch, so call 7 is epoch 3, batch 1.

@@ -2,7 +2,7 @@
 //! `log p(x) = −‖θ‖²` whatever `x` (gradient `−2θ`), which records how the
 //! loop drives it and can fail on a chosen call.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nalgebra::{DMatrix, DVector};
 
@@ -11,14 +11,14 @@ use crate::Error;
 use crate::bijector::DataStage;
 use crate::distribution::Distribution;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Toy {
     pub(crate) theta: Vec<f64>,
     pub(crate) training: bool,
     /// How often the model was finalised with the training data.
     pub(crate) finalized: usize,
     /// Calls of `mean_log_prob_and_grad` so far.
-    pub(crate) calls: Cell<usize>,
+    pub(crate) calls: AtomicUsize,
     /// The call (1-based) whose loss is NaN.
     pub(crate) nan_at: Option<usize>,
     /// Whether the model can save itself (for checkpoints).
@@ -31,7 +31,7 @@ impl Toy {
             theta: theta.to_vec(),
             training: false,
             finalized: 0,
-            calls: Cell::new(0),
+            calls: AtomicUsize::new(0),
             nan_at: None,
             saves: false,
         }
@@ -71,8 +71,7 @@ impl TrainableDensity<f64> for Toy {
         }
     }
     fn mean_log_prob_and_grad(&self, _: &DMatrix<f64>, grad: &mut [f64]) -> Result<f64, Error> {
-        let k = self.calls.get() + 1;
-        self.calls.set(k);
+        let k = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         for (g, t) in grad.iter_mut().zip(&self.theta) {
             *g += -2.0 * t;
         }
