@@ -361,3 +361,48 @@ fn conditional_fitting_uses_the_chosen_optimizer() {
     .unwrap();
     assert_ne!(adam.log_prob(&x, &c), model.log_prob(&x, &c));
 }
+
+/// `fit_variational` takes the optimiser of its options: SGD with momentum
+/// fits a shifted, scaled Gaussian target with an affine flow (log Z = 0, so
+/// the ELBO approaches 0 from below), and a bad momentum is refused.
+#[test]
+fn variational_fitting_takes_the_chosen_optimizer() {
+    let target = DistributionTarget(
+        Normal::new(
+            DVector::from_vec(vec![1.0, -2.0]),
+            DVector::from_vec(vec![0.5, 2.0]),
+        )
+        .unwrap(),
+    );
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    let fit_with = |optimizer: OptimizerKind, rng: &mut rand::rngs::StdRng| {
+        let mut q = flow!(actnorm).build_distribution::<f64>(2, rng).unwrap();
+        let opts = VariationalOptions {
+            steps: 400,
+            batch_size: 128,
+            learning_rate: 2e-2,
+            optimizer,
+            seed: 5,
+            ..Default::default()
+        };
+        fit_variational(&mut q, &target, &opts, &mut |_, _| true).map(|r| r.elbo_history)
+    };
+    let sgd = fit_with(OptimizerKind::Sgd { momentum: 0.9 }, &mut rng).unwrap();
+    let adam = fit_with(OptimizerKind::Adam, &mut rng).unwrap();
+    // The Gaussian ELBO is ≤ log Z = 0; both fits end close to it, by
+    // different paths.
+    let tail = |h: &[f64]| h[h.len() - 50..].iter().sum::<f64>() / 50.0;
+    assert!(
+        tail(&sgd) > -0.05 && tail(&sgd) < 0.05,
+        "SGD ends at {}",
+        tail(&sgd)
+    );
+    assert!(
+        tail(&adam) > -0.05 && tail(&adam) < 0.05,
+        "Adam ends at {}",
+        tail(&adam)
+    );
+    assert!(sgd[..10] != adam[..10]);
+    let e = fit_with(OptimizerKind::Sgd { momentum: 1.0 }, &mut rng).unwrap_err();
+    assert!(e.to_string().contains("momentum"), "{e}");
+}

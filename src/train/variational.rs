@@ -5,7 +5,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::{Adam, Optimizer, Schedule, clip_grad_norm};
+use super::optimizer_state::check_momentum;
+use super::{Adam, Optimizer, OptimizerKind, Schedule, Sgd, clip_grad_norm};
 use crate::bijector::Differentiable;
 use crate::distribution::{Distribution, TransformedDistribution};
 use crate::{Error, Real};
@@ -89,8 +90,14 @@ pub struct VariationalOptions {
     pub batch_size: usize,
     /// Gradient steps (default 2000).
     pub steps: u64,
-    /// Adam's learning rate (default 1e-3).
+    /// The optimiser's learning rate (default 1e-3).
     pub learning_rate: f64,
+    /// The optimiser (default Adam), as for [`fit`](super::fit).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Decoupled weight decay (default 0; AdamW with Adam).
+    #[serde(default)]
+    pub weight_decay: f64,
     /// Global gradient-norm clipping, if set.
     pub clip_norm: Option<f64>,
     /// Learning-rate schedule.
@@ -105,6 +112,8 @@ impl Default for VariationalOptions {
             batch_size: 256,
             steps: 2000,
             learning_rate: 1e-3,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: 0.0,
             clip_norm: None,
             schedule: Schedule::Constant,
             seed: 0,
@@ -153,7 +162,8 @@ pub fn elbo_and_grad<T: Real, D: Distribution<T>, B: Differentiable<T>>(
 }
 
 /// Fits `q` to the unnormalised `target` by maximising the ELBO (minimising
-/// the reverse KL divergence) with reparameterised samples and Adam.
+/// the reverse KL divergence) with reparameterised samples and the
+/// optimiser of [`VariationalOptions::optimizer`] (Adam by default).
 ///
 /// The flow must be differentiable in its **forward** (sampling) direction:
 /// couplings, IAF, planar and radial flows are; MAF is not (its sampling is
@@ -191,12 +201,49 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
             c,
         ));
     }
+    if !(options.weight_decay.is_finite() && options.weight_decay >= 0.0) {
+        return Err(crate::error::check::invalid(
+            "fit_variational",
+            "weight_decay",
+            "finite and ≥ 0",
+            options.weight_decay,
+        ));
+    }
+    match options.optimizer {
+        OptimizerKind::Adam => {
+            let mut adam = Adam::new(options.learning_rate);
+            adam.weight_decay = options.weight_decay;
+            variational_loop(q, target, options, observer, adam)
+        }
+        OptimizerKind::Sgd { momentum } => {
+            if check_momentum(momentum).is_err() {
+                return Err(crate::error::check::invalid(
+                    "fit_variational",
+                    "momentum",
+                    "finite and in [0, 1)",
+                    momentum,
+                ));
+            }
+            let mut sgd = Sgd::new(options.learning_rate, momentum);
+            sgd.weight_decay = options.weight_decay;
+            variational_loop(q, target, options, observer, sgd)
+        }
+    }
+}
+
+/// The steps of [`fit_variational`] with a chosen optimiser.
+fn variational_loop<T: Real, D: Distribution<T>, B: Differentiable<T>, O: Optimizer>(
+    q: &mut TransformedDistribution<T, D, B>,
+    target: &dyn LogDensity<T>,
+    options: &VariationalOptions,
+    observer: &mut dyn FnMut(u64, f64) -> bool,
+    mut optimizer: O,
+) -> Result<VariationalReport, Error> {
     let mut rng = StdRng::seed_from_u64(options.seed);
     let p = q.bijector().num_params();
     let mut grad = vec![T::zero(); p];
     let mut params = Vec::with_capacity(p);
     let mut last_good: Vec<T> = Vec::with_capacity(p);
-    let mut adam = Adam::new(options.learning_rate);
     let mut report = VariationalReport {
         // The history grows with the steps taken; `steps` itself may be huge.
         elbo_history: Vec::with_capacity(options.steps.min(1 << 16) as usize),
@@ -234,7 +281,7 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
             .visit_params(&mut |s| params.extend_from_slice(s));
         last_good.clear();
         last_good.extend_from_slice(&params);
-        adam.step(
+        optimizer.step(
             &mut params,
             &grad,
             options.learning_rate * options.schedule.factor(step),
