@@ -10,6 +10,9 @@ use crate::{Error, Real};
 ///
 /// `Blockwise::new(vec![(a, 2), (b, 1)])` maps `(x₀, x₁, x₂)` to
 /// `(a(x₀, x₁), b(x₂))`. The Jacobian is block diagonal, so the log-dets add.
+/// [`Blockwise::of`] and [`Blockwise::and`] build the same from values,
+/// without boxing by hand. (For independent *distributions* side by side, see
+/// [`BlockwiseDistribution`](crate::BlockwiseDistribution).)
 ///
 /// ```
 /// use nalgebra::DMatrix;
@@ -31,18 +34,73 @@ impl<T: Real> Blockwise<T> {
     pub fn new(blocks: Vec<(Box<dyn Bijector<T>>, usize)>) -> Result<Self, Error> {
         const CTX: &str = "Blockwise::new";
         check::dim_at_least_one(CTX, "blocks (number of blocks)", blocks.len())?;
-        let mut dim = 0;
-        for (i, (b, size)) in blocks.iter().enumerate() {
-            check::dim_at_least_one(CTX, &format!("blocks[{i}] size"), *size)?;
-            if let Some(d) = b.dim() {
-                check::same_dim(CTX, &format!("blocks[{i}] bijector"), *size, d)?;
-            }
-            dim += size;
+        let mut out = Self {
+            blocks: Vec::with_capacity(blocks.len()),
+            dim: 0,
+        };
+        for (i, (b, size)) in blocks.into_iter().enumerate() {
+            out.push(CTX, i, Arc::from(b), size)?;
         }
-        Ok(Self {
-            blocks: blocks.into_iter().map(|(b, s)| (Arc::from(b), s)).collect(),
-            dim,
-        })
+        Ok(out)
+    }
+
+    /// One block: `bijector` on `size` coordinates, taken by value (no
+    /// boxing by hand). Extend it with [`Blockwise::and`]. Errors as
+    /// [`Blockwise::new`] does: `size` is 0, or the bijector's fixed
+    /// dimension differs from `size`.
+    ///
+    /// ```
+    /// use nalgebra::{DMatrix, DVector};
+    /// use normflow::prelude::*;
+    /// // exp on x₀, a shift by (1, 2) on (x₁, x₂).
+    /// let b = Blockwise::<f64>::of(Exp, 1)?
+    ///     .and(Shift::new(DVector::from_vec(vec![1.0, 2.0]))?, 2)?;
+    /// assert_eq!(b.dim(), Some(3));
+    /// let y = b.forward(&DMatrix::from_column_slice(3, 1, &[0.0, 0.0, 0.0]));
+    /// assert_eq!(y.as_slice(), &[1.0, 1.0, 2.0]);
+    /// // A shift of dimension 2 on a block of 1 is refused.
+    /// assert!(Blockwise::<f64>::of(Exp, 1)?
+    ///     .and(Shift::new(DVector::from_vec(vec![1.0, 2.0]))?, 1)
+    ///     .is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn of<B: Bijector<T> + 'static>(bijector: B, size: usize) -> Result<Self, Error> {
+        let mut out = Self {
+            blocks: Vec::new(),
+            dim: 0,
+        };
+        out.push("Blockwise::of", 0, Arc::new(bijector), size)?;
+        Ok(out)
+    }
+
+    /// This blockwise map with one more block, `bijector` on the next `size`
+    /// coordinates (after all existing blocks). Errors as [`Blockwise::of`].
+    /// A trainable block keeps its parameters (they follow the earlier
+    /// blocks' in the flat parameter vector).
+    pub fn and<B: Bijector<T> + 'static>(
+        mut self,
+        bijector: B,
+        size: usize,
+    ) -> Result<Self, Error> {
+        let i = self.blocks.len();
+        self.push("Blockwise::and", i, Arc::new(bijector), size)?;
+        Ok(self)
+    }
+
+    fn push(
+        &mut self,
+        context: &str,
+        i: usize,
+        b: Arc<dyn Bijector<T>>,
+        size: usize,
+    ) -> Result<(), Error> {
+        check::dim_at_least_one(context, &format!("blocks[{i}] size"), size)?;
+        if let Some(d) = b.dim() {
+            check::same_dim(context, &format!("blocks[{i}] bijector"), size, d)?;
+        }
+        self.dim += size;
+        self.blocks.push((b, size));
+        Ok(())
     }
 
     fn map(

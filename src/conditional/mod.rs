@@ -273,6 +273,93 @@ pub trait ConditionalDistribution<T: Real>: Debug + Send + Sync {
         let lp = self.log_prob(&x, c);
         (x, lp)
     }
+
+    /// `n` samples at one context `c ∈ R^C` given as a slice: TFP's
+    /// `sample(n, bijector_kwargs=…)` at a fixed condition. The context is
+    /// repeated in `n` columns and passed to [`sample`](ConditionalDistribution::sample),
+    /// so the result is `D × n`.
+    ///
+    /// # Panics
+    /// If `context.len()` is not `C`.
+    ///
+    /// ```
+    /// use normflow::conditional::*;
+    /// use normflow::prelude::*;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let cfg = ConditionerConfig { hidden: 8, ..Default::default() };
+    /// let maf = ConditionalMaf::<f64>::new(2, 1, &cfg, &mut rng)?; // D = 2, C = 1
+    /// let base = IgnoreContext::new(StandardNormal::new(2)?, 1);
+    /// let flow = ConditionalTransformedDistribution::new(base, maf)?;
+    /// let x = flow.sample_at(100, &[0.5], &mut rng);
+    /// assert_eq!(x.shape(), (2, 100));
+    /// // Their log-densities at the same context, and one point's.
+    /// let lp = flow.log_prob_at(&x, &[0.5]);
+    /// assert!((flow.log_prob_one(x.column(0).as_slice(), &[0.5]) - lp[0]).abs() < 1e-12);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    fn sample_at(&self, n: usize, context: &[T], rng: &mut dyn Rng) -> DMatrix<T> {
+        let c = repeat_context(
+            "ConditionalDistribution::sample_at",
+            self.context_dim(),
+            context,
+            n,
+        );
+        self.sample(&c, rng)
+    }
+
+    /// `log p(x_j | c)` for every column of `x` (`D × n` → `n`) at one
+    /// context `c ∈ R^C` given as a slice.
+    ///
+    /// # Panics
+    /// If `context.len()` is not `C` or `x` does not have `D` rows.
+    fn log_prob_at(&self, x: &DMatrix<T>, context: &[T]) -> DVector<T> {
+        let c = repeat_context(
+            "ConditionalDistribution::log_prob_at",
+            self.context_dim(),
+            context,
+            x.ncols(),
+        );
+        self.log_prob(x, &c)
+    }
+
+    /// `log p(x | c)` of one point `x ∈ R^D` at one context `c ∈ R^C`, both
+    /// slices (the conditional [`Distribution::log_prob_one`](crate::Distribution::log_prob_one)).
+    ///
+    /// # Panics
+    /// If `x.len()` is not `D` or `context.len()` is not `C`.
+    fn log_prob_one(&self, x: &[T], context: &[T]) -> T {
+        let d = self.dim();
+        assert!(
+            x.len() == d,
+            "ConditionalDistribution::log_prob_one: the point has {} coordinates, expected dimension {d}",
+            x.len()
+        );
+        let c = repeat_context(
+            "ConditionalDistribution::log_prob_one",
+            self.context_dim(),
+            context,
+            1,
+        );
+        self.log_prob(&DMatrix::from_column_slice(d, 1, x), &c)[0]
+    }
+}
+
+/// A `C × n` matrix whose columns are all `context`.
+#[track_caller]
+fn repeat_context<T: Real>(
+    caller: &str,
+    context_dim: usize,
+    context: &[T],
+    n: usize,
+) -> DMatrix<T> {
+    assert!(
+        context.len() == context_dim,
+        "{caller}: the context has {} coordinates, expected context dimension {context_dim}",
+        context.len()
+    );
+    DMatrix::from_fn(context_dim, n, |i, _| context[i])
 }
 
 /// A conditional distribution with trainable parameters (possibly none) and

@@ -37,8 +37,51 @@ impl<T: Real> Laplace<T> {
     /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
     /// non-finite entry, or `scale` an entry that is not finite and positive.
     pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        const CTX: &str = "Laplace::new";
-        check::loc_scale(CTX, &loc, &scale)?;
+        Self::checked("Laplace::new", loc, scale)
+    }
+
+    /// A one-dimensional Laplace distribution with location `loc` and scale `b = scale` (TFP's `tfd.Laplace(0.0, 2.0)`): [`Laplace::new`] on
+    /// one-element vectors, with the same checks (`scale` finite and
+    /// positive, `loc` finite).
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Laplace::<f64>::scalar(0.0, 2.0)?;
+    /// assert_eq!(d.dim(), 1);
+    /// // −log(2b) at the median.
+    /// assert!((d.log_prob_one(&[0.0]) + 4.0_f64.ln()).abs() < 1e-12);
+    /// assert!(Laplace::<f64>::scalar(0.0, -1.0).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn scalar(loc: T, scale: T) -> Result<Self, Error> {
+        Self::checked(
+            "Laplace::scalar",
+            DVector::from_element(1, loc),
+            DVector::from_element(1, scale),
+        )
+    }
+
+    /// A `D`-dimensional Laplace with independent coordinates from slices of
+    /// locations and scales: [`Laplace::new`] without building the vectors, with
+    /// the same checks.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Laplace::<f64>::from_slices(&[0.0, 1.0], &[1.0, 2.0])?;
+    /// assert_eq!(d.dim(), 2);
+    /// assert!(Laplace::<f64>::from_slices(&[0.0, 1.0], &[1.0]).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn from_slices(loc: &[T], scale: &[T]) -> Result<Self, Error> {
+        Self::checked(
+            "Laplace::from_slices",
+            DVector::from_column_slice(loc),
+            DVector::from_column_slice(scale),
+        )
+    }
+
+    fn checked(context: &str, loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
+        check::loc_scale(context, &loc, &scale)?;
         Ok(Self { loc, scale })
     }
 

@@ -37,8 +37,51 @@ impl<T: Real> Logistic<T> {
     /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
     /// non-finite entry, or `scale` an entry that is not finite and positive.
     pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        const CTX: &str = "Logistic::new";
-        check::loc_scale(CTX, &loc, &scale)?;
+        Self::checked("Logistic::new", loc, scale)
+    }
+
+    /// A one-dimensional logistic distribution with location `loc` and scale `s = scale` (TFP's `tfd.Logistic(1.0, 0.5)`): [`Logistic::new`] on
+    /// one-element vectors, with the same checks (`scale` finite and
+    /// positive, `loc` finite).
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Logistic::<f64>::scalar(1.0, 0.5)?;
+    /// assert_eq!(d.dim(), 1);
+    /// // −log(4 s) at the mean.
+    /// assert!((d.log_prob_one(&[1.0]) + 2.0_f64.ln()).abs() < 1e-12);
+    /// assert!(Logistic::<f64>::scalar(0.0, -1.0).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn scalar(loc: T, scale: T) -> Result<Self, Error> {
+        Self::checked(
+            "Logistic::scalar",
+            DVector::from_element(1, loc),
+            DVector::from_element(1, scale),
+        )
+    }
+
+    /// A `D`-dimensional Logistic with independent coordinates from slices of
+    /// locations and scales: [`Logistic::new`] without building the vectors, with
+    /// the same checks.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Logistic::<f64>::from_slices(&[0.0, 1.0], &[1.0, 2.0])?;
+    /// assert_eq!(d.dim(), 2);
+    /// assert!(Logistic::<f64>::from_slices(&[0.0, 1.0], &[1.0]).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn from_slices(loc: &[T], scale: &[T]) -> Result<Self, Error> {
+        Self::checked(
+            "Logistic::from_slices",
+            DVector::from_column_slice(loc),
+            DVector::from_column_slice(scale),
+        )
+    }
+
+    fn checked(context: &str, loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
+        check::loc_scale(context, &loc, &scale)?;
         Ok(Self { loc, scale })
     }
 

@@ -10,6 +10,7 @@ use rand_distr::{Distribution as _, Open01};
 
 use crate::Real;
 
+mod blockwise;
 mod gaussian_mixture;
 mod laplace;
 mod logistic;
@@ -19,6 +20,7 @@ mod standard_normal;
 mod transformed;
 mod uniform;
 
+pub use blockwise::BlockwiseDistribution;
 pub use gaussian_mixture::GaussianMixture;
 pub use laplace::Laplace;
 pub use logistic::Logistic;
@@ -57,6 +59,35 @@ pub trait Distribution<T: Real>: Debug + Send + Sync {
     /// # Panics
     /// If `x` does not have `D` rows.
     fn log_prob(&self, x: &DMatrix<T>) -> DVector<T>;
+
+    /// Log-density of one point `x ∈ R^D`, given as a slice: TFP's
+    /// `log_prob` on an event of shape `[D]`. `-inf` outside the support.
+    ///
+    /// The batch method [`Distribution::log_prob`] on a one-column matrix,
+    /// so the two always agree.
+    ///
+    /// # Panics
+    /// If `x.len()` is not `D`.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Normal::<f64>::scalar(0.3, 0.8)?;
+    /// // −½ log 2π − log σ at the mean.
+    /// let want = -0.5 * (2.0 * std::f64::consts::PI).ln() - 0.8_f64.ln();
+    /// assert!((d.log_prob_one(&[0.3]) - want).abs() < 1e-12);
+    /// let u = Uniform::<f64>::scalar(0.0, 1.0)?;
+    /// assert_eq!(u.log_prob_one(&[2.0]), f64::NEG_INFINITY);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    fn log_prob_one(&self, x: &[T]) -> T {
+        let d = self.dim();
+        assert!(
+            x.len() == d,
+            "Distribution::log_prob_one: the point has {} coordinates, expected dimension {d}",
+            x.len()
+        );
+        self.log_prob(&DMatrix::from_column_slice(d, 1, x))[0]
+    }
 
     /// `n` independent samples as a `D × n` matrix.
     fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T>;

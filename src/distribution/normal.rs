@@ -47,8 +47,52 @@ impl<T: Real> Normal<T> {
     /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
     /// non-finite entry, or `scale` has an entry that is not finite and positive.
     pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        const CTX: &str = "Normal::new";
-        check::loc_scale(CTX, &loc, &scale)?;
+        Self::checked("Normal::new", loc, scale)
+    }
+
+    /// A one-dimensional normal `N(loc, scale²)` (TFP's `tfd.Normal(0.3, 0.8)`): [`Normal::new`] on
+    /// one-element vectors, with the same checks (`scale` finite and
+    /// positive, `loc` finite).
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Normal::<f64>::scalar(0.3, 0.8)?;
+    /// assert_eq!(d.dim(), 1);
+    /// // −½ log 2π − log σ at the mean.
+    /// let want = -0.5 * (2.0 * std::f64::consts::PI).ln() - 0.8_f64.ln();
+    /// assert!((d.log_prob_one(&[0.3]) - want).abs() < 1e-12);
+    /// assert!(Normal::<f64>::scalar(0.0, -1.0).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn scalar(loc: T, scale: T) -> Result<Self, Error> {
+        Self::checked(
+            "Normal::scalar",
+            DVector::from_element(1, loc),
+            DVector::from_element(1, scale),
+        )
+    }
+
+    /// A `D`-dimensional Normal with independent coordinates from slices of
+    /// locations and standard deviations: [`Normal::new`] without building the vectors, with
+    /// the same checks.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let d = Normal::<f64>::from_slices(&[0.0, 1.0], &[1.0, 2.0])?;
+    /// assert_eq!(d.dim(), 2);
+    /// assert!(Normal::<f64>::from_slices(&[0.0, 1.0], &[1.0]).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn from_slices(loc: &[T], scale: &[T]) -> Result<Self, Error> {
+        Self::checked(
+            "Normal::from_slices",
+            DVector::from_column_slice(loc),
+            DVector::from_column_slice(scale),
+        )
+    }
+
+    fn checked(context: &str, loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
+        check::loc_scale(context, &loc, &scale)?;
         Ok(Self { loc, scale })
     }
 

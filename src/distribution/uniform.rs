@@ -45,15 +45,56 @@ impl<T: Real> Uniform<T> {
     /// Errors if the bounds differ in length, are empty or non-finite, or
     /// `lowᵢ >= highᵢ` for some `i`.
     pub fn new(low: DVector<T>, high: DVector<T>) -> Result<Self, Error> {
-        const CTX: &str = "Uniform::new";
-        check::dim_at_least_one(CTX, "low", low.len())?;
-        check::same_dim(CTX, "high", low.len(), high.len())?;
-        check::finite_vec(CTX, "low", &low)?;
-        check::finite_vec(CTX, "high", &high)?;
+        Self::checked("Uniform::new", low, high)
+    }
+
+    /// The uniform distribution on the interval `[low, high]` (TFP's
+    /// `tfd.Uniform(0.0, 4.0)`): [`Uniform::new`] on one-element vectors,
+    /// with the same checks.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let u = Uniform::<f64>::scalar(0.0, 4.0)?;
+    /// assert!((u.log_prob_one(&[1.0]) + 4.0_f64.ln()).abs() < 1e-15);
+    /// assert!(Uniform::<f64>::scalar(1.0, 1.0).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn scalar(low: T, high: T) -> Result<Self, Error> {
+        Self::checked(
+            "Uniform::scalar",
+            DVector::from_element(1, low),
+            DVector::from_element(1, high),
+        )
+    }
+
+    /// The uniform distribution on a `D`-dimensional box given by slices of
+    /// lower and upper bounds: [`Uniform::new`] without building the
+    /// vectors, with the same checks.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// let u = Uniform::<f64>::from_slices(&[0.0, -1.0], &[2.0, 1.0])?;
+    /// assert!((u.log_prob_one(&[1.0, 0.0]) + 4.0_f64.ln()).abs() < 1e-15);
+    /// assert!(Uniform::<f64>::from_slices(&[0.0], &[2.0, 1.0]).is_err());
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn from_slices(low: &[T], high: &[T]) -> Result<Self, Error> {
+        Self::checked(
+            "Uniform::from_slices",
+            DVector::from_column_slice(low),
+            DVector::from_column_slice(high),
+        )
+    }
+
+    fn checked(context: &str, low: DVector<T>, high: DVector<T>) -> Result<Self, Error> {
+        check::dim_at_least_one(context, "low", low.len())?;
+        check::same_dim(context, "high", low.len(), high.len())?;
+        check::finite_vec(context, "low", &low)?;
+        check::finite_vec(context, "high", &high)?;
         for i in 0..low.len() {
             if low[i] >= high[i] {
                 return Err(check::invalid(
-                    CTX,
+                    context,
                     &format!("high[{i}]"),
                     &format!("greater than low[{i}] = {}", low[i]),
                     high[i],
