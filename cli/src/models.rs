@@ -27,15 +27,10 @@ pub fn is_conditional(path: &Path) -> Result<bool> {
     Ok(value.get("format").and_then(|v| v.as_str()) == Some("normflow-conditional-model"))
 }
 
-/// Loads an unconditional model; a conditional one gets the command-line
-/// advice (which flags take a context), not the library's.
+/// Loads an unconditional model. Every command first asks
+/// [`is_conditional`] and gives a conditional model its own path (or its
+/// command-line advice), so the file is not inspected twice here.
 pub fn load(path: &Path) -> Result<FlowModel<f64>> {
-    if is_conditional(path)? {
-        return Err(format!(
-            "{}: is a conditional model p(x | c); this command takes unconditional models (eval and sample take a conditional one with --context FILE)",
-            path.display()
-        ));
-    }
     FlowModel::<f64>::load(path).map_err(|e| e.to_string())
 }
 
