@@ -24,6 +24,48 @@ pub(crate) fn assert_rows<T: Real>(context: &str, expected: usize, m: &DMatrix<T
     );
 }
 
+/// Panics with a clear message unless `x` has `dim` rows (when fixed), `c`
+/// has `context_dim` rows and both have the same number of columns: the
+/// shape check of every call that takes a context. A layer conditioned on a
+/// context (`context_dim > 0`) called without one gets a message that says
+/// which method to call instead.
+#[track_caller]
+pub(crate) fn assert_pair<T: Real>(
+    caller: &str,
+    dim: Option<usize>,
+    context_dim: usize,
+    x: &DMatrix<T>,
+    c: &DMatrix<T>,
+) {
+    if let Some(d) = dim {
+        assert_rows(caller, d, x);
+    }
+    assert!(
+        c.nrows() == context_dim,
+        "{caller}: context has dimension {} (rows), expected dimension {context_dim}{}",
+        c.nrows(),
+        if c.nrows() == 0 {
+            " (this map is conditioned on a context: call the `_given` method with one, \
+             e.g. `forward_given(x, c)` or `log_prob_given(x, c)`)"
+        } else {
+            ""
+        }
+    );
+    assert!(
+        x.ncols() == c.ncols(),
+        "{caller}: {} samples but {} contexts (one context column per sample)",
+        x.ncols(),
+        c.ncols()
+    );
+}
+
+/// The empty `0 × n` context of `n` samples: what the context-free methods
+/// pass to the `_given` ones.
+#[inline]
+pub fn no_context<T: Real>(n: usize) -> DMatrix<T> {
+    DMatrix::zeros(0, n)
+}
+
 /// A `D × n` matrix of independent standard-normal draws (drawn in `f64`,
 /// column by column, then rounded to `T`).
 pub(crate) fn standard_normal_matrix<T: Real>(d: usize, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {

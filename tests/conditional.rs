@@ -4,12 +4,10 @@
 //! and its backward passes match finite differences in the parameters, the
 //! input and the context.
 
-use nalgebra::DMatrix;
-use normflow::conditional::*;
+use nalgebra::{DMatrix, DVector};
+use normflow::conditional::ContextAffine;
 use normflow::prelude::*;
-use normflow::testing::{
-    check_conditional_bijector, check_conditional_gradients, proptest, strategies,
-};
+use normflow::testing::{check_bijector_given, check_gradients_given, proptest, strategies};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -32,7 +30,7 @@ fn cfg() -> ConditionerConfig {
 
 /// Moves every parameter by up to ±0.3, so checks do not only see the
 /// initialisation.
-fn perturb<B: ConditionalDifferentiable<f64>>(mut b: B, seed: u64) -> B {
+fn perturb<B: Differentiable<f64>>(mut b: B, seed: u64) -> B {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let p: Vec<f64> = b
         .params_to_vec()
@@ -43,27 +41,30 @@ fn perturb<B: ConditionalDifferentiable<f64>>(mut b: B, seed: u64) -> B {
     b
 }
 
-fn check<B: ConditionalDifferentiable<f64> + Clone + 'static>(
+fn check<B: Differentiable<f64> + Clone + 'static>(
     b: &B,
     x: &DMatrix<f64>,
     c: &DMatrix<f64>,
     directions: &[&str],
 ) -> Result<(), TestCaseError> {
-    let r = check_conditional_bijector(b, x, c);
+    let r = check_bijector_given(b, x, c);
     prop_assert!(r.is_ok(), "{b:?}: {}", r.unwrap_err());
-    let g = check_conditional_gradients(b, x, c);
+    let g = check_gradients_given(b, x, c);
     prop_assert!(g.is_ok(), "{}", g.unwrap_err());
     let g = g.unwrap();
     prop_assert_eq!(&g.directions, &directions);
     Ok(())
 }
 
-fn layers(seed: u64) -> (ConditionalMaf<f64>, ConditionalSplineAutoregressive<f64>) {
+fn layers(seed: u64) -> (MaskedAutoregressiveFlow<f64>, SplineAutoregressive<f64>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let order = vec![2, 0, 1];
-    let maf = ConditionalMaf::with_order(D, C, order.clone(), &cfg(), &mut rng).unwrap();
+    let maf =
+        MaskedAutoregressiveFlow::conditional_with_order(D, C, order.clone(), &cfg(), &mut rng)
+            .unwrap();
     let spline =
-        ConditionalSplineAutoregressive::with_order(D, C, order, 5, 3.0, &cfg(), &mut rng).unwrap();
+        SplineAutoregressive::conditional_with_order(D, C, order, 5, 3.0, &cfg(), &mut rng)
+            .unwrap();
     (perturb(maf, seed), perturb(spline, seed + 1))
 }
 
@@ -78,9 +79,9 @@ proptest! {
                                          c in strategies::batch(C, N, 2.0)) {
         let (maf, spline) = layers(seed);
         check(&maf, &x, &c, &["inverse"])?;
-        check(&ConditionalIaf::new(maf), &x, &c, &["forward"])?;
+        check(&InverseAutoregressiveFlow::from_maf(maf), &x, &c, &["forward"])?;
         check(&spline, &x, &c, &["inverse"])?;
-        check(&ConditionalInvert::new(spline), &x, &c, &["forward"])?;
+        check(&Invert::new(spline), &x, &c, &["forward"])?;
     }
 
     #[test]
@@ -90,8 +91,8 @@ proptest! {
                              flip in any::<bool>()) {
         let mut rng = StdRng::seed_from_u64(seed);
         let mask = CouplingMask::alternating(D, flip).unwrap();
-        let affine = ConditionalAffineCoupling::new(mask.clone(), C, &cfg(), &mut rng).unwrap();
-        let spline = ConditionalSplineCoupling::new(mask, C, 4, 2.5, &cfg(), &mut rng).unwrap();
+        let affine = AffineCoupling::conditional(mask.clone(), C, &cfg(), &mut rng).unwrap();
+        let spline = SplineCoupling::conditional(mask, C, 4, 2.5, &cfg(), &mut rng).unwrap();
         check(&perturb(affine, seed), &x, &c, &["forward", "inverse"])?;
         check(&perturb(spline, seed), &x, &c, &["forward", "inverse"])?;
     }
@@ -103,9 +104,26 @@ proptest! {
         let mut rng = StdRng::seed_from_u64(seed);
         let affine = perturb(ContextAffine::new(D, C, &cfg(), &mut rng).unwrap(), seed);
         check(&affine, &x, &c, &["forward", "inverse"])?;
-        // A layer without a conditioner: the context gradient is zero.
-        let lu = IgnoreContext::new(LuLinear::<f64>::new(D, false, &mut rng).unwrap(), C);
-        check(&lu, &x, &c, &["forward", "inverse"])?;
+        // A layer without a conditioner has context dimension 0: the kit
+        // checks it at the empty context, and any context it is given is
+        // ignored, with a zero context gradient.
+        let lu = LuLinear::<f64>::new(D, false, &mut rng).unwrap();
+        prop_assert_eq!(lu.context_dim(), 0);
+        check(&lu, &x, &DMatrix::zeros(0, N), &["forward", "inverse"])?;
+        prop_assert_eq!(lu.forward_given(&x, &c), lu.forward(&x));
+        prop_assert_eq!(lu.inverse_given(&x, &c), lu.inverse(&x));
+        let (gx, gl) = (x.map(|v| 0.5 - v), DVector::from_element(N, 0.7));
+        for inverse in [false, true] {
+            let mut gp = vec![0.0; lu.num_params()];
+            let mut gc = DMatrix::zeros(C, N);
+            let r = if inverse {
+                lu.inverse_and_log_det_backward_given(&x, &c, &gx, &gl, &mut gp, &mut gc)
+            } else {
+                lu.forward_and_log_det_backward_given(&x, &c, &gx, &gl, &mut gp, &mut gc)
+            };
+            prop_assert!(r.is_ok(), "{:?}", r.unwrap_err());
+            prop_assert!(gc.iter().all(|&v| v == 0.0), "context gradient {gc}");
+        }
     }
 }
 
@@ -116,19 +134,24 @@ fn the_context_changes_the_map_and_keeps_the_autoregressive_property() {
     let c = DMatrix::from_fn(C, 2, |i, j| (i + j) as f64 * 0.5);
     let c2 = c.map(|v| v - 1.5);
     for (name, u, u2, moved) in [
-        ("maf", maf.inverse(&x, &c), maf.inverse(&x, &c2), {
-            let mut m = x.clone();
-            m[(1, 0)] += 0.7; // order [2, 0, 1]: coordinate 1 is last
-            maf.inverse(&m, &c)
-        }),
+        (
+            "maf",
+            maf.inverse_given(&x, &c),
+            maf.inverse_given(&x, &c2),
+            {
+                let mut m = x.clone();
+                m[(1, 0)] += 0.7; // order [2, 0, 1]: coordinate 1 is last
+                maf.inverse_given(&m, &c)
+            },
+        ),
         (
             "spline_ar",
-            spline.inverse(&x, &c),
-            spline.inverse(&x, &c2),
+            spline.inverse_given(&x, &c),
+            spline.inverse_given(&x, &c2),
             {
                 let mut m = x.clone();
                 m[(1, 0)] += 0.7;
-                spline.inverse(&m, &c)
+                spline.inverse_given(&m, &c)
             },
         ),
     ] {
@@ -157,7 +180,7 @@ fn wrong_shapes_panic_with_a_message() {
         ),
         (DMatrix::<f64>::zeros(C, 3), "4 samples but 3 contexts"),
     ] {
-        let panic = std::panic::catch_unwind(|| maf.inverse(&x, &c)).unwrap_err();
+        let panic = std::panic::catch_unwind(|| maf.inverse_given(&x, &c)).unwrap_err();
         let message = panic.downcast_ref::<String>().unwrap();
         assert!(message.contains(needle), "{message}");
     }
@@ -166,9 +189,9 @@ fn wrong_shapes_panic_with_a_message() {
 #[test]
 fn constructors_reject_a_missing_context() {
     let mut rng = StdRng::seed_from_u64(0);
-    let e = ConditionalMaf::<f64>::new(2, 0, &cfg(), &mut rng).unwrap_err();
+    let e = MaskedAutoregressiveFlow::<f64>::conditional(2, 0, &cfg(), &mut rng).unwrap_err();
     assert!(e.to_string().contains("context_dim"), "{e}");
-    let e = ConditionalAffineCoupling::<f64>::new(
+    let e = AffineCoupling::<f64>::conditional(
         CouplingMask::half(2, false).unwrap(),
         0,
         &cfg(),
@@ -225,11 +248,7 @@ fn which_layers_take_a_context() {
     let flow = flow!(maf(2) >> nice >> planar >> spline_coupling >> exp)
         .build_conditional::<f64>(2, 1, &mut rng)
         .unwrap();
-    let kinds: Vec<bool> = flow
-        .layers()
-        .iter()
-        .map(|l| !matches!(l, normflow::spec::ConditionalFlowLayer::Unconditioned(_)))
-        .collect();
+    let kinds: Vec<bool> = flow.layers().iter().map(|l| l.context_dim() > 0).collect();
     // maf, reverse, maf, nice, planar, spline_coupling, exp
     assert_eq!(kinds, [true, false, true, false, false, true, false]);
     for name in ["maf", "iaf", "spline_ar", "realnvp", "spline_coupling"] {

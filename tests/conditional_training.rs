@@ -5,7 +5,7 @@
 use std::f64::consts::PI;
 
 use nalgebra::DMatrix;
-use normflow::conditional::{ConditionalDistribution, stack_context};
+use normflow::conditional::stack_context;
 use normflow::prelude::*;
 use normflow::train::{
     ConditionalBaseSpec, ConditionalFlowModel, FitOptions, FlowModel, TrainableConditionalDensity,
@@ -83,7 +83,7 @@ fn conditioning_beats_the_unconditional_flow_and_nears_the_truth() {
 
     let mut cond = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 0).unwrap();
     fit_conditional(&mut cond, &x, &c, &options()).unwrap();
-    let cond_nll = -cond.log_prob(&xt, &ct).mean();
+    let cond_nll = -cond.log_prob_given(&xt, &ct).mean();
 
     let mut uncond = FlowModel::<f64>::new(&spec, 2, 0).unwrap();
     fit(&mut uncond, &x, &options()).unwrap();
@@ -132,7 +132,7 @@ fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
         5,
     )
     .unwrap();
-    let before = -model.log_prob(&x, &c).mean();
+    let before = -model.log_prob_given(&x, &c).mean();
     let opts = FitOptions {
         epochs: 8,
         patience: None,
@@ -140,7 +140,7 @@ fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
         ..options()
     };
     let report = fit_conditional(&mut model, &x, &c, &opts).unwrap();
-    let after = -model.log_prob(&x, &c).mean();
+    let after = -model.log_prob_given(&x, &c).mean();
     assert!(
         after < before - 0.5,
         "{before} → {after}: {:?}",
@@ -148,14 +148,14 @@ fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
     );
 
     let loaded = ConditionalFlowModel::<f64>::from_json(&model.to_json()).unwrap();
-    assert_eq!(loaded.log_prob(&x, &c), model.log_prob(&x, &c)); // bit-identical
+    assert_eq!(loaded.log_prob_given(&x, &c), model.log_prob_given(&x, &c)); // bit-identical
     assert_eq!(loaded.base_spec(), base);
 
     // Samples: one per context, scored like log_prob scores them.
     let cs = DMatrix::from_row_slice(1, 4, &[-0.9, -0.2, 0.3, 0.8]);
-    let (s, lp) = model.sample_and_log_prob(&cs, &mut rng);
+    let (s, lp) = model.sample_and_log_prob_given(&cs, &mut rng);
     assert_eq!(s.shape(), (2, 4));
-    assert!((model.log_prob(&s, &cs) - lp).amax() < 1e-8);
+    assert!((model.log_prob_given(&s, &cs) - lp).amax() < 1e-8);
 }
 
 #[test]
@@ -180,14 +180,14 @@ fn the_context_gradient_matches_finite_differences() {
     let mean = model
         .mean_log_prob_and_grads(&x, &c, &mut grad, &mut gc)
         .unwrap();
-    assert!((mean - model.log_prob(&x, &c).mean()).abs() < 1e-12);
+    assert!((mean - model.log_prob_given(&x, &c).mean()).abs() < 1e-12);
     for j in 0..5 {
         // Central differences with h = 1e-5: error O(h²) ≈ 1e-10 relative.
         let h = 1e-5;
         let at = |v: f64| {
             let mut moved = c.clone();
             moved[(0, j)] = v;
-            model.log_prob(&x, &moved).mean()
+            model.log_prob_given(&x, &moved).mean()
         };
         let num = (at(c[(0, j)] + h) - at(c[(0, j)] - h)) / (2.0 * h);
         assert!(
@@ -236,7 +236,7 @@ fn resuming_a_checkpoint_gives_the_uninterrupted_run() {
         },
     )
     .unwrap();
-    assert_eq!(resumed.log_prob(&x, &c), whole.log_prob(&x, &c));
+    assert_eq!(resumed.log_prob_given(&x, &c), whole.log_prob_given(&x, &c));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -280,7 +280,7 @@ fn log_prob_is_never_nan() {
     let model = ConditionalFlowModel::<f64>::new(&flow!(maf >> exp), 2, 1, 0).unwrap();
     let x = DMatrix::from_row_slice(2, 3, &[-1.0, 1.0, 0.0, 1.0, 2.0, 3.0]);
     let c = DMatrix::from_row_slice(1, 3, &[0.0, 1e300, -1.0]);
-    let lp = model.log_prob(&x, &c);
+    let lp = model.log_prob_given(&x, &c);
     assert!(lp.iter().all(|v| !v.is_nan()), "{lp}");
     assert_eq!(lp[0], f64::NEG_INFINITY); // exp never reaches a negative coordinate
 }

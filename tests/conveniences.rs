@@ -7,10 +7,10 @@
 //!    the sum of the blocks', sampling moments per block, normalisation by
 //!    quadrature, `-inf` outside a block's support and never NaN;
 //! 4. `Blockwise::of(..).and(..)` equals `Blockwise::new` with boxes;
-//! 5. conditional `sample_at` / `log_prob_at` / `log_prob_one` at one context.
+//! 5. conditional `sample_at` / `log_prob_at` / `log_prob_one_at` at one context.
 
 use nalgebra::{DMatrix, DVector};
-use normflow::conditional::*;
+use normflow::conditional::ContextAffine;
 use normflow::prelude::*;
 use normflow::testing::check_density_normalizes;
 use rand::rngs::StdRng;
@@ -334,32 +334,50 @@ fn sample_at_repeats_the_context() {
         identity_init: false,
         ..Default::default()
     };
-    let maf = ConditionalMaf::<f64>::new(2, 2, &cfg, &mut rng).unwrap();
-    let base = IgnoreContext::new(StandardNormal::new(2).unwrap(), 2);
-    let flow = ConditionalTransformedDistribution::new(base, maf).unwrap();
+    let maf = MaskedAutoregressiveFlow::<f64>::conditional(2, 2, &cfg, &mut rng).unwrap();
+    let base = StandardNormal::new(2).unwrap();
+    let flow = TransformedDistribution::new(base, maf).unwrap();
+    assert_eq!(flow.context_dim(), 2);
     let ctx = [0.7, -1.3];
     let c = DMatrix::from_fn(2, 25, |i, _| ctx[i]);
 
     let a = flow.sample_at(25, &ctx, &mut StdRng::seed_from_u64(6));
-    let b = flow.sample(&c, &mut StdRng::seed_from_u64(6));
+    let b = flow.sample_given(&c, &mut StdRng::seed_from_u64(6));
     assert_eq!(a, b);
     assert_eq!(a.shape(), (2, 25));
 
-    let lp = flow.log_prob(&a, &c);
+    let lp = flow.log_prob_given(&a, &c);
     assert_eq!(flow.log_prob_at(&a, &ctx), lp);
     for j in 0..a.ncols() {
-        assert!((flow.log_prob_one(a.column(j).as_slice(), &ctx) - lp[j]).abs() < 1e-12);
+        assert!((flow.log_prob_one_at(a.column(j).as_slice(), &ctx) - lp[j]).abs() < 1e-12);
     }
+}
+
+/// `N(μ, diag σ²)` at every context `c ∈ R¹`: the base pushed through a
+/// [`ContextAffine`] map that starts as the identity (`identity_init`), so
+/// the density has context dimension 1 but does not depend on the context.
+fn normal_at_every_context(
+    mu: &[f64],
+    sd: &[f64],
+) -> TransformedDistribution<f64, Normal<f64>, ContextAffine<f64>> {
+    let mut rng = StdRng::seed_from_u64(9);
+    let cfg = ConditionerConfig {
+        hidden: 4,
+        identity_init: true,
+        ..Default::default()
+    };
+    let identity = ContextAffine::new(mu.len(), 1, &cfg, &mut rng).unwrap();
+    let base = Normal::<f64>::from_slices(mu, sd).unwrap();
+    let d = TransformedDistribution::new(base, identity).unwrap();
+    assert_eq!(d.context_dim(), 1);
+    d
 }
 
 #[test]
 fn sample_at_has_the_moments_of_the_distribution_at_that_context() {
-    // IgnoreContext(N(μ, σ²)): every context gives N(μ, σ²); 20 000 samples,
-    // means within 5 standard errors σ/√n.
-    let d = IgnoreContext::new(
-        Normal::<f64>::from_slices(&[1.0, -3.0], &[2.0, 0.5]).unwrap(),
-        1,
-    );
+    // N(μ, σ²) at every context: 20 000 samples, means within 5 standard
+    // errors σ/√n.
+    let d = normal_at_every_context(&[1.0, -3.0], &[2.0, 0.5]);
     let n = 20_000;
     let s = d.sample_at(n, &[4.0], &mut StdRng::seed_from_u64(7));
     for (i, (mu, sd)) in [(1.0, 2.0), (-3.0, 0.5)].into_iter().enumerate() {
@@ -373,18 +391,30 @@ fn sample_at_has_the_moments_of_the_distribution_at_that_context() {
 
 #[test]
 #[should_panic(
-    expected = "ConditionalDistribution::sample_at: the context has 2 coordinates, expected context dimension 1"
+    expected = "Distribution::sample_at: the context has 2 coordinates, expected context dimension 1"
 )]
 fn sample_at_panics_on_the_wrong_context_length() {
-    let d = IgnoreContext::new(StandardNormal::new(2).unwrap(), 1);
+    let d = normal_at_every_context(&[0.0, 0.0], &[1.0, 1.0]);
     let _: DMatrix<f64> = d.sample_at(3, &[0.0, 0.0], &mut StdRng::seed_from_u64(8));
 }
 
 #[test]
 #[should_panic(
-    expected = "ConditionalDistribution::log_prob_one: the point has 1 coordinates, expected dimension 2"
+    expected = "Distribution::sample_at: the context has 1 coordinates, expected context dimension 0"
+)]
+fn sample_at_of_an_unconditional_density_takes_the_empty_context() {
+    let d = StandardNormal::new(2).unwrap();
+    // The empty context works; any other panics.
+    let x: DMatrix<f64> = d.sample_at(3, &[], &mut StdRng::seed_from_u64(8));
+    assert_eq!(x.shape(), (2, 3));
+    let _: DMatrix<f64> = d.sample_at(3, &[0.0], &mut StdRng::seed_from_u64(8));
+}
+
+#[test]
+#[should_panic(
+    expected = "Distribution::log_prob_one_at: the point has 1 coordinates, expected dimension 2"
 )]
 fn conditional_log_prob_one_panics_on_the_wrong_point_length() {
-    let d = IgnoreContext::new(StandardNormal::new(2).unwrap(), 1);
-    let _: f64 = d.log_prob_one(&[0.0], &[0.0]);
+    let d = normal_at_every_context(&[0.0, 0.0], &[1.0, 1.0]);
+    let _: f64 = d.log_prob_one_at(&[0.0], &[0.0]);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nalgebra::{DMatrix, DVector};
 use normflow::bijector::DataStage;
-use normflow::conditional::{ConditionalDistribution, stack_context};
+use normflow::conditional::stack_context;
 use normflow::prelude::*;
 use normflow::spec::FlowLayer;
 use normflow::train::*;
@@ -133,7 +133,7 @@ fn conditional_divergence_keeps_a_usable_model() {
             .contains("the model holds the parameters of epoch"),
         "{e}"
     );
-    let lp = model.log_prob(&x, &c);
+    let lp = model.log_prob_given(&x, &c);
     assert!(lp.iter().all(|v| v.is_finite()), "{lp}");
     assert!(ConditionalFlowModel::<f64>::from_json(&model.to_json()).is_ok());
 }
@@ -415,7 +415,7 @@ fn standardization_cannot_overflow() {
     cm.standardize_from(&big, &c).unwrap();
     let cs = cm.context_standardization().unwrap();
     assert!(cs.std[0].is_finite() && cs.std[0] > 0.0);
-    assert!(cm.log_prob(&big, &c).iter().all(|v| v.is_finite()));
+    assert!(cm.log_prob_given(&big, &c).iter().all(|v| v.is_finite()));
 
     // A spread too small for f32: refused, naming the dimension.
     let tiny = DMatrix::from_fn(2, 100, |i, j| {

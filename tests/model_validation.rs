@@ -3,7 +3,6 @@
 //! loaders panic, abort or allocate without bound.
 
 use nalgebra::DMatrix;
-use normflow::conditional::ConditionalDistribution;
 use normflow::nn::ConditionerConfig;
 use normflow::prelude::*;
 use normflow::train::{ConditionalBaseSpec, ConditionalFlowModel, FitOptions, FlowModel, fit};
@@ -251,7 +250,7 @@ fn conditional_models_check_their_own_fields_too() {
     let x = DMatrix::from_element(2, 3, 0.5);
     let c = DMatrix::from_element(1, 3, 0.1);
     let good = load(&v).unwrap();
-    assert!(good.log_prob(&x, &c).iter().all(|l| l.is_finite()));
+    assert!(good.log_prob_given(&x, &c).iter().all(|l| l.is_finite()));
     let cases: Vec<(Value, &[&str])> = vec![
         (
             with(&v, |v| v["state"][3] = json!(-1.0)),
@@ -450,7 +449,7 @@ proptest! {
         }
         let loaded = ConditionalFlowModel::<f64>::from_json(&v.to_string());
         if let Ok(m) = loaded.ok().filter(|m| m.dim() == 2 && m.context_dim() == 1).ok_or(()) {
-            let lp = m.log_prob(&DMatrix::from_element(2, 3, 0.5), &DMatrix::from_element(1, 3, 0.1));
+            let lp = m.log_prob_given(&DMatrix::from_element(2, 3, 0.5), &DMatrix::from_element(1, 3, 0.1));
             prop_assert!(lp.iter().all(|l| !l.is_nan()));
         }
     }

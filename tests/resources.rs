@@ -4,7 +4,6 @@
 //! small stack.
 
 use nalgebra::DMatrix;
-use normflow::conditional::ConditionalDifferentiable;
 use normflow::prelude::*;
 use normflow::resources::{Footprint, MEMORY_LIMIT_VAR, check_memory_with_limit, memory_limit};
 use normflow::spec::MAX_LAYERS;
@@ -84,7 +83,7 @@ proptest! {
             let Ok(flow) = spec.build_conditional::<f64>(dim, context, &mut rng) else { return Ok(()) };
             prop_assert_eq!(
                 fp.params(),
-                Some(ConditionalDifferentiable::num_params(&flow) as u64),
+                Some(flow.num_params() as u64),
                 "{} at D = {}, C = {}", text, dim, context
             );
             prop_assert_eq!(fp.layers(), Some(flow.layers().len() as u64), "{}", text);

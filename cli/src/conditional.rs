@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 use normflow::Real;
-use normflow::conditional::{ConditionalDistribution, stack_context};
+use normflow::conditional::stack_context;
 use normflow::prelude::*;
 use normflow::train::{
     ConditionalFlowModel, FitOptions, Validation, fit_conditional_with_observer,
@@ -166,7 +166,7 @@ pub fn sample(
     let draw = |start: usize, len: usize| {
         // Sample `start + j` belongs to context row `(start + j) / per_context`.
         let repeated = DMatrix::from_fn(c.nrows(), len, |i, j| c[(i, (start + j) / per_context)]);
-        model.sample(&repeated, &mut rng)
+        model.sample_given(&repeated, &mut rng)
     };
     let chunk = crate::models::chunk_for(
         model.spec(),

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use nalgebra::DMatrix;
-use normflow::conditional::ConditionalDistribution;
 use normflow::prelude::*;
 
 use crate::conditional::{self, ContextSource};
@@ -55,7 +54,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         evaluator = Box::new(move |start, len| {
             let xs = x.columns(start, len).clone_owned();
             let cs = c.columns(start, len).clone_owned();
-            model.log_prob(&xs, &cs).iter().copied().collect()
+            model.log_prob_given(&xs, &cs).iter().copied().collect()
         });
     } else {
         if source.is_some() {

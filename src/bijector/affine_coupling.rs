@@ -2,8 +2,8 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Bijector, CouplingMask, assert_rows};
-use crate::nn::{ConditionerConfig, Mlp, MlpCache, positive_scale};
+use super::CouplingMask;
+use crate::nn::{ConditionerConfig, Mlp, positive_scale};
 use crate::{Error, Real};
 
 /// Affine coupling layer (RealNVP; Dinh, Sohl-Dickstein & Bengio 2016).
@@ -81,7 +81,8 @@ impl<T: Real> From<AffineCoupling<T>> for CouplingRepr<T> {
     }
 }
 
-/// Checks that a conditioner maps `|A|` inputs to `per_coord · |B|` outputs.
+/// Checks that a conditioner maps `|A|` inputs (plus a context's, if any) to
+/// `per_coord · |B|` outputs.
 pub(crate) fn check_net<T: Real>(
     context: &str,
     mask: &CouplingMask,
@@ -93,11 +94,14 @@ pub(crate) fn check_net<T: Real>(
         mask.identity_indices().len(),
         mask.transformed_indices().len(),
     );
-    if net.input_dim() != a || net.output_dim() != per_coord * b {
+    if net.input_dim() < a || net.output_dim() != per_coord * b {
         return Err(crate::error::check::invalid(
             context,
             "net",
-            &format!("a network from {a} inputs to {} outputs", per_coord * b),
+            &format!(
+                "a network from {a} inputs (and as many more as the context has) to {} outputs",
+                per_coord * b
+            ),
             format!(
                 "a network from {} inputs to {} outputs",
                 net.input_dim(),
@@ -122,6 +126,45 @@ impl<T: Real> AffineCoupling<T> {
             config,
             rng,
         )?;
+        Ok(Self { mask, net })
+    }
+
+    /// A conditional affine coupling `x ↦ f(x; c)`: [`AffineCoupling::new`]
+    /// whose conditioner reads `[x_A; c]` (the identity half, then a context
+    /// of `context_dim ≥ 1` dimensions). Call it through the `_given` methods.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use normflow::prelude::*;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    /// let cfg = ConditionerConfig { hidden: 8, identity_init: false, ..Default::default() };
+    /// let mask = CouplingMask::half(2, false)?;
+    /// let layer = AffineCoupling::<f64>::conditional(mask, 1, &cfg, &mut rng)?;
+    /// let x = DMatrix::from_row_slice(2, 2, &[0.5, -1.0, 2.0, 0.0]);
+    /// let c = DMatrix::from_row_slice(1, 2, &[3.0, -3.0]);
+    /// let y = layer.forward_given(&x, &c);
+    /// assert_eq!(y.row(0), x.row(0)); // the identity half passes through
+    /// assert!((layer.inverse_given(&y, &c) - &x).amax() < 1e-12);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn conditional(
+        mask: CouplingMask,
+        context_dim: usize,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        const CTX: &str = "AffineCoupling::conditional";
+        crate::error::check::dim_at_least_one(CTX, "context_dim", context_dim)?;
+        config.validate(CTX)?;
+        let net = Mlp::from_config(
+            mask.identity_indices().len() + context_dim,
+            2 * mask.transformed_indices().len(),
+            config,
+            rng,
+        )
+        .map_err(|e| super::maf::rename_context(e, CTX))?;
         Ok(Self { mask, net })
     }
 
@@ -150,16 +193,8 @@ impl<T: Real> AffineCoupling<T> {
         self.net.num_params()
     }
 
-    /// Applies the coupling in either direction; returns the output and
-    /// `Σ log σ` (forward) or `−Σ log σ` (inverse).
-    fn apply(&self, x: &DMatrix<T>, inverse: bool) -> (DMatrix<T>, DVector<T>) {
-        let out = self
-            .net
-            .forward(&CouplingMask::gather(self.mask.identity_indices(), x));
-        self.apply_with(x, &out, inverse)
-    }
-
-    /// [`AffineCoupling::apply`] given the conditioner's output at `x`.
+    /// Either direction given the conditioner's output at `x`: the output and
+    /// `Σ log σ` (inverse) or `−Σ log σ` (forward).
     pub(crate) fn apply_with(
         &self,
         x: &DMatrix<T>,
@@ -189,115 +224,7 @@ impl<T: Real> AffineCoupling<T> {
     }
 }
 
-impl<T: Real> Bijector<T> for AffineCoupling<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("AffineCoupling::forward", self.mask.dim(), x);
-        self.apply(x, false).0
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("AffineCoupling::inverse", self.mask.dim(), y);
-        self.apply(y, true).0
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "AffineCoupling::forward_log_det_jacobian",
-            self.mask.dim(),
-            x,
-        );
-        self.apply(x, false).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "AffineCoupling::inverse_log_det_jacobian",
-            self.mask.dim(),
-            y,
-        );
-        self.apply(y, true).1
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("AffineCoupling::forward_and_log_det", self.mask.dim(), x);
-        self.apply(x, false)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("AffineCoupling::inverse_and_log_det", self.mask.dim(), y);
-        self.apply(y, true)
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.mask.dim())
-    }
-    super::differentiable_hooks!();
-}
-
 impl<T: Real> AffineCoupling<T> {
-    /// Shared backward pass of both directions at `input` (`x` forward, `y`
-    /// inverse): returns `∂L/∂input` and adds `∂L/∂θ` into `grad_params`.
-    fn backward(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        inverse: bool,
-    ) -> DMatrix<T> {
-        let ia = self.mask.identity_indices();
-        let (out, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
-        self.backward_with(
-            input,
-            &out,
-            &cache,
-            grad_out,
-            grad_log_det,
-            grad_params,
-            inverse,
-        )
-    }
-
-    /// The fused pass of either direction: one conditioner evaluation.
-    fn through(
-        &self,
-        input: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows("AffineCoupling::through", self.mask.dim(), input);
-        let ia = self.mask.identity_indices();
-        let (out, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
-        let (z, ldj) = self.apply_with(input, &out, inverse);
-        let (grad_z, grad_log_det) = rest(&z, &ldj)?;
-        Ok(self.backward_with(
-            input,
-            &out,
-            &cache,
-            &grad_z,
-            &grad_log_det,
-            grad_params,
-            inverse,
-        ))
-    }
-
-    /// [`AffineCoupling::backward`] given the conditioner's output and cache.
-    #[allow(clippy::too_many_arguments)]
-    fn backward_with(
-        &self,
-        input: &DMatrix<T>,
-        out: &DMatrix<T>,
-        cache: &MlpCache<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        inverse: bool,
-    ) -> DMatrix<T> {
-        let (mut grad_in, grad_net) = self.cotangents(input, out, grad_out, grad_log_det, inverse);
-        let grad_a = self.net.backward(cache, &grad_net, grad_params, None);
-        for (r, &i) in self.mask.identity_indices().iter().enumerate() {
-            for s in 0..input.ncols() {
-                grad_in[(i, s)] += grad_a[(r, s)];
-            }
-        }
-        grad_in
-    }
-
     /// The cotangents of either direction at `input` given the conditioner's
     /// output `out` there: `(∂L/∂input` along the direct paths (the identity
     /// half passes its cotangent through, the transformed half gets the
@@ -337,70 +264,34 @@ impl<T: Real> AffineCoupling<T> {
         }
         (grad_in, grad_net)
     }
+}
 
-    /// An affine coupling whose conditioner takes `|A| + C` inputs (`x_A`,
-    /// then a `C`-dimensional context); the conditional layer drives it, its
-    /// unconditional `Bijector` methods are never called.
-    pub(crate) fn from_parts_with_context(mask: CouplingMask, net: Mlp<T>) -> Self {
-        Self { mask, net }
+impl<T: Real> super::coupling::CouplingKernel<T> for AffineCoupling<T> {
+    const NAME: &'static str = "AffineCoupling";
+    fn mask(&self) -> &CouplingMask {
+        &self.mask
+    }
+    fn net(&self) -> &Mlp<T> {
+        &self.net
+    }
+    fn apply_with(
+        &self,
+        input: &DMatrix<T>,
+        out: &DMatrix<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
+        AffineCoupling::apply_with(self, input, out, inverse)
+    }
+    fn cotangents(
+        &self,
+        input: &DMatrix<T>,
+        out: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        AffineCoupling::cotangents(self, input, out, grad_out, grad_log_det, inverse)
     }
 }
 
-impl<T: Real> super::Differentiable<T> for AffineCoupling<T> {
-    fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.net.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.net.params_mut())
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "AffineCoupling::inverse_and_log_det_backward",
-            self.mask.dim(),
-            y,
-        );
-        Ok(self.backward(y, grad_x, grad_log_det, grad_params, true))
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "AffineCoupling::forward_and_log_det_backward",
-            self.mask.dim(),
-            x,
-        );
-        Ok(self.backward(x, grad_y, grad_log_det, grad_params, false))
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(y, grad_params, rest, true)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(x, grad_params, rest, false)
-    }
-}
+super::coupling::coupling_layer!(AffineCoupling);

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
 
-use super::{Bijector, Differentiable, assert_rows};
+use super::{Bijector, Differentiable, assert_pair, no_context};
 use crate::{Error, Real};
 
 /// A composition of bijectors, applied **first to last** in the forward direction.
@@ -32,6 +32,7 @@ use crate::{Error, Real};
 pub struct Chain<T: Real> {
     parts: Vec<Arc<dyn Bijector<T>>>,
     dim: Option<usize>,
+    context_dim: usize,
 }
 
 impl<T: Real> Chain<T> {
@@ -57,9 +58,11 @@ impl<T: Real> Chain<T> {
                 }
             }
         }
+        let context_dim = common_context_dim("Chain::new", parts.iter().map(|p| &**p), 0)?;
         Ok(Self {
             parts: parts.into_iter().map(Arc::from).collect(),
             dim: dim.map(|(d, _)| d),
+            context_dim,
         })
     }
 
@@ -87,6 +90,11 @@ impl<T: Real> Chain<T> {
                 got: d,
             });
         }
+        self.context_dim = common_context_dim(
+            "Chain::then",
+            std::iter::once(&next as &dyn Bijector<T>),
+            self.context_dim,
+        )?;
         self.dim = self.dim.or(next.dim());
         self.parts.push(Arc::new(next));
         Ok(self)
@@ -107,29 +115,44 @@ impl<T: Real> Chain<T> {
         self.parts.iter().map(|p| p.as_ref())
     }
 
-    fn check(&self, context: &str, m: &DMatrix<T>) {
-        if let Some(d) = self.dim {
-            assert_rows(context, d, m);
-        }
+    fn check(&self, caller: &str, m: &DMatrix<T>, c: &DMatrix<T>) {
+        assert_pair(caller, self.dim, self.context_dim, m, c);
     }
+}
+
+/// The one context dimension of parts that may each be conditioned (`C`) or
+/// not (`0`), starting from `first`; an error names the first part whose
+/// context dimension differs.
+fn common_context_dim<'a, T: Real + 'a>(
+    caller: &str,
+    parts: impl Iterator<Item = &'a dyn Bijector<T>>,
+    first: usize,
+) -> Result<usize, Error> {
+    let mut common = first;
+    for (i, p) in parts.enumerate() {
+        let c = p.context_dim();
+        if c == 0 {
+            continue;
+        }
+        if common != 0 && common != c {
+            return Err(Error::DimensionMismatch {
+                context: caller.into(),
+                argument: format!("the context dimension of part {i}"),
+                expected: common,
+                got: c,
+            });
+        }
+        common = c;
+    }
+    Ok(common)
 }
 
 impl<T: Real> Bijector<T> for Chain<T> {
     fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        self.check("Chain::forward", x);
-        let mut cur = x.clone();
-        for p in &self.parts {
-            cur = p.forward(&cur);
-        }
-        cur
+        self.forward_given(x, &no_context(x.ncols()))
     }
     fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        self.check("Chain::inverse", y);
-        let mut cur = y.clone();
-        for p in self.parts.iter().rev() {
-            cur = p.inverse(&cur);
-        }
-        cur
+        self.inverse_given(y, &no_context(y.ncols()))
     }
     fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
         self.forward_and_log_det(x).1
@@ -138,26 +161,37 @@ impl<T: Real> Bijector<T> for Chain<T> {
         self.inverse_and_log_det(y).1
     }
     fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.check("Chain::forward_and_log_det", x);
-        let mut cur = x.clone();
-        let mut ldj = DVector::zeros(x.ncols());
-        for p in &self.parts {
-            let (next, l) = p.forward_and_log_det(&cur);
-            ldj += l;
-            cur = next;
-        }
-        (cur, ldj)
+        self.forward_and_log_det_given(x, &no_context(x.ncols()))
     }
     fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.check("Chain::inverse_and_log_det", y);
-        let mut cur = y.clone();
-        let mut ldj = DVector::zeros(y.ncols());
-        for p in self.parts.iter().rev() {
-            let (next, l) = p.inverse_and_log_det(&cur);
-            ldj += l;
-            cur = next;
-        }
-        (cur, ldj)
+        self.inverse_and_log_det_given(y, &no_context(y.ncols()))
+    }
+    fn context_dim(&self) -> usize {
+        self.context_dim
+    }
+    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        self.check("Chain::forward", x, c);
+        sequence_map(self.parts.iter().map(|p| &**p), x, c, false)
+    }
+    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        self.check("Chain::inverse", y, c);
+        sequence_map(self.parts.iter().map(|p| &**p), y, c, true)
+    }
+    fn forward_and_log_det_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.check("Chain::forward_and_log_det", x, c);
+        sequence_and_log_det(self.parts.iter().map(|p| &**p), x, c, false)
+    }
+    fn inverse_and_log_det_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.check("Chain::inverse_and_log_det", y, c);
+        sequence_and_log_det(self.parts.iter().map(|p| &**p), y, c, true)
     }
     fn dim(&self) -> Option<usize> {
         self.dim
@@ -218,6 +252,7 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         Box::new(Chain {
             parts,
             dim: self.dim,
+            context_dim: self.context_dim,
         })
     }
     fn params_changed(&mut self) {
@@ -241,15 +276,23 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         }
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: super::DataStage) -> DMatrix<T> {
+        self.prepare_with_data_given(y, &no_context(y.ncols()), stage)
+    }
+    fn prepare_with_data_given(
+        &mut self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        stage: super::DataStage,
+    ) -> DMatrix<T> {
         let mut cur = y.clone();
         for i in (0..self.parts.len()).rev() {
             cur = if self.part_params(i) > 0 {
                 self.part_mut(i)
                     .as_differentiable_mut()
                     .expect("trainable")
-                    .prepare_with_data(&cur, stage)
+                    .prepare_with_data_given(&cur, c, stage)
             } else {
-                self.parts[i].inverse(&cur)
+                self.parts[i].inverse_given(&cur, c)
             };
         }
         cur
@@ -260,7 +303,8 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         grad_params: &mut [T],
         rest: &mut super::Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        self.through(x, grad_params, rest, false)
+        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+        self.through(x, &c, grad_params, &mut gc, rest, false)
     }
     fn inverse_and_log_det_through(
         &self,
@@ -268,7 +312,28 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         grad_params: &mut [T],
         rest: &mut super::Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        self.through(y, grad_params, rest, true)
+        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
+        self.through(y, &c, grad_params, &mut gc, rest, true)
+    }
+    fn forward_and_log_det_through_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(x, c, grad_params, grad_context, rest, false)
+    }
+    fn inverse_and_log_det_through_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.through(y, c, grad_params, grad_context, rest, true)
     }
     fn forward_and_log_det_backward(
         &self,
@@ -277,27 +342,8 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> Result<DMatrix<T>, Error> {
-        self.check("Chain::forward_and_log_det_backward", x);
-        // Inputs of every part, first to last.
-        let mut inputs = Vec::with_capacity(self.parts.len());
-        let mut cur = x.clone();
-        for p in &self.parts {
-            let next = p.forward(&cur);
-            inputs.push(cur);
-            cur = next;
-        }
-        let offsets = self.offsets();
-        let mut g = grad_y.clone();
-        for i in (0..self.parts.len()).rev() {
-            let d = self.differentiable_part(i, "Chain::forward_and_log_det_backward")?;
-            g = d.forward_and_log_det_backward(
-                &inputs[i],
-                &g,
-                grad_log_det,
-                &mut grad_params[offsets[i]..offsets[i + 1]],
-            )?;
-        }
-        Ok(g)
+        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+        self.forward_and_log_det_backward_given(x, &c, grad_y, grad_log_det, grad_params, &mut gc)
     }
     fn inverse_and_log_det_backward(
         &self,
@@ -306,67 +352,136 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> Result<DMatrix<T>, Error> {
-        self.check("Chain::inverse_and_log_det_backward", y);
-        // The inverse runs last to first; record each part's input.
-        let mut inputs: Vec<DMatrix<T>> = vec![DMatrix::zeros(0, 0); self.parts.len()];
-        let mut cur = y.clone();
-        for i in (0..self.parts.len()).rev() {
-            let next = self.parts[i].inverse(&cur);
-            inputs[i] = cur;
-            cur = next;
-        }
-        let offsets = self.offsets();
-        let mut g = grad_x.clone();
-        for i in 0..self.parts.len() {
-            let d = self.differentiable_part(i, "Chain::inverse_and_log_det_backward")?;
-            g = d.inverse_and_log_det_backward(
-                &inputs[i],
-                &g,
-                grad_log_det,
-                &mut grad_params[offsets[i]..offsets[i + 1]],
-            )?;
-        }
-        Ok(g)
+        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
+        self.inverse_and_log_det_backward_given(y, &c, grad_x, grad_log_det, grad_params, &mut gc)
+    }
+    fn forward_and_log_det_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let g = grad_y.clone();
+        let gl = grad_log_det.clone();
+        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((g.clone(), gl.clone()));
+        self.through(x, c, grad_params, grad_context, &mut rest, false)
+    }
+    fn inverse_and_log_det_backward_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let g = grad_x.clone();
+        let gl = grad_log_det.clone();
+        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((g.clone(), gl.clone()));
+        self.through(y, c, grad_params, grad_context, &mut rest, true)
     }
 }
 
 impl<T: Real> Chain<T> {
-    /// The fused pass of the whole chain: parts first to last (`forward`)
-    /// or last to first (inverse), each with its slice of `grad_params`.
+    /// The fused pass of the whole chain under the contexts `c`: parts first
+    /// to last (forward) or last to first (inverse), each with its slice of
+    /// `grad_params`. The backward passes are this pass with a continuation
+    /// that returns the given cotangents, so there is one implementation.
     fn through(
         &self,
         input: &DMatrix<T>,
+        c: &DMatrix<T>,
         grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
         rest: &mut super::Continuation<'_, T>,
         inverse: bool,
     ) -> Result<DMatrix<T>, Error> {
-        let context = if inverse {
+        let caller = if inverse {
             "Chain::inverse_and_log_det_through"
         } else {
             "Chain::forward_and_log_det_through"
         };
-        self.check(context, input);
-        let offsets = self.offsets();
-        let mut steps = Vec::with_capacity(self.parts.len());
-        let mut remaining = grad_params;
-        for i in 0..self.parts.len() {
-            let (mine, others) = remaining.split_at_mut(offsets[i + 1] - offsets[i]);
-            steps.push((self.differentiable_part(i, context)?, mine));
-            remaining = others;
-        }
-        if inverse {
-            steps.reverse();
-        }
-        let acc = DVector::zeros(input.ncols());
-        Ok(super::through_sequence(&mut steps, input, &acc, inverse, rest)?.0)
+        self.check(caller, input, c);
+        let parts = (0..self.parts.len())
+            .map(|i| self.differentiable_part(i, caller))
+            .collect::<Result<Vec<_>, _>>()?;
+        sequence_through(&parts, input, c, grad_params, grad_context, rest, inverse)
     }
+}
 
-    /// Start of each part's parameters in the flat vector, and the total at the end.
-    fn offsets(&self) -> Vec<usize> {
-        let mut off = vec![0];
-        for i in 0..self.parts.len() {
-            off.push(off[i] + self.part_params(i));
+/// `parts` applied first to last (forward) or their inverses last to first,
+/// under the contexts `c`: the one implementation behind [`Chain`] and
+/// [`Flow`](crate::Flow).
+pub(crate) fn sequence_map<'a, T: Real + 'a>(
+    parts: impl DoubleEndedIterator<Item = &'a dyn Bijector<T>>,
+    input: &DMatrix<T>,
+    c: &DMatrix<T>,
+    inverse: bool,
+) -> DMatrix<T> {
+    let mut cur = input.clone();
+    if inverse {
+        for p in parts.rev() {
+            cur = p.inverse_given(&cur, c);
         }
-        off
+    } else {
+        for p in parts {
+            cur = p.forward_given(&cur, c);
+        }
     }
+    cur
+}
+
+/// [`sequence_map`] with the summed log-determinants.
+pub(crate) fn sequence_and_log_det<'a, T: Real + 'a>(
+    parts: impl DoubleEndedIterator<Item = &'a dyn Bijector<T>>,
+    input: &DMatrix<T>,
+    c: &DMatrix<T>,
+    inverse: bool,
+) -> (DMatrix<T>, DVector<T>) {
+    let mut cur = input.clone();
+    let mut ldj = DVector::zeros(input.ncols());
+    let mut step = |p: &dyn Bijector<T>| {
+        let (next, l) = if inverse {
+            p.inverse_and_log_det_given(&cur, c)
+        } else {
+            p.forward_and_log_det_given(&cur, c)
+        };
+        ldj += l;
+        cur = next;
+    };
+    if inverse {
+        parts.rev().for_each(&mut step);
+    } else {
+        parts.for_each(&mut step);
+    }
+    (cur, ldj)
+}
+
+/// The fused pass of a sequence of trainable parts (in forward order), each
+/// with its consecutive slice of `grad_params`: first to last (forward) or
+/// last to first (inverse), under the contexts `c`.
+pub(crate) fn sequence_through<T: Real>(
+    parts: &[&dyn Differentiable<T>],
+    input: &DMatrix<T>,
+    c: &DMatrix<T>,
+    grad_params: &mut [T],
+    grad_context: &mut DMatrix<T>,
+    rest: &mut super::Continuation<'_, T>,
+    inverse: bool,
+) -> Result<DMatrix<T>, Error> {
+    let mut steps = Vec::with_capacity(parts.len());
+    let mut remaining = grad_params;
+    for &p in parts {
+        let (mine, others) = remaining.split_at_mut(p.num_params());
+        steps.push((p, mine));
+        remaining = others;
+    }
+    if inverse {
+        steps.reverse();
+    }
+    let acc = DVector::zeros(input.ncols());
+    Ok(super::through_sequence(&mut steps, input, c, &acc, inverse, grad_context, rest)?.0)
 }

@@ -107,6 +107,94 @@ pub trait Differentiable<T: Real>: Bijector<T> {
         self.forward_and_log_det_backward(x, &gy, &gl, grad_params)
     }
 
+    /// Reverse mode of [`inverse_and_log_det_given`](Bijector::inverse_and_log_det_given)
+    /// at `(y, c)`: as [`inverse_and_log_det_backward`](Differentiable::inverse_and_log_det_backward),
+    /// and also **adds** `∂L/∂c` into `grad_context` (`C × n`; an encoder
+    /// upstream of the context needs it). Default (an unconditional layer):
+    /// the context-free pass; the context gets no gradient.
+    fn inverse_and_log_det_backward_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let _ = (c, grad_context);
+        self.inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
+    }
+
+    /// Reverse mode of [`forward_and_log_det_given`](Bijector::forward_and_log_det_given);
+    /// see [`inverse_and_log_det_backward_given`](Differentiable::inverse_and_log_det_backward_given).
+    fn forward_and_log_det_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let _ = (c, grad_context);
+        self.forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
+    }
+
+    /// The fused pass [`inverse_and_log_det_through`](Differentiable::inverse_and_log_det_through)
+    /// under the contexts `c`, adding `∂L/∂c` into `grad_context`. Default:
+    /// the context-free fused pass for an unconditional layer, else
+    /// evaluation followed by
+    /// [`inverse_and_log_det_backward_given`](Differentiable::inverse_and_log_det_backward_given).
+    fn inverse_and_log_det_through_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        if self.context_dim() == 0 {
+            return self.inverse_and_log_det_through(y, grad_params, rest);
+        }
+        let (x, l) = self.inverse_and_log_det_given(y, c);
+        let (gx, gl) = rest(&x, &l)?;
+        self.inverse_and_log_det_backward_given(y, c, &gx, &gl, grad_params, grad_context)
+    }
+
+    /// The fused pass of the forward direction under the contexts `c`; see
+    /// [`inverse_and_log_det_through_given`](Differentiable::inverse_and_log_det_through_given).
+    fn forward_and_log_det_through_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        if self.context_dim() == 0 {
+            return self.forward_and_log_det_through(x, grad_params, rest);
+        }
+        let (y, l) = self.forward_and_log_det_given(x, c);
+        let (gy, gl) = rest(&y, &l)?;
+        self.forward_and_log_det_backward_given(x, c, &gy, &gl, grad_params, grad_context)
+    }
+
+    /// [`prepare_with_data`](Differentiable::prepare_with_data) with the data's
+    /// contexts: returns `inverse_given(y, c)`. Default: the context-free
+    /// set-up for an unconditional layer, else no adaptation.
+    fn prepare_with_data_given(
+        &mut self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        stage: DataStage,
+    ) -> DMatrix<T> {
+        if self.context_dim() == 0 {
+            self.prepare_with_data(y, stage)
+        } else {
+            self.inverse_given(y, c)
+        }
+    }
+
     /// Visits the layer's non-parameter **state** (batch-normalisation
     /// statistics, ActNorm's initialised flag as 0/1), which a saved model
     /// stores beside the parameters. Default: none.
@@ -172,34 +260,45 @@ pub type Continuation<'a, T> =
     dyn FnMut(&DMatrix<T>, &DVector<T>) -> Result<(DMatrix<T>, DVector<T>), Error> + 'a;
 
 /// The fused pass of a sequence of parts, in the order they are applied
-/// (each with its own gradient slice): part 0 runs on `input`, its fused call's
-/// continuation runs the remaining parts and finally `rest` on the last output,
-/// with the log-determinants summed along the way (`acc` is the sum so far).
-/// Returns `(∂L/∂input, ∂L/∂l)`.
+/// (each with its own gradient slice), all under the contexts `c` (`0 × n`
+/// for an unconditional sequence): part 0 runs on `input`, its fused call's
+/// continuation runs the remaining parts and finally `rest` on the last
+/// output, with the log-determinants summed along the way (`acc` is the sum
+/// so far). Returns `(∂L/∂input, ∂L/∂l)` and adds every part's context
+/// gradient into `grad_context`.
 pub(crate) fn through_sequence<T: Real>(
     steps: &mut [(&dyn Differentiable<T>, &mut [T])],
     input: &DMatrix<T>,
+    c: &DMatrix<T>,
     acc: &DVector<T>,
     inverse: bool,
+    grad_context: &mut DMatrix<T>,
     rest: &mut Continuation<'_, T>,
 ) -> Result<(DMatrix<T>, DVector<T>), Error> {
     let Some(((part, grads), later)) = steps.split_first_mut() else {
         return rest(input, acc);
     };
+    let mut mine = DMatrix::zeros(c.nrows(), c.ncols());
     let mut grad_log_det = None;
-    let mut next = |z: &DMatrix<T>, l: &DVector<T>| {
-        let total = acc + l;
-        // One level of recursion per part: keep it off the end of the stack.
-        let (gz, gl) =
-            crate::resources::grow_stack(|| through_sequence(later, z, &total, inverse, rest))?;
-        grad_log_det = Some(gl.clone());
-        Ok((gz, gl))
+    let g = {
+        let mut next = |z: &DMatrix<T>, l: &DVector<T>| {
+            let total = acc + l;
+            // One level of recursion per part: keep it off the end of the stack.
+            let (gz, gl) = crate::resources::grow_stack(|| {
+                through_sequence(later, z, c, &total, inverse, grad_context, rest)
+            })?;
+            grad_log_det = Some(gl.clone());
+            Ok((gz, gl))
+        };
+        if inverse {
+            part.inverse_and_log_det_through_given(input, c, grads, &mut mine, &mut next)?
+        } else {
+            part.forward_and_log_det_through_given(input, c, grads, &mut mine, &mut next)?
+        }
     };
-    let g = if inverse {
-        part.inverse_and_log_det_through(input, grads, &mut next)?
-    } else {
-        part.forward_and_log_det_through(input, grads, &mut next)?
-    };
+    if c.nrows() > 0 {
+        *grad_context += mine;
+    }
     let gl = grad_log_det.expect("a fused call runs its continuation");
     Ok((g, gl))
 }

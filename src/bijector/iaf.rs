@@ -58,6 +58,20 @@ impl<T: Real> InverseAutoregressiveFlow<T> {
         })
     }
 
+    /// A conditional IAF layer `x ↦ f(x; c)`: the inverse of
+    /// [`MaskedAutoregressiveFlow::conditional`], sampling in one MADE pass
+    /// under a context of `context_dim ≥ 1` dimensions.
+    pub fn conditional(
+        dim: usize,
+        context_dim: usize,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        let maf = MaskedAutoregressiveFlow::conditional(dim, context_dim, config, rng)
+            .map_err(|e| super::maf::rename_context(e, "InverseAutoregressiveFlow::conditional"))?;
+        Ok(Self::from_maf(maf))
+    }
+
     /// The IAF whose forward map is the inverse of `maf`.
     pub fn from_maf(maf: MaskedAutoregressiveFlow<T>) -> Self {
         Self {
@@ -108,6 +122,23 @@ impl<T: Real> Bijector<T> for InverseAutoregressiveFlow<T> {
     fn dim(&self) -> Option<usize> {
         self.inner.dim()
     }
+    fn context_dim(&self) -> usize {
+        self.inner.context_dim()
+    }
+    fn forward_and_log_det_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.inner.forward_and_log_det_given(x, c)
+    }
+    fn inverse_and_log_det_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.inner.inverse_and_log_det_given(y, c)
+    }
     super::differentiable_hooks!();
 }
 
@@ -138,11 +169,7 @@ impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
     ) -> Result<DMatrix<T>, Error> {
         self.inner
             .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
-            .map_err(|_| Error::Unsupported {
-                context: "InverseAutoregressiveFlow::inverse_and_log_det_backward".into(),
-                reason: "the density direction of an IAF is D sequential passes and has no backward pass; train an IAF through its samples (variational inference), or use a MaskedAutoregressiveFlow for maximum likelihood"
-                    .into(),
-            })
+            .map_err(|_| density_unsupported())
     }
     fn forward_and_log_det_backward(
         &self,
@@ -161,5 +188,64 @@ impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
         rest: &mut super::Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
         self.inner.forward_and_log_det_through(x, grad_params, rest)
+    }
+    fn inverse_and_log_det_backward_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.inner
+            .inverse_and_log_det_backward_given(
+                y,
+                c,
+                grad_x,
+                grad_log_det,
+                grad_params,
+                grad_context,
+            )
+            .map_err(|_| density_unsupported())
+    }
+    fn forward_and_log_det_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.inner.forward_and_log_det_backward_given(
+            x,
+            c,
+            grad_y,
+            grad_log_det,
+            grad_params,
+            grad_context,
+        )
+    }
+    fn forward_and_log_det_through_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.inner
+            .forward_and_log_det_through_given(x, c, grad_params, grad_context, rest)
+    }
+}
+
+fn density_unsupported() -> Error {
+    Error::Unsupported {
+        context: "InverseAutoregressiveFlow::inverse_and_log_det_backward".into(),
+        reason: "the density direction of an IAF is D sequential passes and has no backward \
+                 pass; train an IAF through its samples (variational inference), or use a \
+                 MaskedAutoregressiveFlow for maximum likelihood"
+            .into(),
     }
 }

@@ -2,7 +2,7 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::Bijector;
-use crate::Real;
+use crate::{Error, Real};
 
 /// The inverse of a bijector: swaps `forward` with `inverse` and the two log-dets.
 ///
@@ -60,6 +60,29 @@ impl<T: Real, B: Bijector<T>> Bijector<T> for Invert<B> {
     fn dim(&self) -> Option<usize> {
         self.inner.dim()
     }
+    fn context_dim(&self) -> usize {
+        self.inner.context_dim()
+    }
+    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        self.inner.inverse_given(x, c)
+    }
+    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        self.inner.forward_given(y, c)
+    }
+    fn forward_and_log_det_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.inner.inverse_and_log_det_given(x, c)
+    }
+    fn inverse_and_log_det_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.inner.forward_and_log_det_given(y, c)
+    }
     super::differentiable_hooks!();
 }
 
@@ -102,20 +125,21 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
         // there is no data-dependent statistic to take there.
         self.inverse(y)
     }
+    fn prepare_with_data_given(
+        &mut self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        _stage: super::DataStage,
+    ) -> DMatrix<T> {
+        self.inverse_given(y, c)
+    }
     fn inverse_and_log_det_through(
         &self,
         y: &DMatrix<T>,
         grad_params: &mut [T],
         rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, crate::Error> {
-        self.inner
-            .as_differentiable()
-            .ok_or_else(|| {
-                super::not_differentiable(
-                    "Invert::inverse_and_log_det_through",
-                    "the wrapped bijector",
-                )
-            })?
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::inverse_and_log_det_through")?
             .forward_and_log_det_through(y, grad_params, rest)
     }
     fn forward_and_log_det_through(
@@ -123,15 +147,8 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
         x: &DMatrix<T>,
         grad_params: &mut [T],
         rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, crate::Error> {
-        self.inner
-            .as_differentiable()
-            .ok_or_else(|| {
-                super::not_differentiable(
-                    "Invert::forward_and_log_det_through",
-                    "the wrapped bijector",
-                )
-            })?
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::forward_and_log_det_through")?
             .inverse_and_log_det_through(x, grad_params, rest)
     }
     fn inverse_and_log_det_backward(
@@ -140,15 +157,8 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
         grad_x: &DMatrix<T>,
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, crate::Error> {
-        self.inner
-            .as_differentiable()
-            .ok_or_else(|| {
-                super::not_differentiable(
-                    "Invert::inverse_and_log_det_backward",
-                    "the wrapped bijector",
-                )
-            })?
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::inverse_and_log_det_backward")?
             .forward_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
     }
     fn forward_and_log_det_backward(
@@ -157,15 +167,80 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
         grad_y: &DMatrix<T>,
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, crate::Error> {
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::forward_and_log_det_backward")?
+            .inverse_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
+    }
+    fn inverse_and_log_det_through_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::inverse_and_log_det_through")?
+            .forward_and_log_det_through_given(y, c, grad_params, grad_context, rest)
+    }
+    fn forward_and_log_det_through_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut super::Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::forward_and_log_det_through")?
+            .inverse_and_log_det_through_given(x, c, grad_params, grad_context, rest)
+    }
+    fn inverse_and_log_det_backward_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::inverse_and_log_det_backward")?
+            .forward_and_log_det_backward_given(
+                y,
+                c,
+                grad_x,
+                grad_log_det,
+                grad_params,
+                grad_context,
+            )
+    }
+    fn forward_and_log_det_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        self.wrapped("Invert::forward_and_log_det_backward")?
+            .inverse_and_log_det_backward_given(
+                x,
+                c,
+                grad_y,
+                grad_log_det,
+                grad_params,
+                grad_context,
+            )
+    }
+}
+
+impl<B> Invert<B> {
+    /// The wrapped bijector as a trainable one, or the error naming it.
+    fn wrapped<T: Real>(&self, caller: &str) -> Result<&dyn super::Differentiable<T>, Error>
+    where
+        B: Bijector<T>,
+    {
         self.inner
             .as_differentiable()
-            .ok_or_else(|| {
-                super::not_differentiable(
-                    "Invert::forward_and_log_det_backward",
-                    "the wrapped bijector",
-                )
-            })?
-            .inverse_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
+            .ok_or_else(|| super::not_differentiable(caller, "the wrapped bijector"))
     }
 }

@@ -2,7 +2,6 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Bijector, assert_rows};
 use crate::nn::{ConditionerConfig, Made, positive_scale};
 use crate::{Error, Real};
 
@@ -77,29 +76,69 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         Ok(Self { made })
     }
 
-    /// Wraps an existing MADE with 2 outputs per dimension and no context.
-    pub fn from_made(made: Made<T>) -> Result<Self, Error> {
-        if made.params_per_dim() != 2 || made.context_dim() != 0 {
-            return Err(crate::error::check::invalid(
-                "MaskedAutoregressiveFlow::from_made",
-                "made",
-                "a MADE with 2 outputs per dimension and no context",
-                format!(
-                    "{} outputs per dimension, context {}",
-                    made.params_per_dim(),
-                    made.context_dim()
-                ),
-            ));
-        }
+    /// A conditional MAF layer `x ↦ f(x; c)` over `dim` coordinates in
+    /// natural order, whose MADE also reads a context of `context_dim ≥ 1`
+    /// dimensions as inputs of degree 0 that every hidden unit sees
+    /// (Papamakarios et al. 2017, §3.4; the autoregressive property in `x`
+    /// is kept). Call it through the `_given` methods.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use normflow::nn::ConditionerConfig;
+    /// use normflow::prelude::*;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let cfg = ConditionerConfig { hidden: 16, identity_init: false, ..Default::default() };
+    /// let maf = MaskedAutoregressiveFlow::<f64>::conditional(2, 1, &cfg, &mut rng)?; // D = 2, C = 1
+    /// assert_eq!(maf.context_dim(), 1);
+    /// let x = DMatrix::from_row_slice(2, 3, &[0.1, -0.4, 1.0, 0.5, 0.2, -1.0]);
+    /// let c = DMatrix::from_row_slice(1, 3, &[0.0, 1.0, 2.0]);
+    /// let (u, ildj) = maf.inverse_and_log_det_given(&x, &c);    // one MADE pass
+    /// let (x_back, fldj) = maf.forward_and_log_det_given(&u, &c); // D steps
+    /// assert!((x_back - &x).amax() < 1e-10);
+    /// assert!((ildj + fldj).amax() < 1e-10);
+    /// // Another context, another map.
+    /// let other = DMatrix::from_element(1, 3, -2.0);
+    /// assert!((maf.inverse_given(&x, &other) - &u).amax() > 1e-3);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    pub fn conditional(
+        dim: usize,
+        context_dim: usize,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        Self::conditional_with_order(dim, context_dim, (0..dim).collect(), config, rng)
+    }
+
+    /// [`MaskedAutoregressiveFlow::conditional`] with the autoregressive order `order`.
+    pub fn conditional_with_order(
+        dim: usize,
+        context_dim: usize,
+        order: Vec<usize>,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        const CTX: &str = "MaskedAutoregressiveFlow::conditional";
+        crate::error::check::dim_at_least_one(CTX, "context_dim", context_dim)?;
+        let made = Made::with_order(dim, context_dim, 2, order, config, rng)
+            .map_err(|e| rename_context(e, CTX))?;
         Ok(Self { made })
     }
 
-    /// Wraps a MADE with 2 outputs per dimension and any context dimension
-    /// (the conditional layers drive such a MADE themselves; its unconditional
-    /// `Bijector` methods are never called).
-    pub(crate) fn from_made_with_context(made: Made<T>) -> Self {
-        debug_assert_eq!(made.params_per_dim(), 2);
-        Self { made }
+    /// Wraps an existing MADE with 2 outputs per dimension (and any context
+    /// dimension: a MADE with a context makes a conditional layer).
+    pub fn from_made(made: Made<T>) -> Result<Self, Error> {
+        if made.params_per_dim() != 2 {
+            return Err(crate::error::check::invalid(
+                "MaskedAutoregressiveFlow::from_made",
+                "made",
+                "a MADE with 2 outputs per dimension",
+                format!("{} outputs per dimension", made.params_per_dim()),
+            ));
+        }
+        Ok(Self { made })
     }
 
     /// The conditioner.
@@ -137,11 +176,6 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         self.made.dim()
     }
 
-    /// `(u, Σ log s)` from `x` in one MADE pass.
-    fn invert(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.invert_with(x, &self.made.forward(x))
-    }
-
     /// `(u, Σ log s)` from `x` and the MADE's output at `x`.
     pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
@@ -170,22 +204,6 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         }
         drop(sc);
         (u, ldj)
-    }
-
-    /// The backward pass of the density direction at `x`, given the MADE's
-    /// output and cache at `x`: adds `∂L/∂θ`, returns `∂L/∂x`.
-    fn backward_from(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        cache: &crate::nn::MlpCache<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> DMatrix<T> {
-        let (mut grad_x, grad_net) = self.density_cotangents(x, out, grad_u, grad_log_det);
-        grad_x += self.made.backward(cache, &grad_net, grad_params);
-        grad_x
     }
 
     /// The cotangents of the density direction at `x` given the MADE's output
@@ -233,26 +251,6 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         }
         drop(sc);
         (grad_x, grad_net)
-    }
-
-    /// `(x, −Σ log s)` from `u` in `D` sequential steps. Each step evaluates
-    /// only the MADE units that the step's coordinate needs and that are not
-    /// known yet ([`Made::sequential`]), so the `D` steps cost about one pass.
-    fn generate(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        let d = self.dim_();
-        let mut x = DMatrix::zeros(d, u.ncols());
-        let mut ldj = DVector::zeros(u.ncols());
-        let mut seq = self.made.sequential(u.ncols());
-        while let Some(i) = seq.next_coordinate() {
-            // Coordinates not yet generated are 0; output i does not depend on them.
-            let out = seq.step(&x);
-            for s in 0..u.ncols() {
-                let (scale, log_scale) = positive_scale(out[(1, s)]);
-                x[(i, s)] = (u[(i, s)] - out[(0, s)]) / scale;
-                ldj[s] -= log_scale;
-            }
-        }
-        (x, ldj)
     }
 }
 
@@ -320,120 +318,34 @@ pub(crate) fn rename_context(e: Error, context: &str) -> Error {
     }
 }
 
-impl<T: Real> Bijector<T> for MaskedAutoregressiveFlow<T> {
-    fn forward(&self, u: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("MaskedAutoregressiveFlow::forward", self.dim_(), u);
-        self.generate(u).0
+impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for MaskedAutoregressiveFlow<T> {
+    const NAME: &'static str = "MaskedAutoregressiveFlow";
+    const SEQUENTIAL: &'static str = "the sampling direction of a MAF is D sequential passes and has no backward pass; \
+         train a MAF by maximum likelihood (the inverse direction), or use an \
+         InverseAutoregressiveFlow when gradients must flow through samples";
+    fn made(&self) -> &Made<T> {
+        &self.made
     }
-    fn inverse(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("MaskedAutoregressiveFlow::inverse", self.dim_(), x);
-        self.invert(x).0
+    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        MaskedAutoregressiveFlow::invert_with(self, x, out)
     }
-    fn forward_log_det_jacobian(&self, u: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "MaskedAutoregressiveFlow::forward_log_det_jacobian",
-            self.dim_(),
-            u,
-        );
-        self.generate(u).1
-    }
-    fn inverse_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "MaskedAutoregressiveFlow::inverse_log_det_jacobian",
-            self.dim_(),
-            x,
-        );
-        self.invert(x).1
-    }
-    fn forward_and_log_det(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows(
-            "MaskedAutoregressiveFlow::forward_and_log_det",
-            self.dim_(),
-            u,
-        );
-        self.generate(u)
-    }
-    fn inverse_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows(
-            "MaskedAutoregressiveFlow::inverse_and_log_det",
-            self.dim_(),
-            x,
-        );
-        self.invert(x)
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.dim_())
-    }
-    super::differentiable_hooks!();
-}
-
-impl<T: Real> super::Differentiable<T> for MaskedAutoregressiveFlow<T> {
-    fn num_params(&self) -> usize {
-        self.made.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.made.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.made.params_mut())
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
-    fn params_changed(&mut self) {
-        self.made.enforce_masks();
-    }
-    /// The density direction: one MADE pass, differentiated exactly.
-    fn inverse_and_log_det_backward(
+    fn density_cotangents(
         &self,
         x: &DMatrix<T>,
+        out: &DMatrix<T>,
         grad_u: &DMatrix<T>,
         grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let d = self.dim_();
-        assert_rows(
-            "MaskedAutoregressiveFlow::inverse_and_log_det_backward",
-            d,
-            x,
-        );
-        let (out, cache) = self.made.forward_cached(x);
-        Ok(self.backward_from(x, &out, &cache, grad_u, grad_log_det, grad_params))
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        MaskedAutoregressiveFlow::density_cotangents(self, x, out, grad_u, grad_log_det)
     }
-    /// One MADE pass serves both the value and the backward pass.
-    fn inverse_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "MaskedAutoregressiveFlow::inverse_and_log_det_through",
-            self.dim_(),
-            x,
-        );
-        let (out, cache) = self.made.forward_cached(x);
-        let (u, ldj) = self.invert_with(x, &out);
-        let (grad_u, grad_log_det) = rest(&u, &ldj)?;
-        Ok(self.backward_from(x, &out, &cache, &grad_u, &grad_log_det, grad_params))
+    fn scratch(&self) -> usize {
+        0
     }
-
-    /// The sampling direction is `D` sequential passes; its gradient is not
-    /// implemented.
-    fn forward_and_log_det_backward(
-        &self,
-        _u: &DMatrix<T>,
-        _grad_x: &DMatrix<T>,
-        _grad_log_det: &DVector<T>,
-        _grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        Err(Error::Unsupported {
-            context: "MaskedAutoregressiveFlow::forward_and_log_det_backward".into(),
-            reason:
-                "the sampling direction of a MAF is D sequential passes and has no backward pass; \
-                     train a MAF by maximum likelihood (the inverse direction), or use an \
-                     InverseAutoregressiveFlow when gradients must flow through samples"
-                    .into(),
-        })
+    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, _: &mut [T]) -> (T, T) {
+        // The inverse is u = x·s + t; a step's rows are (t, a) of the coordinate.
+        let (scale, log_scale) = positive_scale(step[(1, s)]);
+        ((u - step[(0, s)]) / scale, -log_scale)
     }
 }
+
+super::autoregressive::autoregressive_layer!(MaskedAutoregressiveFlow);

@@ -18,9 +18,11 @@ use crate::{Error, Real};
 mod act_norm;
 mod additive_coupling;
 mod affine_coupling;
+pub(crate) mod autoregressive;
 mod batch_norm;
 mod blockwise;
 mod chain;
+pub(crate) mod coupling;
 mod coupling_mask;
 mod differentiable;
 mod exp;
@@ -49,6 +51,7 @@ pub use affine_coupling::AffineCoupling;
 pub use batch_norm::BatchNormalization;
 pub use blockwise::Blockwise;
 pub use chain::Chain;
+pub(crate) use chain::{sequence_and_log_det, sequence_map, sequence_through};
 pub use coupling_mask::CouplingMask;
 pub use differentiable::{Continuation, DataStage, Differentiable};
 pub(crate) use differentiable::{
@@ -67,7 +70,6 @@ pub use permute::Permute;
 pub use planar::Planar;
 pub use radial::Radial;
 pub use rq_spline::RationalQuadraticSpline;
-pub(crate) use rq_spline::check_spline_shape;
 pub use scale::Scale;
 pub use scale_tril::ScaleTriL;
 pub use shift::Shift;
@@ -136,6 +138,61 @@ pub trait Bijector<T: Real>: Debug + Send + Sync {
         None
     }
 
+    /// The dimension `C` of the context this map is conditioned on: `0` (the
+    /// default) for an unconditional map, which ignores any context it is
+    /// given. A conditioned map `x ↦ f(x; c)` (a MAF whose MADE also reads
+    /// `c`) returns `C ≥ 1` and implements the `_given` methods; its
+    /// context-free methods then panic with a message naming them.
+    fn context_dim(&self) -> usize {
+        0
+    }
+
+    /// `(f(x; c), log|det ∂f/∂x|)` under the contexts `c` (`C × n`, column
+    /// `j` the context of sample `j`). The log-determinant is in `x` at fixed
+    /// `c`: the context is not transformed. Default (an unconditional map):
+    /// [`forward_and_log_det`](Bijector::forward_and_log_det), ignoring `c`.
+    fn forward_and_log_det_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        let _ = c;
+        self.forward_and_log_det(x)
+    }
+
+    /// `(f⁻¹(y; c), log|det ∂f⁻¹/∂y|)` under the contexts `c`. Default:
+    /// [`inverse_and_log_det`](Bijector::inverse_and_log_det), ignoring `c`.
+    fn inverse_and_log_det_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        let _ = c;
+        self.inverse_and_log_det(y)
+    }
+
+    /// `f(x; c)`. Default: [`forward`](Bijector::forward) for an
+    /// unconditional map, else the first half of
+    /// [`forward_and_log_det_given`](Bijector::forward_and_log_det_given).
+    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        if self.context_dim() == 0 {
+            self.forward(x)
+        } else {
+            self.forward_and_log_det_given(x, c).0
+        }
+    }
+
+    /// `f⁻¹(y; c)`. Default: [`inverse`](Bijector::inverse) for an
+    /// unconditional map, else the first half of
+    /// [`inverse_and_log_det_given`](Bijector::inverse_and_log_det_given).
+    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        if self.context_dim() == 0 {
+            self.inverse(y)
+        } else {
+            self.inverse_and_log_det_given(y, c).0
+        }
+    }
+
     /// This bijector as a [`Differentiable`] one, if it is trainable (every
     /// built-in is; a user type that implements [`Differentiable`] overrides
     /// this to return `Some(self)` so that chains can train it).
@@ -172,6 +229,29 @@ macro_rules! forward_bijector_impl {
             }
             fn dim(&self) -> Option<usize> {
                 (**self).dim()
+            }
+            fn context_dim(&self) -> usize {
+                (**self).context_dim()
+            }
+            fn forward_and_log_det_given(
+                &self,
+                x: &DMatrix<T>,
+                c: &DMatrix<T>,
+            ) -> (DMatrix<T>, DVector<T>) {
+                (**self).forward_and_log_det_given(x, c)
+            }
+            fn inverse_and_log_det_given(
+                &self,
+                y: &DMatrix<T>,
+                c: &DMatrix<T>,
+            ) -> (DMatrix<T>, DVector<T>) {
+                (**self).inverse_and_log_det_given(y, c)
+            }
+            fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+                (**self).forward_given(x, c)
+            }
+            fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+                (**self).inverse_given(y, c)
             }
             fn as_differentiable(&self) -> Option<&dyn Differentiable<T>> {
                 (**self).as_differentiable()
@@ -224,6 +304,121 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
             None => (**self).inverse(y),
         }
     }
+    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
+        if let Some(d) = (**self).as_differentiable() {
+            d.visit_state(f);
+        }
+    }
+    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        if let Some(d) = (**self).as_differentiable_mut() {
+            d.visit_state_mut(f);
+        }
+    }
+    fn prepare_with_data_given(
+        &mut self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        stage: DataStage,
+    ) -> DMatrix<T> {
+        match (**self).as_differentiable_mut() {
+            Some(d) => d.prepare_with_data_given(y, c, stage),
+            None => (**self).inverse_given(y, c),
+        }
+    }
+    fn inverse_and_log_det_backward_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        boxed_part(&**self, "Box::inverse_and_log_det_backward")?
+            .inverse_and_log_det_backward_given(
+                y,
+                c,
+                grad_x,
+                grad_log_det,
+                grad_params,
+                grad_context,
+            )
+    }
+    fn forward_and_log_det_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        boxed_part(&**self, "Box::forward_and_log_det_backward")?
+            .forward_and_log_det_backward_given(
+                x,
+                c,
+                grad_y,
+                grad_log_det,
+                grad_params,
+                grad_context,
+            )
+    }
+    fn inverse_and_log_det_through_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        boxed_part(&**self, "Box::inverse_and_log_det_through")?.inverse_and_log_det_through_given(
+            y,
+            c,
+            grad_params,
+            grad_context,
+            rest,
+        )
+    }
+    fn forward_and_log_det_through_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        boxed_part(&**self, "Box::forward_and_log_det_through")?.forward_and_log_det_through_given(
+            x,
+            c,
+            grad_params,
+            grad_context,
+            rest,
+        )
+    }
+    fn inverse_and_log_det_through(
+        &self,
+        y: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        boxed_part(&**self, "Box::inverse_and_log_det_through")?.inverse_and_log_det_through(
+            y,
+            grad_params,
+            rest,
+        )
+    }
+    fn forward_and_log_det_through(
+        &self,
+        x: &DMatrix<T>,
+        grad_params: &mut [T],
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        boxed_part(&**self, "Box::forward_and_log_det_through")?.forward_and_log_det_through(
+            x,
+            grad_params,
+            rest,
+        )
+    }
     fn inverse_and_log_det_backward(
         &self,
         y: &DMatrix<T>,
@@ -253,6 +448,15 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
             .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
     }
 }
+/// The boxed bijector as a trainable one, or the error naming it.
+fn boxed_part<'a, T: Real, B: Bijector<T> + ?Sized>(
+    b: &'a B,
+    context: &str,
+) -> Result<&'a dyn Differentiable<T>, Error> {
+    b.as_differentiable()
+        .ok_or_else(|| not_differentiable(context, &format!("the boxed bijector ({b:?})")))
+}
+
 forward_bijector_impl!(Arc<B>);
 forward_bijector_impl!(&B);
 
@@ -290,8 +494,9 @@ pub trait BijectorExt<T: Real>: Bijector<T> + Sized + 'static {
 
 impl<T: Real, B: Bijector<T> + Sized + 'static> BijectorExt<T> for B {}
 
+pub use crate::batch::no_context;
 /// The row check of every bijector, from the bottom layer (`crate::batch`).
-pub(crate) use crate::batch::assert_rows;
+pub(crate) use crate::batch::{assert_pair, assert_rows};
 
 /// Per-column sum of `g` applied to every entry: the log-det of an elementwise map.
 #[inline]

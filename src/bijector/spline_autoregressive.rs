@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use super::rq_spline::{
     check_spline_shape, params_per_coord, rqs_forward, rqs_inverse, rqs_inverse_backward,
 };
-use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Made};
 use crate::{Error, Real};
@@ -141,23 +140,60 @@ impl<T: Real> SplineAutoregressive<T> {
         Ok(Self { made, bins, bound })
     }
 
-    /// Wraps an existing MADE with `3·bins − 1` outputs per dimension and no context.
+    /// A conditional layer `x ↦ f(x; c)`: [`SplineAutoregressive::new`]
+    /// whose MADE also reads a context of `context_dim ≥ 1` dimensions (MADE
+    /// degree 0). Call it through the `_given` methods.
+    pub fn conditional(
+        dim: usize,
+        context_dim: usize,
+        bins: usize,
+        bound: T,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        Self::conditional_with_order(
+            dim,
+            context_dim,
+            (0..dim).collect(),
+            bins,
+            bound,
+            config,
+            rng,
+        )
+    }
+
+    /// [`SplineAutoregressive::conditional`] with the autoregressive order `order`.
+    pub fn conditional_with_order(
+        dim: usize,
+        context_dim: usize,
+        order: Vec<usize>,
+        bins: usize,
+        bound: T,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        const CTX: &str = "SplineAutoregressive::conditional";
+        check::dim_at_least_one(CTX, "context_dim", context_dim)?;
+        check_spline_shape(CTX, bins, bound)?;
+        let made = Made::with_order(dim, context_dim, params_per_coord(bins), order, config, rng)
+            .map_err(|e| super::maf::rename_context(e, CTX))?;
+        Ok(Self { made, bins, bound })
+    }
+
+    /// Wraps an existing MADE with `3·bins − 1` outputs per dimension (and
+    /// any context dimension: a MADE with a context makes a conditional layer).
     pub fn from_made(made: Made<T>, bins: usize, bound: T) -> Result<Self, Error> {
         const CTX: &str = "SplineAutoregressive::from_made";
         check_spline_shape(CTX, bins, bound)?;
-        if made.params_per_dim() != params_per_coord(bins) || made.context_dim() != 0 {
+        if made.params_per_dim() != params_per_coord(bins) {
             return Err(check::invalid(
                 CTX,
                 "made",
                 &format!(
-                    "a MADE with {} outputs per dimension and no context",
+                    "a MADE with {} outputs per dimension",
                     params_per_coord(bins)
                 ),
-                format!(
-                    "{} outputs per dimension, context {}",
-                    made.params_per_dim(),
-                    made.context_dim()
-                ),
+                format!("{} outputs per dimension", made.params_per_dim()),
             ));
         }
         Ok(Self { made, bins, bound })
@@ -217,12 +253,7 @@ impl<T: Real> SplineAutoregressive<T> {
         }
     }
 
-    /// `(u, log|det ∂u/∂x|)` from `x` in one MADE pass.
-    fn invert(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.invert_with(x, &self.made.forward(x))
-    }
-
-    /// [`SplineAutoregressive::invert`] given the MADE's output at `x`.
+    /// `(u, log|det ∂u/∂x|)` from `x` given the MADE's output at `x`.
     pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut theta = vec![T::zero(); params_per_coord(self.bins)];
@@ -240,163 +271,45 @@ impl<T: Real> SplineAutoregressive<T> {
         }
         (u, ldj)
     }
-
-    /// `(x, log|det ∂x/∂u|)` from `u` in `D` sequential steps (about one
-    /// MADE pass of arithmetic in all: [`Made::sequential`](crate::nn::Made::sequential)).
-    fn generate(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        let d = self.dim_();
-        let mut theta = vec![T::zero(); params_per_coord(self.bins)];
-        let mut x = DMatrix::zeros(d, u.ncols());
-        let mut ldj = DVector::zeros(u.ncols());
-        let mut seq = self.made.sequential(u.ncols());
-        while let Some(i) = seq.next_coordinate() {
-            // Coordinates not yet generated are 0; output i does not depend on them.
-            // Row p of a step's output is parameter p of coordinate i.
-            let out = seq.step(&x);
-            for s in 0..u.ncols() {
-                for (p, t) in theta.iter_mut().enumerate() {
-                    *t = out[(p, s)];
-                }
-                let (v, l) = rqs_forward(u[(i, s)], &theta, self.bins, self.bound);
-                x[(i, s)] = v;
-                ldj[s] += l;
-            }
-        }
-        (x, ldj)
-    }
 }
 
-impl<T: Real> Bijector<T> for SplineAutoregressive<T> {
-    fn forward(&self, u: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("SplineAutoregressive::forward", self.dim_(), u);
-        self.generate(u).0
+impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for SplineAutoregressive<T> {
+    const NAME: &'static str = "SplineAutoregressive";
+    const SEQUENTIAL: &'static str = "the forward (sampling) direction takes D sequential MADE passes and has \
+         no backward pass; train through the inverse direction (data → base, one \
+         MADE pass, as maximum likelihood does), or, if the loss differentiates \
+         through sampling, wrap the layer in `Invert` so that sampling is the \
+         one-pass direction";
+    fn made(&self) -> &Made<T> {
+        &self.made
     }
-    fn inverse(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("SplineAutoregressive::inverse", self.dim_(), x);
-        self.invert(x).0
+    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        SplineAutoregressive::invert_with(self, x, out)
     }
-    fn forward_log_det_jacobian(&self, u: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "SplineAutoregressive::forward_log_det_jacobian",
-            self.dim_(),
-            u,
-        );
-        self.generate(u).1
-    }
-    fn inverse_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "SplineAutoregressive::inverse_log_det_jacobian",
-            self.dim_(),
-            x,
-        );
-        self.invert(x).1
-    }
-    fn forward_and_log_det(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("SplineAutoregressive::forward_and_log_det", self.dim_(), u);
-        self.generate(u)
-    }
-    fn inverse_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("SplineAutoregressive::inverse_and_log_det", self.dim_(), x);
-        self.invert(x)
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.dim_())
-    }
-    super::differentiable_hooks!();
-}
-
-/// Trainable through the inverse (data → base, one MADE pass), the direction
-/// of maximum-likelihood training. The forward (sampling) direction is `D`
-/// sequential MADE passes and its backward pass returns
-/// [`Error::Unsupported`]; train an [`Invert`](super::Invert) of this layer
-/// to fit through the other direction.
-impl<T: Real> super::Differentiable<T> for SplineAutoregressive<T> {
-    fn num_params(&self) -> usize {
-        self.made.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.made.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.made.params_mut())
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
-    fn params_changed(&mut self) {
-        self.enforce_masks();
-    }
-    /// `x` feeds both the splines (as their inputs) and the MADE (as the
-    /// conditioner's input): `∂L/∂x` is the sum of the spline kernels' input
-    /// gradients and the MADE's input gradient.
-    fn inverse_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "SplineAutoregressive::inverse_and_log_det_backward",
-            self.dim_(),
-            x,
-        );
-        let (out, cache) = self.made.forward_cached(x);
-        Ok(self.backward_with(x, &out, &cache, grad_u, grad_log_det, grad_params))
-    }
-    /// One MADE pass serves both the value and the backward pass.
-    fn inverse_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "SplineAutoregressive::inverse_and_log_det_through",
-            self.dim_(),
-            x,
-        );
-        let (out, cache) = self.made.forward_cached(x);
-        let (u, ldj) = self.invert_with(x, &out);
-        let (grad_u, grad_log_det) = rest(&u, &ldj)?;
-        Ok(self.backward_with(x, &out, &cache, &grad_u, &grad_log_det, grad_params))
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        _u: &DMatrix<T>,
-        _grad_x: &DMatrix<T>,
-        _grad_log_det: &DVector<T>,
-        _grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        Err(Error::Unsupported {
-            context: "SplineAutoregressive::forward_and_log_det_backward".into(),
-            reason: "the forward (sampling) direction takes D sequential MADE passes and has \
-                     no backward pass; train through the inverse direction (data → base, one \
-                     MADE pass, as maximum likelihood does), or, if the loss differentiates \
-                     through sampling, wrap the layer in `Invert` so that sampling is the \
-                     one-pass direction"
-                .into(),
-        })
-    }
-}
-
-impl<T: Real> SplineAutoregressive<T> {
-    /// The backward pass of the density direction at `x`, given the MADE's
-    /// output and cache at `x`: adds `∂L/∂θ`, returns `∂L/∂x`.
-    fn backward_with(
+    fn density_cotangents(
         &self,
         x: &DMatrix<T>,
         out: &DMatrix<T>,
-        cache: &crate::nn::MlpCache<T>,
         grad_u: &DMatrix<T>,
         grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> DMatrix<T> {
-        let (mut grad_x, grad_out) = self.density_cotangents(x, out, grad_u, grad_log_det);
-        grad_x += self.made.backward(cache, &grad_out, grad_params);
-        grad_x
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        SplineAutoregressive::density_cotangents(self, x, out, grad_u, grad_log_det)
     }
+    fn scratch(&self) -> usize {
+        params_per_coord(self.bins)
+    }
+    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, theta: &mut [T]) -> (T, T) {
+        // Row p of a step's output is parameter p of the coordinate.
+        for (p, t) in theta.iter_mut().enumerate() {
+            *t = step[(p, s)];
+        }
+        rqs_forward(u, theta, self.bins, self.bound)
+    }
+}
 
+super::autoregressive::autoregressive_layer!(SplineAutoregressive);
+
+impl<T: Real> SplineAutoregressive<T> {
     /// The cotangents of the density direction at `x` given the MADE's output
     /// `out` there: `(∂L/∂x` through the splines' inputs, `∂L/∂out)`. The
     /// MADE's own backward pass turns the second into parameter (and context)
@@ -433,28 +346,5 @@ impl<T: Real> SplineAutoregressive<T> {
             }
         }
         (grad_x, grad_out)
-    }
-
-    /// Wraps a MADE with `3·bins − 1` outputs per dimension and any context
-    /// dimension (the conditional layer drives such a MADE itself; its
-    /// unconditional `Bijector` methods are never called).
-    pub(crate) fn from_made_with_context(made: Made<T>, bins: usize, bound: T) -> Self {
-        debug_assert_eq!(made.params_per_dim(), params_per_coord(bins));
-        Self { made, bins, bound }
-    }
-
-    /// Coordinate `i` of sample `s` in the sampling direction: given the
-    /// MADE's output `out` (computed with the coordinates before `i` already
-    /// in place), writes `xᵢ = spline(uᵢ)` and returns its log-derivative.
-    pub(crate) fn generate_coordinate(
-        &self,
-        out: &DMatrix<T>,
-        u: T,
-        i: usize,
-        s: usize,
-        theta: &mut [T],
-    ) -> (T, T) {
-        self.gather(out, i, s, theta);
-        rqs_forward(u, theta, self.bins, self.bound)
     }
 }

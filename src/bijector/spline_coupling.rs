@@ -8,7 +8,7 @@ use super::rq_spline::{
     BackwardKernel, check_spline_shape, params_per_coord, rqs_forward, rqs_forward_backward,
     rqs_inverse, rqs_inverse_backward,
 };
-use super::{Bijector, CouplingMask, assert_rows};
+use super::{CouplingMask, assert_rows};
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
@@ -116,7 +116,15 @@ impl<T: Real> From<SplineCoupling<T>> for CouplingRepr<T> {
 impl<T: Real> TryFrom<CouplingRepr<T>> for SplineCoupling<T> {
     type Error = Error;
     fn try_from(r: CouplingRepr<T>) -> Result<Self, Error> {
-        Self::from_parts(r.mask, r.bins, r.bound, r.net)
+        const CTX: &str = "SplineCoupling";
+        check_spline_shape(CTX, r.bins, r.bound)?;
+        super::affine_coupling::check_net(CTX, &r.mask, &r.net, params_per_coord(r.bins))?;
+        Ok(Self {
+            mask: r.mask,
+            bins: r.bins,
+            bound: r.bound,
+            net: r.net,
+        })
     }
 }
 
@@ -139,6 +147,36 @@ impl<T: Real> SplineCoupling<T> {
         config.validate(CTX)?;
         let net = Mlp::from_config(
             mask.identity_indices().len(),
+            mask.transformed_indices().len() * params_per_coord(bins),
+            config,
+            rng,
+        )
+        .map_err(|e| super::maf::rename_context(e, CTX))?;
+        Ok(Self {
+            mask,
+            bins,
+            bound,
+            net,
+        })
+    }
+
+    /// A conditional spline coupling `x ↦ f(x; c)`: [`SplineCoupling::new`]
+    /// whose conditioner reads `[x_A; c]` (the identity half, then a context
+    /// of `context_dim ≥ 1` dimensions). Call it through the `_given` methods.
+    pub fn conditional(
+        mask: CouplingMask,
+        context_dim: usize,
+        bins: usize,
+        bound: T,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        const CTX: &str = "SplineCoupling::conditional";
+        check::dim_at_least_one(CTX, "context_dim", context_dim)?;
+        check_spline_shape(CTX, bins, bound)?;
+        config.validate(CTX)?;
+        let net = Mlp::from_config(
+            mask.identity_indices().len() + context_dim,
             mask.transformed_indices().len() * params_per_coord(bins),
             config,
             rng,
@@ -226,13 +264,8 @@ impl<T: Real> SplineCoupling<T> {
             .forward(&x.select_rows(self.mask.identity_indices()))
     }
 
-    /// One conditioner pass on `x_A` (equal to `y_A`), then `kernel` on every
-    /// transformed entry; returns the output and the per-sample log-dets.
-    fn apply(&self, x: &DMatrix<T>, kernel: ForwardKernel<T>) -> (DMatrix<T>, DVector<T>) {
-        self.apply_with(x, &self.spline_params(x), kernel)
-    }
-
-    /// [`SplineCoupling::apply`] given the conditioner's output at `x`.
+    /// `kernel` on every transformed entry given the conditioner's output at
+    /// `x`; returns the output and the per-sample log-dets.
     fn apply_with(
         &self,
         x: &DMatrix<T>,
@@ -260,127 +293,7 @@ impl<T: Real> SplineCoupling<T> {
     }
 }
 
-impl<T: Real> Bijector<T> for SplineCoupling<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("SplineCoupling::forward", self.mask.dim(), x);
-        self.apply(x, rqs_forward).0
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("SplineCoupling::inverse", self.mask.dim(), y);
-        self.apply(y, rqs_inverse).0
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "SplineCoupling::forward_log_det_jacobian",
-            self.mask.dim(),
-            x,
-        );
-        self.apply(x, rqs_forward).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "SplineCoupling::inverse_log_det_jacobian",
-            self.mask.dim(),
-            y,
-        );
-        self.apply(y, rqs_inverse).1
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("SplineCoupling::forward_and_log_det", self.mask.dim(), x);
-        self.apply(x, rqs_forward)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("SplineCoupling::inverse_and_log_det", self.mask.dim(), y);
-        self.apply(y, rqs_inverse)
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.mask.dim())
-    }
-    super::differentiable_hooks!();
-}
-
 impl<T: Real> SplineCoupling<T> {
-    /// Shared backward pass of both directions at `input` (`x` forward, `y`
-    /// inverse; `input_A` is the conditioner's input either way): returns
-    /// `∂L/∂input` and adds `∂L/∂θ` into `grad_params`.
-    ///
-    /// The transformed coordinates get the spline kernel's input gradient; the
-    /// cotangents of the raw spline parameters go back through the MLP, whose
-    /// input gradient adds to the identity half's pass-through cotangent.
-    fn backward(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        kernel: BackwardKernel<T>,
-    ) -> DMatrix<T> {
-        let ia = self.mask.identity_indices();
-        let (raw, cache) = self.net.forward_cached(&input.select_rows(ia));
-        self.backward_with(
-            input,
-            &raw,
-            &cache,
-            grad_out,
-            grad_log_det,
-            grad_params,
-            kernel,
-        )
-    }
-
-    /// The fused pass of either direction: one conditioner evaluation.
-    fn through(
-        &self,
-        input: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows("SplineCoupling::through", self.mask.dim(), input);
-        let (raw, cache) = self
-            .net
-            .forward_cached(&input.select_rows(self.mask.identity_indices()));
-        let (kernel, backward): (ForwardKernel<T>, BackwardKernel<T>) = if inverse {
-            (rqs_inverse, rqs_inverse_backward)
-        } else {
-            (rqs_forward, rqs_forward_backward)
-        };
-        let (z, ldj) = self.apply_with(input, &raw, kernel);
-        let (grad_z, grad_log_det) = rest(&z, &ldj)?;
-        Ok(self.backward_with(
-            input,
-            &raw,
-            &cache,
-            &grad_z,
-            &grad_log_det,
-            grad_params,
-            backward,
-        ))
-    }
-
-    /// [`SplineCoupling::backward`] given the conditioner's output and cache.
-    #[allow(clippy::too_many_arguments)]
-    fn backward_with(
-        &self,
-        input: &DMatrix<T>,
-        raw: &DMatrix<T>,
-        cache: &crate::nn::MlpCache<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        kernel: BackwardKernel<T>,
-    ) -> DMatrix<T> {
-        let (mut grad_in, grad_raw) =
-            self.cotangents_with(input, raw, grad_out, grad_log_det, kernel);
-        let grad_a = self.net.backward(cache, &grad_raw, grad_params, None);
-        for (r, &i) in self.mask.identity_indices().iter().enumerate() {
-            for s in 0..input.ncols() {
-                grad_in[(i, s)] += grad_a[(r, s)];
-            }
-        }
-        grad_in
-    }
-
     /// The cotangents of one direction at `input` given the raw spline
     /// parameters `raw` there: `(∂L/∂input` along the direct paths, `∂L/∂raw)`.
     fn cotangents_with(
@@ -421,23 +334,6 @@ impl<T: Real> SplineCoupling<T> {
         (grad_in, grad_raw)
     }
 
-    /// A spline coupling whose conditioner takes `|A| + C` inputs (`x_A`,
-    /// then a `C`-dimensional context); the conditional layer drives it, its
-    /// unconditional `Bijector` methods are never called.
-    pub(crate) fn from_parts_with_context(
-        mask: CouplingMask,
-        bins: usize,
-        bound: T,
-        net: Mlp<T>,
-    ) -> Self {
-        Self {
-            mask,
-            bins,
-            bound,
-            net,
-        }
-    }
-
     /// Either direction at `input` given the raw spline parameters there:
     /// the output and the per-sample log-dets.
     pub(crate) fn apply_direction(
@@ -468,62 +364,32 @@ impl<T: Real> SplineCoupling<T> {
     }
 }
 
-/// Both directions are one MLP pass, and both are differentiable.
-impl<T: Real> super::Differentiable<T> for SplineCoupling<T> {
-    fn num_params(&self) -> usize {
-        self.net.num_params()
+impl<T: Real> super::coupling::CouplingKernel<T> for SplineCoupling<T> {
+    const NAME: &'static str = "SplineCoupling";
+    fn mask(&self) -> &CouplingMask {
+        &self.mask
     }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.net.params())
+    fn net(&self) -> &Mlp<T> {
+        &self.net
     }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.net.params_mut())
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
-    fn inverse_and_log_det_backward(
+    fn apply_with(
         &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
+        input: &DMatrix<T>,
+        out: &DMatrix<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.apply_direction(input, out, inverse)
+    }
+    fn cotangents(
+        &self,
+        input: &DMatrix<T>,
+        out: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
         grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "SplineCoupling::inverse_and_log_det_backward",
-            self.mask.dim(),
-            y,
-        );
-        Ok(self.backward(y, grad_x, grad_log_det, grad_params, rqs_inverse_backward))
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "SplineCoupling::forward_and_log_det_backward",
-            self.mask.dim(),
-            x,
-        );
-        Ok(self.backward(x, grad_y, grad_log_det, grad_params, rqs_forward_backward))
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(y, grad_params, rest, true)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(x, grad_params, rest, false)
+        inverse: bool,
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        SplineCoupling::cotangents(self, input, out, grad_out, grad_log_det, inverse)
     }
 }
+
+super::coupling::coupling_layer!(SplineCoupling);

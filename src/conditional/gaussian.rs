@@ -3,13 +3,10 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
-use super::ignore::assert_context;
-use super::{
-    ConditionalBijector, ConditionalDifferentiable, ConditionalDistribution,
-    ConditionalTrainableBase, assert_pair,
+use crate::bijector::{Bijector, Continuation, Differentiable, assert_pair, no_context};
+use crate::distribution::{
+    Distribution, StandardNormal, TrainableBase, sanitize, standard_normal_matrix,
 };
-use crate::bijector::Continuation;
-use crate::distribution::{Distribution, StandardNormal, sanitize, standard_normal_matrix};
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Mlp, positive_scale, positive_scale_derivative};
 use crate::{Error, Real};
@@ -60,7 +57,11 @@ impl<T: Real> ContextAffine<T> {
 
     /// The shift `μ(c)` and the scale `σ(c)` of every context column (`D × n` each).
     pub fn shift_and_scale(&self, c: &DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
-        assert_context("ContextAffine::shift_and_scale", self.context_dim, c);
+        crate::batch::assert_rows(
+            "ContextAffine::shift_and_scale (context)",
+            self.context_dim,
+            c,
+        );
         let out = self.net.forward(c);
         let d = self.dim;
         (
@@ -136,14 +137,33 @@ impl<T: Real> ContextAffine<T> {
     }
 }
 
-impl<T: Real> ConditionalBijector<T> for ContextAffine<T> {
+impl<T: Real> Bijector<T> for ContextAffine<T> {
+    fn forward(&self, u: &DMatrix<T>) -> DMatrix<T> {
+        self.forward_and_log_det(u).0
+    }
+    fn inverse(&self, x: &DMatrix<T>) -> DMatrix<T> {
+        self.inverse_and_log_det(x).0
+    }
+    fn forward_log_det_jacobian(&self, u: &DMatrix<T>) -> DVector<T> {
+        self.forward_and_log_det(u).1
+    }
+    fn forward_and_log_det(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        self.forward_and_log_det_given(u, &no_context(u.ncols()))
+    }
+    fn inverse_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        self.inverse_and_log_det_given(x, &no_context(x.ncols()))
+    }
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
     fn context_dim(&self) -> usize {
         self.context_dim
     }
-    fn forward_and_log_det(&self, u: &DMatrix<T>, c: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+    fn forward_and_log_det_given(
+        &self,
+        u: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
         assert_pair(
             "ContextAffine::forward_and_log_det",
             Some(self.dim),
@@ -153,7 +173,11 @@ impl<T: Real> ConditionalBijector<T> for ContextAffine<T> {
         );
         self.apply(u, &self.net.forward(c), false)
     }
-    fn inverse_and_log_det(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+    fn inverse_and_log_det_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
         assert_pair(
             "ContextAffine::inverse_and_log_det",
             Some(self.dim),
@@ -163,9 +187,10 @@ impl<T: Real> ConditionalBijector<T> for ContextAffine<T> {
         );
         self.apply(x, &self.net.forward(c), true)
     }
+    crate::bijector::differentiable_hooks!();
 }
 
-impl<T: Real> ConditionalDifferentiable<T> for ContextAffine<T> {
+impl<T: Real> Differentiable<T> for ContextAffine<T> {
     fn num_params(&self) -> usize {
         self.net.num_params()
     }
@@ -175,7 +200,30 @@ impl<T: Real> ConditionalDifferentiable<T> for ContextAffine<T> {
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         f(self.net.params_mut())
     }
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
+    }
     fn inverse_and_log_det_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_u: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+        self.inverse_and_log_det_backward_given(x, &c, grad_u, grad_log_det, grad_params, &mut gc)
+    }
+    fn forward_and_log_det_backward(
+        &self,
+        u: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> Result<DMatrix<T>, Error> {
+        let (c, mut gc) = (no_context(u.ncols()), no_context(u.ncols()));
+        self.forward_and_log_det_backward_given(u, &c, grad_x, grad_log_det, grad_params, &mut gc)
+    }
+    fn inverse_and_log_det_backward_given(
         &self,
         x: &DMatrix<T>,
         c: &DMatrix<T>,
@@ -194,7 +242,7 @@ impl<T: Real> ConditionalDifferentiable<T> for ContextAffine<T> {
             true,
         )
     }
-    fn forward_and_log_det_backward(
+    fn forward_and_log_det_backward_given(
         &self,
         u: &DMatrix<T>,
         c: &DMatrix<T>,
@@ -213,7 +261,7 @@ impl<T: Real> ConditionalDifferentiable<T> for ContextAffine<T> {
             false,
         )
     }
-    fn inverse_and_log_det_through(
+    fn inverse_and_log_det_through_given(
         &self,
         x: &DMatrix<T>,
         c: &DMatrix<T>,
@@ -223,7 +271,7 @@ impl<T: Real> ConditionalDifferentiable<T> for ContextAffine<T> {
     ) -> Result<DMatrix<T>, Error> {
         self.through(x, c, grad_params, grad_context, rest, true)
     }
-    fn forward_and_log_det_through(
+    fn forward_and_log_det_through_given(
         &self,
         u: &DMatrix<T>,
         c: &DMatrix<T>,
@@ -255,8 +303,8 @@ impl<T: Real> ConditionalDifferentiable<T> for ContextAffine<T> {
 /// let cfg = ConditionerConfig { hidden: 8, identity_init: false, ..Default::default() };
 /// let q = ConditionalDiagonalGaussian::<f64>::new(2, 3, &cfg, &mut rng)?;
 /// let c = DMatrix::from_fn(3, 4, |i, j| (i + j) as f64 * 0.1);
-/// let (x, lp) = q.sample_and_log_prob(&c, &mut rng); // one sample per context
-/// assert!((q.log_prob(&x, &c) - &lp).amax() < 1e-12);
+/// let (x, lp) = q.sample_and_log_prob_given(&c, &mut rng); // one sample per context
+/// assert!((q.log_prob_given(&x, &c) - &lp).amax() < 1e-12);
 /// // The density is the Gaussian of the context's mean and scale.
 /// let (mu, sigma) = q.mean_and_scale(&c);
 /// let z = (x[(0, 1)] - mu[(0, 1)]) / sigma[(0, 1)];
@@ -297,62 +345,86 @@ impl<T: Real> ConditionalDiagonalGaussian<T> {
     }
 }
 
-impl<T: Real> ConditionalDistribution<T> for ConditionalDiagonalGaussian<T> {
+impl<T: Real> Distribution<T> for ConditionalDiagonalGaussian<T> {
     fn dim(&self) -> usize {
         self.affine.dim
     }
     fn context_dim(&self) -> usize {
         self.affine.context_dim
     }
-    fn log_prob(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
-        let (u, ildj) = self.affine.inverse_and_log_det(x, c);
+    fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
+        self.log_prob_given(x, &no_context(x.ncols()))
+    }
+    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.sample_given(&no_context(n), rng)
+    }
+    fn log_prob_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
+        let (u, ildj) = self.affine.inverse_and_log_det_given(x, c);
         let base = StandardNormal::new(self.affine.dim).expect("dim ≥ 1");
         sanitize(Distribution::<T>::log_prob(&base, &u) + ildj)
     }
-    fn sample(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
-        self.sample_and_log_prob(c, rng).0
+    fn sample_given(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.sample_and_log_prob_given(c, rng).0
     }
-    fn sample_and_log_prob(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
-        assert_context(
-            "ConditionalDiagonalGaussian::sample",
+    fn sample_and_log_prob_given(
+        &self,
+        c: &DMatrix<T>,
+        rng: &mut dyn Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
+        crate::batch::assert_rows(
+            "ConditionalDiagonalGaussian::sample (context)",
             self.affine.context_dim,
             c,
         );
         let eps: DMatrix<T> = standard_normal_matrix(self.affine.dim, c.ncols(), rng);
         let base = StandardNormal::new(self.affine.dim).expect("dim ≥ 1");
         let lp = Distribution::<T>::log_prob(&base, &eps);
-        let (x, fldj) = self.affine.forward_and_log_det(&eps, c);
+        let (x, fldj) = self.affine.forward_and_log_det_given(&eps, c);
         (x, sanitize(lp - fldj))
+    }
+    fn as_trainable_base(&self) -> Option<&dyn TrainableBase<T>> {
+        Some(self)
+    }
+    fn as_trainable_base_mut(&mut self) -> Option<&mut dyn TrainableBase<T>> {
+        Some(self)
     }
 }
 
-impl<T: Real> ConditionalTrainableBase<T> for ConditionalDiagonalGaussian<T> {
-    fn num_params(&self) -> usize {
-        self.affine.num_params()
+/// Trainable as a flow's base: its parameters are the network's.
+impl<T: Real> TrainableBase<T> for ConditionalDiagonalGaussian<T> {
+    fn params(&self) -> &[T] {
+        self.affine.net.params()
     }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.affine.visit_params(f)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.affine.visit_params_mut(f)
+    fn params_mut(&mut self) -> &mut [T] {
+        self.affine.net.params_mut()
     }
     fn log_prob_backward(
+        &self,
+        x: &DMatrix<T>,
+        grad_log_prob: &DVector<T>,
+        grad_params: &mut [T],
+    ) -> DMatrix<T> {
+        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+        self.log_prob_backward_given(x, &c, grad_log_prob, grad_params, &mut gc)
+    }
+    fn log_prob_backward_given(
         &self,
         x: &DMatrix<T>,
         c: &DMatrix<T>,
         grad_log_prob: &DVector<T>,
         grad_params: &mut [T],
         grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
+    ) -> DMatrix<T> {
         // log p = −½‖u‖² + const + ildj: ∂/∂u = −u, ∂/∂ildj = 1.
         let glp = grad_log_prob.clone();
         self.affine
-            .inverse_and_log_det_through(x, c, grad_params, grad_context, &mut |u, _| {
+            .inverse_and_log_det_through_given(x, c, grad_params, grad_context, &mut |u, _| {
                 let mut gu = -u;
                 for (j, mut col) in gu.column_iter_mut().enumerate() {
                     col *= glp[j];
                 }
                 Ok((gu, glp.clone()))
             })
+            .expect("the affine map of a diagonal Gaussian is differentiable")
     }
 }

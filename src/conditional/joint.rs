@@ -2,7 +2,7 @@
 
 use nalgebra::{DMatrix, DVector};
 
-use super::{ConditionalBijector, ConditionalDifferentiable, split_context, stack_context};
+use super::{split_context, stack_context};
 use crate::bijector::{Bijector, Continuation, Differentiable};
 use crate::{Error, Real};
 
@@ -19,15 +19,15 @@ use crate::{Error, Real};
 ///
 /// ```
 /// use nalgebra::DMatrix;
-/// use normflow::conditional::*;
+/// use normflow::conditional::JointBijector;
 /// use normflow::prelude::*;
 /// use rand::SeedableRng;
 ///
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let cfg = ConditionerConfig { hidden: 8, identity_init: false, ..Default::default() };
-/// let maf = ConditionalMaf::<f64>::new(2, 1, &cfg, &mut rng)?;
+/// let maf = MaskedAutoregressiveFlow::<f64>::conditional(2, 1, &cfg, &mut rng)?;
 /// let joint = JointBijector::new(maf)?;
-/// assert_eq!(joint.dim(), Some(3));
+/// assert_eq!((joint.dim(), joint.context_dim()), (Some(3), 0));
 /// let xc = DMatrix::from_row_slice(3, 2, &[0.1, 0.2, -0.3, 0.4, 1.0, -1.0]);
 /// let y = joint.forward(&xc);
 /// assert_eq!(y.row(2), xc.row(2)); // the context passes through
@@ -44,7 +44,7 @@ impl<B> JointBijector<B> {
     /// dimension is not fixed; use [`JointBijector::with_dim`] then).
     pub fn new<T: Real>(inner: B) -> Result<Self, Error>
     where
-        B: ConditionalBijector<T>,
+        B: Bijector<T>,
     {
         match inner.dim() {
             Some(dim) => Ok(Self { inner, dim }),
@@ -71,7 +71,7 @@ impl<B> JointBijector<B> {
     }
 }
 
-impl<T: Real, B: ConditionalBijector<T>> Bijector<T> for JointBijector<B> {
+impl<T: Real, B: Bijector<T>> Bijector<T> for JointBijector<B> {
     fn forward(&self, xc: &DMatrix<T>) -> DMatrix<T> {
         self.forward_and_log_det(xc).0
     }
@@ -86,12 +86,12 @@ impl<T: Real, B: ConditionalBijector<T>> Bijector<T> for JointBijector<B> {
     }
     fn forward_and_log_det(&self, xc: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let (x, c) = self.split(xc, self.inner.context_dim());
-        let (y, l) = self.inner.forward_and_log_det(&x, &c);
+        let (y, l) = self.inner.forward_and_log_det_given(&x, &c);
         (stack_context(&y, &c), l)
     }
     fn inverse_and_log_det(&self, yc: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let (y, c) = self.split(yc, self.inner.context_dim());
-        let (x, l) = self.inner.inverse_and_log_det(&y, &c);
+        let (x, l) = self.inner.inverse_and_log_det_given(&y, &c);
         (stack_context(&x, &c), l)
     }
     fn dim(&self) -> Option<usize> {
@@ -108,7 +108,7 @@ impl<B> JointBijector<B> {
         inverse: bool,
     ) -> Result<DMatrix<T>, Error>
     where
-        B: ConditionalDifferentiable<T>,
+        B: Differentiable<T>,
     {
         let (x, c) = self.split(input, self.inner.context_dim());
         let mut grad_c = DMatrix::zeros(c.nrows(), c.ncols());
@@ -122,7 +122,7 @@ impl<B> JointBijector<B> {
                 Ok((gz, gl))
             };
             if inverse {
-                self.inner.inverse_and_log_det_through(
+                self.inner.inverse_and_log_det_through_given(
                     &x,
                     &c,
                     grad_params,
@@ -130,7 +130,7 @@ impl<B> JointBijector<B> {
                     &mut inner_rest,
                 )?
             } else {
-                self.inner.forward_and_log_det_through(
+                self.inner.forward_and_log_det_through_given(
                     &x,
                     &c,
                     grad_params,
@@ -144,9 +144,7 @@ impl<B> JointBijector<B> {
     }
 }
 
-impl<T: Real, B: ConditionalDifferentiable<T> + Clone + 'static> Differentiable<T>
-    for JointBijector<B>
-{
+impl<T: Real, B: Differentiable<T> + Clone + 'static> Differentiable<T> for JointBijector<B> {
     fn num_params(&self) -> usize {
         self.inner.num_params()
     }
@@ -174,7 +172,7 @@ impl<T: Real, B: ConditionalDifferentiable<T> + Clone + 'static> Differentiable<
     ) -> Result<DMatrix<T>, Error> {
         let (y, c) = self.split(yc, self.inner.context_dim());
         let (gx, mut grad_c) = split_context(grad_xc, self.dim);
-        let gy = self.inner.inverse_and_log_det_backward(
+        let gy = self.inner.inverse_and_log_det_backward_given(
             &y,
             &c,
             &gx,
@@ -193,7 +191,7 @@ impl<T: Real, B: ConditionalDifferentiable<T> + Clone + 'static> Differentiable<
     ) -> Result<DMatrix<T>, Error> {
         let (x, c) = self.split(xc, self.inner.context_dim());
         let (gy, mut grad_c) = split_context(grad_yc, self.dim);
-        let gx = self.inner.forward_and_log_det_backward(
+        let gx = self.inner.forward_and_log_det_backward_given(
             &x,
             &c,
             &gy,

@@ -28,6 +28,7 @@ pub use multivariate_normal::MultivariateNormal;
 pub use normal::Normal;
 pub use standard_normal::StandardNormal;
 pub use transformed::TransformedDistribution;
+pub(crate) use transformed::log_prob_from;
 pub use uniform::Uniform;
 
 /// A probability distribution on `R^D` with a density.
@@ -101,6 +102,108 @@ pub trait Distribution<T: Real>: Debug + Send + Sync {
         (x, lp)
     }
 
+    /// The dimension `C` of the context this distribution is conditioned on:
+    /// `0` (the default) for an unconditional density, which ignores any
+    /// context. A conditional density `p(x | c)` returns `C ≥ 1` and
+    /// implements the `_given` methods; its context-free methods then panic
+    /// with a message naming them.
+    fn context_dim(&self) -> usize {
+        0
+    }
+
+    /// `log p(x_j | c_j)` for every column `j` (`D × n`, `C × n` → `n`).
+    /// Default (an unconditional density): [`log_prob`](Distribution::log_prob),
+    /// ignoring `c`.
+    fn log_prob_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
+        let _ = c;
+        self.log_prob(x)
+    }
+
+    /// One sample per context column: `C × n` → `D × n`. Default:
+    /// [`sample`](Distribution::sample) of `n` points, ignoring `c`.
+    fn sample_given(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.sample(c.ncols(), rng)
+    }
+
+    /// Samples with their log-densities, one per context column. Default:
+    /// [`sample_and_log_prob`](Distribution::sample_and_log_prob) for an
+    /// unconditional density, else `sample_given` then `log_prob_given`.
+    fn sample_and_log_prob_given(
+        &self,
+        c: &DMatrix<T>,
+        rng: &mut dyn Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
+        if self.context_dim() == 0 {
+            return self.sample_and_log_prob(c.ncols(), rng);
+        }
+        let x = self.sample_given(c, rng);
+        let lp = self.log_prob_given(&x, c);
+        (x, lp)
+    }
+
+    /// `n` samples at one context `c ∈ R^C` given as a slice: TFP's
+    /// `sample(n, bijector_kwargs=…)` at a fixed condition. The context is
+    /// repeated in `n` columns and passed to
+    /// [`sample_given`](Distribution::sample_given), so the result is `D × n`.
+    ///
+    /// # Panics
+    /// If `context.len()` is not `C`.
+    ///
+    /// ```
+    /// use normflow::prelude::*;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// // p(x | c) on R² given c ∈ R¹: a conditional MAF over a standard normal.
+    /// let flow = flow!(maf(1, hidden = 8)).build_conditional_distribution::<f64>(2, 1, &mut rng)?;
+    /// let x = flow.sample_at(100, &[0.5], &mut rng);
+    /// assert_eq!(x.shape(), (2, 100));
+    /// // Their log-densities at the same context, and one point's.
+    /// let lp = flow.log_prob_at(&x, &[0.5]);
+    /// assert!((flow.log_prob_one_at(x.column(0).as_slice(), &[0.5]) - lp[0]).abs() < 1e-12);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    fn sample_at(&self, n: usize, context: &[T], rng: &mut dyn Rng) -> DMatrix<T> {
+        let c = repeat_context("Distribution::sample_at", self.context_dim(), context, n);
+        self.sample_given(&c, rng)
+    }
+
+    /// `log p(x_j | c)` for every column of `x` (`D × n` → `n`) at one
+    /// context `c ∈ R^C` given as a slice.
+    ///
+    /// # Panics
+    /// If `context.len()` is not `C` or `x` does not have `D` rows.
+    fn log_prob_at(&self, x: &DMatrix<T>, context: &[T]) -> DVector<T> {
+        let c = repeat_context(
+            "Distribution::log_prob_at",
+            self.context_dim(),
+            context,
+            x.ncols(),
+        );
+        self.log_prob_given(x, &c)
+    }
+
+    /// `log p(x | c)` of one point `x ∈ R^D` at one context `c ∈ R^C`, both
+    /// slices (the conditional [`log_prob_one`](Distribution::log_prob_one)).
+    ///
+    /// # Panics
+    /// If `x.len()` is not `D` or `context.len()` is not `C`.
+    fn log_prob_one_at(&self, x: &[T], context: &[T]) -> T {
+        let d = self.dim();
+        assert!(
+            x.len() == d,
+            "Distribution::log_prob_one_at: the point has {} coordinates, expected dimension {d}",
+            x.len()
+        );
+        let c = repeat_context(
+            "Distribution::log_prob_one_at",
+            self.context_dim(),
+            context,
+            1,
+        );
+        self.log_prob_given(&DMatrix::from_column_slice(d, 1, x), &c)[0]
+    }
+
     /// `∇ₓ log p(x)` for every column (`D × n`), or `None` if this
     /// distribution does not provide it. Every built-in does (zero where the
     /// density is flat or zero); a transformed distribution does when its
@@ -136,6 +239,38 @@ pub trait TrainableBase<T: Real>: Distribution<T> {
         grad_log_prob: &DVector<T>,
         grad_params: &mut [T],
     ) -> DMatrix<T>;
+
+    /// Reverse mode of [`log_prob_given`](Distribution::log_prob_given): as
+    /// [`log_prob_backward`](TrainableBase::log_prob_backward), and also
+    /// **adds** `∂L/∂c` into `grad_context` (`C × n`). Default (an
+    /// unconditional base): the context gets no gradient.
+    fn log_prob_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_log_prob: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> DMatrix<T> {
+        let _ = (c, grad_context);
+        self.log_prob_backward(x, grad_log_prob, grad_params)
+    }
+}
+
+/// A `C × n` matrix whose columns are all `context`.
+#[track_caller]
+fn repeat_context<T: Real>(
+    caller: &str,
+    context_dim: usize,
+    context: &[T],
+    n: usize,
+) -> DMatrix<T> {
+    assert!(
+        context.len() == context_dim,
+        "{caller}: the context has {} coordinates, expected context dimension {context_dim}",
+        context.len()
+    );
+    DMatrix::from_fn(context_dim, n, |i, _| context[i])
 }
 
 macro_rules! forward_distribution_impl {
@@ -158,6 +293,22 @@ macro_rules! forward_distribution_impl {
             }
             fn as_trainable_base(&self) -> Option<&dyn TrainableBase<T>> {
                 (**self).as_trainable_base()
+            }
+            fn context_dim(&self) -> usize {
+                (**self).context_dim()
+            }
+            fn log_prob_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
+                (**self).log_prob_given(x, c)
+            }
+            fn sample_given(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
+                (**self).sample_given(c, rng)
+            }
+            fn sample_and_log_prob_given(
+                &self,
+                c: &DMatrix<T>,
+                rng: &mut dyn Rng,
+            ) -> (DMatrix<T>, DVector<T>) {
+                (**self).sample_and_log_prob_given(c, rng)
             }
         }
     };

@@ -5,7 +5,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Distribution, sanitize};
-use crate::bijector::{Bijector, assert_rows};
+use crate::bijector::{Bijector, assert_pair, no_context};
 use crate::error::check;
 use crate::{Error, Real};
 
@@ -103,9 +103,21 @@ impl<T: Real, D: Distribution<T>, B: Bijector<T>> TransformedDistribution<T, D, 
     ///
     /// Errors with [`Error::DimensionMismatch`] if the bijector has a fixed
     /// dimension different from the base's.
+    ///
+    /// The result is conditional (context dimension `C`) when the base or the
+    /// bijector is; errors if both are and their context dimensions differ.
     pub fn new(base: D, bijector: B) -> Result<Self, Error> {
+        const CTX: &str = "TransformedDistribution::new";
         if let Some(d) = bijector.dim() {
-            check::same_dim("TransformedDistribution::new", "bijector", base.dim(), d)?;
+            check::same_dim(CTX, "bijector", base.dim(), d)?;
+        }
+        if base.context_dim() > 0 && bijector.context_dim() > 0 {
+            check::same_dim(
+                CTX,
+                "bijector (context dimension)",
+                base.context_dim(),
+                bijector.context_dim(),
+            )?;
         }
         Ok(Self {
             base,
@@ -147,25 +159,39 @@ impl<T: Real, D: Distribution<T>, B: Bijector<T>> Distribution<T>
         self.base.dim()
     }
     fn log_prob(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows("TransformedDistribution::log_prob", self.base.dim(), y);
-        let (x, ildj) = self.bijector.inverse_and_log_det(y);
-        let mut lp = self.base.log_prob(&x);
-        for (j, (l, d)) in lp.iter_mut().zip(ildj.iter()).enumerate() {
-            // A non-finite preimage means y is outside the bijector's image.
-            if x.column(j).iter().any(|v| !v.is_finite()) {
-                *l = T::neg_infinity();
-            } else {
-                *l += *d;
-            }
-        }
-        sanitize(lp)
+        self.log_prob_given(y, &no_context(y.ncols()))
     }
     fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
-        self.bijector.forward(&self.base.sample(n, rng))
+        self.sample_given(&no_context(n), rng)
     }
     fn sample_and_log_prob(&self, n: usize, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
-        let (x, base_lp) = self.base.sample_and_log_prob(n, rng);
-        let (y, fldj) = self.bijector.forward_and_log_det(&x);
+        self.sample_and_log_prob_given(&no_context(n), rng)
+    }
+    fn context_dim(&self) -> usize {
+        self.base.context_dim().max(self.bijector.context_dim())
+    }
+    fn log_prob_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
+        assert_pair(
+            "TransformedDistribution::log_prob",
+            Some(self.base.dim()),
+            self.context_dim(),
+            y,
+            c,
+        );
+        let (x, ildj) = self.bijector.inverse_and_log_det_given(y, c);
+        log_prob_from(&self.base, &x, c, ildj)
+    }
+    fn sample_given(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.bijector
+            .forward_given(&self.base.sample_given(c, rng), c)
+    }
+    fn sample_and_log_prob_given(
+        &self,
+        c: &DMatrix<T>,
+        rng: &mut dyn Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
+        let (x, base_lp) = self.base.sample_and_log_prob_given(c, rng);
+        let (y, fldj) = self.bijector.forward_and_log_det_given(&x, c);
         (y, sanitize(base_lp - fldj))
     }
     fn log_prob_grad(&self, y: &DMatrix<T>) -> Option<DMatrix<T>> {
@@ -181,4 +207,24 @@ impl<T: Real, D: Distribution<T>, B: Bijector<T>> Distribution<T>
         )
         .ok()
     }
+}
+
+/// `log p_base(x | c) + ildj`: exactly `-inf` where the preimage `x` is not
+/// finite (the point lies outside the bijector's image), never NaN.
+pub(crate) fn log_prob_from<T: Real>(
+    base: &dyn Distribution<T>,
+    x: &DMatrix<T>,
+    c: &DMatrix<T>,
+    ildj: DVector<T>,
+) -> DVector<T> {
+    let mut lp = base.log_prob_given(x, c);
+    for (j, (l, d)) in lp.iter_mut().zip(ildj.iter()).enumerate() {
+        // A non-finite preimage means y is outside the bijector's image.
+        if x.column(j).iter().any(|v| !v.is_finite()) {
+            *l = T::neg_infinity();
+        } else {
+            *l += *d;
+        }
+    }
+    sanitize(lp)
 }

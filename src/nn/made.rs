@@ -284,6 +284,9 @@ impl<T: Real> Made<T> {
             x.ncols(),
             context.ncols()
         );
+        if self.context_dim == 0 {
+            return self.net.forward(x);
+        }
         let mut input = DMatrix::zeros(self.dim + self.context_dim, x.ncols());
         input.rows_mut(0, self.dim).copy_from(x);
         input
@@ -339,7 +342,13 @@ impl<T: Real> Made<T> {
 impl<T: Real> Made<T> {
     /// The network's input `[x; context]` (`(D + C) × n`), after checking
     /// the shapes (panics with a message naming `caller` otherwise).
-    fn stacked_input(&self, caller: &str, x: &DMatrix<T>, context: &DMatrix<T>) -> DMatrix<T> {
+    /// (`None` when there is no context: the input is `x` itself).
+    fn stacked_input(
+        &self,
+        caller: &str,
+        x: &DMatrix<T>,
+        context: &DMatrix<T>,
+    ) -> Option<DMatrix<T>> {
         crate::batch::assert_rows(caller, self.dim, x);
         crate::batch::assert_rows(&format!("{caller} (context)"), self.context_dim, context);
         assert_eq!(
@@ -349,12 +358,15 @@ impl<T: Real> Made<T> {
             x.ncols(),
             context.ncols()
         );
+        if self.context_dim == 0 {
+            return None;
+        }
         let mut input = DMatrix::zeros(self.dim + self.context_dim, x.ncols());
         input.rows_mut(0, self.dim).copy_from(x);
         input
             .rows_mut(self.dim, self.context_dim)
             .copy_from(context);
-        input
+        Some(input)
     }
 
     /// [`Made::forward_with_context`] that also returns the cache for
@@ -382,7 +394,7 @@ impl<T: Real> Made<T> {
         context: &DMatrix<T>,
     ) -> (DMatrix<T>, super::MlpCache<T>) {
         let input = self.stacked_input("Made::forward_cached_with_context", x, context);
-        self.net.forward_cached(&input)
+        self.net.forward_cached(input.as_ref().unwrap_or(x))
     }
 
     /// Reverse mode of [`Made::forward_cached_with_context`]: adds `∂L/∂θ`
@@ -397,6 +409,10 @@ impl<T: Real> Made<T> {
         let g = self
             .net
             .backward(cache, grad_out, grad_params, Some(&self.masks));
+        if self.context_dim == 0 {
+            let n = g.ncols();
+            return (g, DMatrix::zeros(0, n));
+        }
         (
             g.rows(0, self.dim).clone_owned(),
             g.rows(self.dim, self.context_dim).clone_owned(),

@@ -1,200 +1,23 @@
+//! A flow built from a [`FlowSpec`]: its layers in forward order, one
+//! implementation of the passes (shared with [`Chain`](crate::Chain)).
+
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
-use super::{FlowSpec, LayerSpec, MAX_LAYERS, Value, check_rows};
+use super::{FlowLayer, FlowSpec, LayerSpec, MAX_LAYERS, Value};
 use crate::bijector::*;
-use crate::bijector::{DataStage, Differentiable};
+use crate::bijector::{
+    DataStage, Differentiable, no_context, sequence_and_log_det, sequence_map, sequence_through,
+};
 use crate::nn::{Activation, ConditionerConfig};
 use crate::{Error, Real};
 
-/// One built layer of a [`Flow`]: every layer the DSL can name.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)] // each variant is the layer of the same name
-pub enum FlowLayer<T: Real> {
-    Maf(MaskedAutoregressiveFlow<T>),
-    Iaf(InverseAutoregressiveFlow<T>),
-    Nice(AdditiveCoupling<T>),
-    RealNvp(AffineCoupling<T>),
-    SplineCoupling(SplineCoupling<T>),
-    SplineAr(SplineAutoregressive<T>),
-    Planar(Planar<T>),
-    Radial(Radial<T>),
-    BatchNorm(BatchNormalization<T>),
-    ActNorm(ActNorm<T>),
-    Lu(LuLinear<T>),
-    Permute(Permute),
-    Exp,
-    Sigmoid,
-    Tanh,
-    Softplus,
-}
-
-macro_rules! dispatch {
-    ($self:expr, $b:ident => $e:expr) => {
-        match $self {
-            FlowLayer::Maf($b) => $e,
-            FlowLayer::Iaf($b) => $e,
-            FlowLayer::Nice($b) => $e,
-            FlowLayer::RealNvp($b) => $e,
-            FlowLayer::SplineCoupling($b) => $e,
-            FlowLayer::SplineAr($b) => $e,
-            FlowLayer::Planar($b) => $e,
-            FlowLayer::Radial($b) => $e,
-            FlowLayer::BatchNorm($b) => $e,
-            FlowLayer::ActNorm($b) => $e,
-            FlowLayer::Lu($b) => $e,
-            FlowLayer::Permute($b) => $e,
-            FlowLayer::Exp => {
-                let $b = &Exp;
-                $e
-            }
-            FlowLayer::Sigmoid => {
-                let $b = &Sigmoid;
-                $e
-            }
-            FlowLayer::Tanh => {
-                let $b = &Tanh;
-                $e
-            }
-            FlowLayer::Softplus => {
-                let $b = &Softplus;
-                $e
-            }
-        }
-    };
-}
-
-macro_rules! dispatch_mut {
-    ($self:expr, $b:ident => $e:expr, $unit:expr) => {
-        match $self {
-            FlowLayer::Maf($b) => $e,
-            FlowLayer::Iaf($b) => $e,
-            FlowLayer::Nice($b) => $e,
-            FlowLayer::RealNvp($b) => $e,
-            FlowLayer::SplineCoupling($b) => $e,
-            FlowLayer::SplineAr($b) => $e,
-            FlowLayer::Planar($b) => $e,
-            FlowLayer::Radial($b) => $e,
-            FlowLayer::BatchNorm($b) => $e,
-            FlowLayer::ActNorm($b) => $e,
-            FlowLayer::Lu($b) => $e,
-            FlowLayer::Permute(_)
-            | FlowLayer::Exp
-            | FlowLayer::Sigmoid
-            | FlowLayer::Tanh
-            | FlowLayer::Softplus => $unit,
-        }
-    };
-}
-
-impl<T: Real> FlowLayer<T> {
-    /// The layer as a bijector trait object.
-    pub fn as_bijector(&self) -> &dyn Bijector<T> {
-        dispatch!(self, b => b as &dyn Bijector<T>)
-    }
-
-    /// The layer as a trainable trait object.
-    pub fn as_trainable(&self) -> &dyn Differentiable<T> {
-        dispatch!(self, b => b as &dyn Differentiable<T>)
-    }
-}
-
-impl<T: Real> Differentiable<T> for FlowLayer<T> {
-    fn num_params(&self) -> usize {
-        self.as_trainable().num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.as_trainable().visit_params(f)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        dispatch_mut!(self, b => b.visit_params_mut(f), ())
-    }
-    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
-        self.as_trainable().visit_state(f)
-    }
-    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        dispatch_mut!(self, b => b.visit_state_mut(f), ())
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
-    fn params_changed(&mut self) {
-        dispatch_mut!(self, b => b.params_changed(), ())
-    }
-    fn set_training(&mut self, training: bool) {
-        dispatch_mut!(self, b => b.set_training(training), ())
-    }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        let inv = self.inverse(y);
-        dispatch_mut!(self, b => b.prepare_with_data(y, stage), inv)
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .inverse_and_log_det_through(y, grad_params, rest)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .forward_and_log_det_through(x, grad_params, rest)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
-    }
-}
-
-impl<T: Real> Bijector<T> for FlowLayer<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        dispatch!(self, b => b.forward(x))
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        dispatch!(self, b => b.inverse(y))
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        dispatch!(self, b => b.forward_log_det_jacobian(x))
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        dispatch!(self, b => b.inverse_log_det_jacobian(y))
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        dispatch!(self, b => b.forward_and_log_det(x))
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        dispatch!(self, b => b.inverse_and_log_det(y))
-    }
-    fn dim(&self) -> Option<usize> {
-        dispatch!(self, b => Bijector::<T>::dim(b))
-    }
-    crate::bijector::differentiable_hooks!();
-}
-
 /// A flow built from a [`FlowSpec`] for a given dimension: its layers in
-/// forward (base → data) order, counts expanded.
+/// forward (base → data) order, counts expanded. Built by
+/// [`FlowSpec::build_conditional`] it is conditioned on a context of
+/// dimension `C` ([`Bijector::context_dim`]): the layers with a conditioner
+/// (`maf`, `iaf`, `spline_ar`, `realnvp`, `spline_coupling`) read it, the
+/// others ignore it; call it through the `_given` methods.
 ///
 /// A `Flow<T>` is a [`Bijector<T>`], so it can be handed to
 /// [`TransformedDistribution`](crate::TransformedDistribution) (or use
@@ -203,6 +26,7 @@ impl<T: Real> Bijector<T> for FlowLayer<T> {
 pub struct Flow<T: Real> {
     spec: FlowSpec,
     dim: usize,
+    context_dim: usize,
     layers: Vec<FlowLayer<T>>,
 }
 
@@ -246,20 +70,26 @@ pub(super) fn conditioner(l: &LayerSpec) -> ConditionerConfig {
     }
 }
 
-impl<T: Real> Flow<T> {
-    pub(crate) fn build(spec: FlowSpec, dim: usize, rng: &mut dyn Rng) -> Result<Self, Error> {
-        crate::error::check::dim_at_least_one("FlowSpec::build", "dim", dim)?;
-        spec.check_size(dim, 0, std::mem::size_of::<T>())?;
-        Self::build_unchecked(spec, dim, rng)
-    }
+/// The DSL layers that read the context in a conditional flow.
+pub(crate) const CONDITIONED_LAYERS: &[&str] =
+    &["maf", "iaf", "spline_ar", "realnvp", "spline_coupling"];
 
-    /// [`Flow::build`] without the size checks (the caller made them).
-    pub(super) fn build_unchecked(
+impl<T: Real> Flow<T> {
+    /// Builds the flow of `spec` on `dim` coordinates, conditioned on a
+    /// context of `context_dim` dimensions (0: unconditional).
+    pub(crate) fn build(
         spec: FlowSpec,
         dim: usize,
+        context_dim: usize,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
-        crate::error::check::dim_at_least_one("FlowSpec::build", "dim", dim)?;
+        let caller = if context_dim == 0 {
+            "FlowSpec::build"
+        } else {
+            "FlowSpec::build_conditional"
+        };
+        crate::error::check::dim_at_least_one(caller, "dim", dim)?;
+        spec.check_size(dim, context_dim, std::mem::size_of::<T>())?;
         let mut layers = Vec::with_capacity(spec.inner.expanded_len().min(MAX_LAYERS));
         for (pos, l) in spec.layers().iter().enumerate() {
             let wrap = |e: Error| Error::Build {
@@ -284,18 +114,36 @@ impl<T: Real> Flow<T> {
                 if copy > 0 && l.def().repeat == normflow_dsl::Repeat::Reverse {
                     layers.push(FlowLayer::Permute(Permute::reverse(dim).map_err(wrap)?));
                 }
+                let (c, conditioned) = (context_dim, context_dim > 0);
                 let layer = match l.name {
+                    "maf" if conditioned => {
+                        MaskedAutoregressiveFlow::conditional(dim, c, &cfg, rng).map(FlowLayer::Maf)
+                    }
                     "maf" => MaskedAutoregressiveFlow::new(dim, &cfg, rng).map(FlowLayer::Maf),
+                    "iaf" if conditioned => {
+                        InverseAutoregressiveFlow::conditional(dim, c, &cfg, rng)
+                            .map(FlowLayer::Iaf)
+                    }
                     "iaf" => InverseAutoregressiveFlow::new(dim, &cfg, rng).map(FlowLayer::Iaf),
                     "nice" => CouplingMask::half(dim, flip)
                         .and_then(|m| AdditiveCoupling::new(m, &cfg, rng))
                         .map(FlowLayer::Nice),
+                    "realnvp" if conditioned => CouplingMask::half(dim, flip)
+                        .and_then(|m| AffineCoupling::conditional(m, c, &cfg, rng))
+                        .map(FlowLayer::RealNvp),
                     "realnvp" => CouplingMask::half(dim, flip)
                         .and_then(|m| AffineCoupling::new(m, &cfg, rng))
                         .map(FlowLayer::RealNvp),
+                    "spline_coupling" if conditioned => CouplingMask::half(dim, flip)
+                        .and_then(|m| SplineCoupling::conditional(m, c, bins, bound, &cfg, rng))
+                        .map(FlowLayer::SplineCoupling),
                     "spline_coupling" => CouplingMask::half(dim, flip)
                         .and_then(|m| SplineCoupling::new(m, bins, bound, &cfg, rng))
                         .map(FlowLayer::SplineCoupling),
+                    "spline_ar" if conditioned => {
+                        SplineAutoregressive::conditional(dim, c, bins, bound, &cfg, rng)
+                            .map(FlowLayer::SplineAr)
+                    }
                     "spline_ar" => SplineAutoregressive::new(dim, bins, bound, &cfg, rng)
                         .map(FlowLayer::SplineAr),
                     "planar" => Planar::new(dim, identity_init, rng).map(FlowLayer::Planar),
@@ -317,7 +165,12 @@ impl<T: Real> Flow<T> {
                 layers.push(layer);
             }
         }
-        Ok(Self { spec, dim, layers })
+        Ok(Self {
+            spec,
+            dim,
+            context_dim,
+            layers,
+        })
     }
 
     /// The spec this flow was built from.
@@ -342,17 +195,45 @@ impl<T: Real> Flow<T> {
     }
 }
 
+impl<T: Real> Flow<T> {
+    fn check(&self, caller: &str, x: &DMatrix<T>, c: &DMatrix<T>) {
+        crate::bijector::assert_pair(caller, Some(self.dim), self.context_dim, x, c);
+    }
+
+    fn parts(&self) -> impl DoubleEndedIterator<Item = &dyn Bijector<T>> {
+        self.layers.iter().map(|l| l as &dyn Bijector<T>)
+    }
+
+    /// The fused pass of all layers, first to last (forward) or last to
+    /// first (inverse), under the contexts `c`; the backward passes are this
+    /// pass with a continuation that returns the given cotangents.
+    #[allow(clippy::too_many_arguments)]
+    fn through(
+        &self,
+        caller: &str,
+        input: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error> {
+        self.check(caller, input, c);
+        let parts: Vec<&dyn Differentiable<T>> = self
+            .layers
+            .iter()
+            .map(|l| l as &dyn Differentiable<T>)
+            .collect();
+        sequence_through(&parts, input, c, grad_params, grad_context, rest, inverse)
+    }
+}
+
 impl<T: Real> Bijector<T> for Flow<T> {
     fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
         self.forward_and_log_det(x).0
     }
     fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        check_rows("Flow::inverse", self.dim, y);
-        let mut cur = y.clone();
-        for l in self.layers.iter().rev() {
-            cur = l.inverse(&cur);
-        }
-        cur
+        self.inverse_given(y, &no_context(y.ncols()))
     }
     fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
         self.forward_and_log_det(x).1
@@ -361,65 +242,41 @@ impl<T: Real> Bijector<T> for Flow<T> {
         self.inverse_and_log_det(y).1
     }
     fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        check_rows("Flow::forward", self.dim, x);
-        let mut cur = x.clone();
-        let mut ldj = DVector::zeros(x.ncols());
-        for l in &self.layers {
-            let (next, d) = l.forward_and_log_det(&cur);
-            ldj += d;
-            cur = next;
-        }
-        (cur, ldj)
+        self.forward_and_log_det_given(x, &no_context(x.ncols()))
     }
     fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        check_rows("Flow::inverse", self.dim, y);
-        let mut cur = y.clone();
-        let mut ldj = DVector::zeros(y.ncols());
-        for l in self.layers.iter().rev() {
-            let (next, d) = l.inverse_and_log_det(&cur);
-            ldj += d;
-            cur = next;
-        }
-        (cur, ldj)
+        self.inverse_and_log_det_given(y, &no_context(y.ncols()))
     }
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
-    crate::bijector::differentiable_hooks!();
-}
-
-impl<T: Real> Flow<T> {
-    fn offsets(&self) -> Vec<usize> {
-        let mut off = vec![0];
-        for (i, l) in self.layers.iter().enumerate() {
-            off.push(off[i] + l.num_params());
-        }
-        off
+    fn context_dim(&self) -> usize {
+        self.context_dim
     }
-
-    /// The fused pass of all layers, first to last (`forward`) or last to
-    /// first (inverse).
-    fn through(
+    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        self.forward_and_log_det_given(x, c).0
+    }
+    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        self.check("Flow::inverse", y, c);
+        sequence_map(self.parts(), y, c, true)
+    }
+    fn forward_and_log_det_given(
         &self,
-        input: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        let mut steps: Vec<(&dyn Differentiable<T>, &mut [T])> =
-            Vec::with_capacity(self.layers.len());
-        let mut remaining = grad_params;
-        for l in &self.layers {
-            let (mine, others) = remaining.split_at_mut(l.num_params());
-            steps.push((l, mine));
-            remaining = others;
-        }
-        if inverse {
-            steps.reverse();
-        }
-        let acc = DVector::zeros(input.ncols());
-        Ok(crate::bijector::through_sequence(&mut steps, input, &acc, inverse, rest)?.0)
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.check("Flow::forward", x, c);
+        sequence_and_log_det(self.parts(), x, c, false)
     }
+    fn inverse_and_log_det_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.check("Flow::inverse", y, c);
+        sequence_and_log_det(self.parts(), y, c, true)
+    }
+    crate::bijector::differentiable_hooks!();
 }
 
 impl<T: Real> Differentiable<T> for Flow<T> {
@@ -460,9 +317,17 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         }
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        self.prepare_with_data_given(y, &no_context(y.ncols()), stage)
+    }
+    fn prepare_with_data_given(
+        &mut self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        stage: DataStage,
+    ) -> DMatrix<T> {
         let mut cur = y.clone();
         for l in self.layers.iter_mut().rev() {
-            cur = l.prepare_with_data(&cur, stage);
+            cur = l.prepare_with_data_given(&cur, c, stage);
         }
         cur
     }
@@ -472,8 +337,8 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         grad_params: &mut [T],
         rest: &mut Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        check_rows("Flow::forward_and_log_det_through", self.dim, x);
-        self.through(x, grad_params, rest, false)
+        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+        self.forward_and_log_det_through_given(x, &c, grad_params, &mut gc, rest)
     }
     fn inverse_and_log_det_through(
         &self,
@@ -481,8 +346,8 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         grad_params: &mut [T],
         rest: &mut Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        check_rows("Flow::inverse_and_log_det_through", self.dim, y);
-        self.through(y, grad_params, rest, true)
+        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
+        self.inverse_and_log_det_through_given(y, &c, grad_params, &mut gc, rest)
     }
     fn forward_and_log_det_backward(
         &self,
@@ -491,25 +356,8 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> Result<DMatrix<T>, Error> {
-        check_rows("Flow::forward_and_log_det_backward", self.dim, x);
-        let mut inputs = Vec::with_capacity(self.layers.len());
-        let mut cur = x.clone();
-        for l in &self.layers {
-            let next = l.forward(&cur);
-            inputs.push(cur);
-            cur = next;
-        }
-        let off = self.offsets();
-        let mut g = grad_y.clone();
-        for i in (0..self.layers.len()).rev() {
-            g = self.layers[i].forward_and_log_det_backward(
-                &inputs[i],
-                &g,
-                grad_log_det,
-                &mut grad_params[off[i]..off[i + 1]],
-            )?;
-        }
-        Ok(g)
+        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+        self.forward_and_log_det_backward_given(x, &c, grad_y, grad_log_det, grad_params, &mut gc)
     }
     fn inverse_and_log_det_backward(
         &self,
@@ -518,24 +366,55 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
     ) -> Result<DMatrix<T>, Error> {
-        check_rows("Flow::inverse_and_log_det_backward", self.dim, y);
-        let mut inputs: Vec<DMatrix<T>> = vec![DMatrix::zeros(0, 0); self.layers.len()];
-        let mut cur = y.clone();
-        for i in (0..self.layers.len()).rev() {
-            let next = self.layers[i].inverse(&cur);
-            inputs[i] = cur;
-            cur = next;
-        }
-        let off = self.offsets();
-        let mut g = grad_x.clone();
-        for i in 0..self.layers.len() {
-            g = self.layers[i].inverse_and_log_det_backward(
-                &inputs[i],
-                &g,
-                grad_log_det,
-                &mut grad_params[off[i]..off[i + 1]],
-            )?;
-        }
-        Ok(g)
+        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
+        self.inverse_and_log_det_backward_given(y, &c, grad_x, grad_log_det, grad_params, &mut gc)
+    }
+    fn forward_and_log_det_through_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let caller = "Flow::forward_and_log_det_through";
+        self.through(caller, x, c, grad_params, grad_context, rest, false)
+    }
+    fn inverse_and_log_det_through_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+        rest: &mut Continuation<'_, T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let caller = "Flow::inverse_and_log_det_through";
+        self.through(caller, y, c, grad_params, grad_context, rest, true)
+    }
+    fn forward_and_log_det_backward_given(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_y: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_y.clone(), grad_log_det.clone()));
+        let caller = "Flow::forward_and_log_det_backward";
+        self.through(caller, x, c, grad_params, grad_context, &mut rest, false)
+    }
+    fn inverse_and_log_det_backward_given(
+        &self,
+        y: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_x: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<DMatrix<T>, Error> {
+        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_x.clone(), grad_log_det.clone()));
+        let caller = "Flow::inverse_and_log_det_backward";
+        self.through(caller, y, c, grad_params, grad_context, &mut rest, true)
     }
 }

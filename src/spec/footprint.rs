@@ -7,7 +7,7 @@
 
 use normflow_dsl::{LayerSpec, Repeat};
 
-use super::conditional_flow::CONDITIONED_LAYERS;
+use super::flow::CONDITIONED_LAYERS;
 use super::flow::DEFAULT_BINS;
 use crate::nn::ConditionerConfig;
 use crate::resources::{Footprint, add, mul};

@@ -18,8 +18,8 @@
 //! rules are documented in `docs/dsl.md`.
 
 mod builder;
-mod conditional_flow;
 mod flow;
+mod flow_layer;
 mod footprint;
 
 use std::fmt;
@@ -29,8 +29,16 @@ use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use builder::FlowBuilder;
-pub use conditional_flow::{ConditionalFlow, ConditionalFlowLayer};
-pub use flow::{Flow, FlowLayer};
+pub use flow::Flow;
+pub use flow_layer::FlowLayer;
+
+/// A conditional flow is a [`Flow`] built by [`FlowSpec::build_conditional`].
+#[deprecated(note = "use Flow: FlowSpec::build_conditional returns one")]
+pub type ConditionalFlow<T> = Flow<T>;
+
+/// The layers of a conditional flow are [`FlowLayer`]s.
+#[deprecated(note = "use FlowLayer")]
+pub type ConditionalFlowLayer<T> = FlowLayer<T>;
 pub use normflow_dsl::{LayerSpec, MAX_LAYERS, ParseError, Value};
 
 use crate::distribution::{StandardNormal, TransformedDistribution};
@@ -90,7 +98,7 @@ impl FlowSpec {
     /// would not fit in memory (see [`FlowSpec::footprint`]) is an
     /// [`Error::TooLarge`], both before anything is allocated.
     pub fn build<T: Real>(&self, dim: usize, rng: &mut dyn Rng) -> Result<Flow<T>, Error> {
-        Flow::build(self.clone(), dim, rng)
+        Flow::build(self.clone(), dim, 0, rng)
     }
 
     /// The common case: a standard normal in `dim` dimensions pushed through
@@ -113,11 +121,12 @@ impl FlowSpec {
     /// input). Every other layer (`nice`, `planar`, `radial`, `batchnorm`,
     /// `actnorm`, `lu`, `permute`, `reverse`, `exp`, `sigmoid`, `tanh`,
     /// `softplus`) is built as in [`FlowSpec::build`] and passes the context
-    /// through untouched. Repetition rules are those of `build`.
+    /// through untouched. Repetition rules are those of `build`. The result
+    /// is a [`Flow`] whose [`context_dim`](crate::Bijector::context_dim) is
+    /// `context_dim`; call it through the `_given` methods.
     ///
     /// ```
     /// use nalgebra::DMatrix;
-    /// use normflow::conditional::ConditionalBijector;
     /// use normflow::prelude::*;
     /// use rand::SeedableRng;
     ///
@@ -126,8 +135,8 @@ impl FlowSpec {
     ///     .build_conditional::<f64>(2, 3, &mut rng)?;
     /// assert_eq!(flow.context_dim(), 3);
     /// let (x, c) = (DMatrix::from_element(2, 5, 0.5), DMatrix::from_element(3, 5, 1.0));
-    /// let (u, ildj) = flow.inverse_and_log_det(&x, &c);
-    /// let (x_back, fldj) = flow.forward_and_log_det(&u, &c);
+    /// let (u, ildj) = flow.inverse_and_log_det_given(&x, &c);
+    /// let (x_back, fldj) = flow.forward_and_log_det_given(&u, &c);
     /// assert!((x_back - x).amax() < 1e-10 && (ildj + fldj).amax() < 1e-10);
     /// # Ok::<(), normflow::Error>(())
     /// ```
@@ -136,30 +145,26 @@ impl FlowSpec {
         dim: usize,
         context_dim: usize,
         rng: &mut dyn Rng,
-    ) -> Result<ConditionalFlow<T>, Error> {
-        ConditionalFlow::build(self.clone(), dim, context_dim, rng)
+    ) -> Result<Flow<T>, Error> {
+        crate::error::check::dim_at_least_one(
+            "FlowSpec::build_conditional",
+            "context_dim",
+            context_dim,
+        )?;
+        Flow::build(self.clone(), dim, context_dim, rng)
     }
 
-    /// A standard normal (ignoring the context) pushed through the
-    /// conditional flow built by [`FlowSpec::build_conditional`].
-    #[allow(clippy::type_complexity)]
+    /// A standard normal pushed through the conditional flow built by
+    /// [`FlowSpec::build_conditional`]: a density `p(x | c)` (the base
+    /// ignores the context; the flow reads it).
     pub fn build_conditional_distribution<T: Real>(
         &self,
         dim: usize,
         context_dim: usize,
         rng: &mut dyn Rng,
-    ) -> Result<
-        crate::conditional::ConditionalTransformedDistribution<
-            crate::conditional::IgnoreContext<StandardNormal>,
-            ConditionalFlow<T>,
-        >,
-        Error,
-    > {
+    ) -> Result<TransformedDistribution<T, StandardNormal, Flow<T>>, Error> {
         let flow = self.build_conditional::<T>(dim, context_dim, rng)?;
-        crate::conditional::ConditionalTransformedDistribution::new(
-            crate::conditional::IgnoreContext::new(StandardNormal::new(dim)?, context_dim),
-            flow,
-        )
+        TransformedDistribution::new(StandardNormal::new(dim)?, flow)
     }
 
     /// Whether the layer called `name` takes a context in a conditional flow
@@ -171,7 +176,7 @@ impl FlowSpec {
     /// assert!(!FlowSpec::layer_takes_context("permute"));
     /// ```
     pub fn layer_takes_context(name: &str) -> bool {
-        conditional_flow::CONDITIONED_LAYERS.contains(&name)
+        flow::CONDITIONED_LAYERS.contains(&name)
     }
 
     /// What the flow costs when built for `dim`-dimensional data, with a
@@ -287,7 +292,3 @@ impl<'de> Deserialize<'de> for FlowSpec {
             .map_err(|e| serde::de::Error::custom(format!("invalid flow spec:\n{e}")))
     }
 }
-
-/// Checks a batch's row count against a flow's dimension: the crate's one
-/// row check, [`crate::batch::assert_rows`], under the name the flow uses.
-pub(crate) use crate::batch::assert_rows as check_rows;

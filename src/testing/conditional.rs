@@ -1,5 +1,5 @@
-//! Checks of conditional bijectors: every property of the unconditional kit,
-//! at fixed contexts, plus the gradient with respect to the context.
+//! Checks of bijectors under contexts (`x ↦ f(x; c)`): every property of the
+//! kit at fixed contexts, plus the gradient with respect to the context.
 
 use nalgebra::DMatrix;
 
@@ -8,17 +8,26 @@ use super::{
     check_gradients_with,
 };
 use crate::Real;
-use crate::conditional::{
-    ConditionalBijector, ConditionalDifferentiable, JointBijector, stack_context,
-};
+use crate::bijector::{Bijector, Differentiable};
+use crate::conditional::{JointBijector, stack_context};
 
-/// [`check_conditional_bijector_with`] with the default tolerances of `T`.
-pub fn check_conditional_bijector<T: Real, B: ConditionalBijector<T>>(
+/// [`check_bijector_given_with`] with the default tolerances of `T`.
+pub fn check_bijector_given<T: Real, B: Bijector<T>>(
     b: &B,
     x: &DMatrix<T>,
     c: &DMatrix<T>,
 ) -> Result<CheckReport, CheckFailure> {
-    check_conditional_bijector_with(b, x, c, &Tolerances::for_type::<T>())
+    check_bijector_given_with(b, x, c, &Tolerances::for_type::<T>())
+}
+
+/// The former name of [`check_bijector_given`].
+#[deprecated(note = "use check_bijector_given")]
+pub fn check_conditional_bijector<T: Real, B: Bijector<T>>(
+    b: &B,
+    x: &DMatrix<T>,
+    c: &DMatrix<T>,
+) -> Result<CheckReport, CheckFailure> {
+    check_bijector_given(b, x, c)
 }
 
 /// Checks the bijector contract of `x ↦ f(x; c_j)` at every column `j` of `x`
@@ -34,21 +43,20 @@ pub fn check_conditional_bijector<T: Real, B: ConditionalBijector<T>>(
 ///
 /// ```
 /// use nalgebra::DMatrix;
-/// use normflow::conditional::*;
 /// use normflow::prelude::*;
-/// use normflow::testing::check_conditional_bijector;
+/// use normflow::testing::check_bijector_given;
 /// use rand::SeedableRng;
 ///
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let cfg = ConditionerConfig { hidden: 8, activation: Activation::Tanh, identity_init: false, ..Default::default() };
-/// let layer = ConditionalSplineCoupling::<f64>::new(CouplingMask::half(3, false)?, 2, 6, 3.0, &cfg, &mut rng)?;
+/// let layer = SplineCoupling::<f64>::conditional(CouplingMask::half(3, false)?, 2, 6, 3.0, &cfg, &mut rng)?;
 /// let x = DMatrix::from_fn(3, 4, |i, j| (i as f64 - 1.0) * 0.8 + j as f64 * 0.3);
 /// let c = DMatrix::from_fn(2, 4, |i, j| (i + 2 * j) as f64 * 0.25 - 1.0);
-/// let report = check_conditional_bijector(&layer, &x, &c).unwrap();
+/// let report = check_bijector_given(&layer, &x, &c).unwrap();
 /// assert!(report.max_log_det_error < 1e-6);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-pub fn check_conditional_bijector_with<T: Real, B: ConditionalBijector<T>>(
+pub fn check_bijector_given_with<T: Real, B: Bijector<T>>(
     b: &B,
     x: &DMatrix<T>,
     c: &DMatrix<T>,
@@ -61,13 +69,23 @@ pub fn check_conditional_bijector_with<T: Real, B: ConditionalBijector<T>>(
     check_bijector_with(&joint, &stack_context(x, c), tol)
 }
 
-/// [`check_conditional_gradients_with`] with tolerance [`GRADIENT_TOLERANCE`].
-pub fn check_conditional_gradients<B: ConditionalDifferentiable<f64> + Clone + 'static>(
+/// [`check_gradients_given_with`] with tolerance [`GRADIENT_TOLERANCE`].
+pub fn check_gradients_given<B: Differentiable<f64> + Clone + 'static>(
     b: &B,
     x: &DMatrix<f64>,
     c: &DMatrix<f64>,
 ) -> Result<GradientReport, CheckFailure> {
-    check_conditional_gradients_with(b, x, c, GRADIENT_TOLERANCE)
+    check_gradients_given_with(b, x, c, GRADIENT_TOLERANCE)
+}
+
+/// The former name of [`check_gradients_given`].
+#[deprecated(note = "use check_gradients_given")]
+pub fn check_conditional_gradients<B: Differentiable<f64> + Clone + 'static>(
+    b: &B,
+    x: &DMatrix<f64>,
+    c: &DMatrix<f64>,
+) -> Result<GradientReport, CheckFailure> {
+    check_gradients_given(b, x, c)
 }
 
 /// Checks both backward passes of a conditional bijector against
@@ -87,22 +105,21 @@ pub fn check_conditional_gradients<B: ConditionalDifferentiable<f64> + Clone + '
 ///
 /// ```
 /// use nalgebra::DMatrix;
-/// use normflow::conditional::*;
 /// use normflow::prelude::*;
-/// use normflow::testing::check_conditional_gradients;
+/// use normflow::testing::check_gradients_given;
 /// use rand::SeedableRng;
 ///
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 /// let cfg = ConditionerConfig { hidden: 8, activation: Activation::Tanh, identity_init: false, ..Default::default() };
-/// let maf = ConditionalMaf::<f64>::new(3, 2, &cfg, &mut rng)?;
+/// let maf = MaskedAutoregressiveFlow::<f64>::conditional(3, 2, &cfg, &mut rng)?;
 /// let x = DMatrix::from_fn(3, 4, |i, j| (i as f64 - 1.0) * 0.7 + j as f64 * 0.2);
 /// let c = DMatrix::from_fn(2, 4, |i, j| (i as f64) - 0.4 * j as f64);
-/// let report = check_conditional_gradients(&maf, &x, &c).unwrap();
+/// let report = check_gradients_given(&maf, &x, &c).unwrap();
 /// assert_eq!(report.directions, ["inverse"]); // sampling is D sequential passes
 /// assert!(report.max_input_error < 1e-6); // x and c
 /// # Ok::<(), normflow::Error>(())
 /// ```
-pub fn check_conditional_gradients_with<B: ConditionalDifferentiable<f64> + Clone + 'static>(
+pub fn check_gradients_given_with<B: Differentiable<f64> + Clone + 'static>(
     b: &B,
     x: &DMatrix<f64>,
     c: &DMatrix<f64>,
@@ -163,4 +180,26 @@ fn shape_failure<T: Real>(
         ));
     }
     None
+}
+
+/// The former name of [`check_bijector_given_with`].
+#[deprecated(note = "use check_bijector_given_with")]
+pub fn check_conditional_bijector_with<T: Real, B: Bijector<T>>(
+    b: &B,
+    x: &DMatrix<T>,
+    c: &DMatrix<T>,
+    tol: &Tolerances,
+) -> Result<CheckReport, CheckFailure> {
+    check_bijector_given_with(b, x, c, tol)
+}
+
+/// The former name of [`check_gradients_given_with`].
+#[deprecated(note = "use check_gradients_given_with")]
+pub fn check_conditional_gradients_with<B: Differentiable<f64> + Clone + 'static>(
+    b: &B,
+    x: &DMatrix<f64>,
+    c: &DMatrix<f64>,
+    tolerance: f64,
+) -> Result<GradientReport, CheckFailure> {
+    check_gradients_given_with(b, x, c, tolerance)
 }

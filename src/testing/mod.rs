@@ -37,9 +37,11 @@ mod report;
 pub mod strategies;
 
 pub use checks::{check_bijector, check_bijector_with, check_equivalent};
+#[allow(deprecated)]
 pub use conditional::{
-    check_conditional_bijector, check_conditional_bijector_with, check_conditional_gradients,
-    check_conditional_gradients_with,
+    check_bijector_given, check_bijector_given_with, check_conditional_bijector,
+    check_conditional_bijector_with, check_conditional_gradients, check_conditional_gradients_with,
+    check_gradients_given, check_gradients_given_with,
 };
 pub use density::check_density_normalizes;
 pub use gradients::{GRADIENT_TOLERANCE, GradientReport, check_gradients, check_gradients_with};

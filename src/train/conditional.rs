@@ -4,20 +4,18 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
+use super::density::mean_log_prob_and_grad_given;
 use super::{FitEvent, FitOptions, FitReport, TrainableDensity, fit_with_observer};
 use crate::bijector::DataStage;
-use crate::conditional::{
-    ConditionalDifferentiable, ConditionalDistribution, ConditionalTrainableBase,
-    ConditionalTransformedDistribution, conditional_mean_log_prob_and_grad, split_context,
-    stack_context,
-};
-use crate::distribution::Distribution;
+use crate::bijector::Differentiable;
+use crate::conditional::{split_context, stack_context};
+use crate::distribution::{Distribution, TransformedDistribution};
 use crate::{Error, Real};
 
 /// A conditional density with trainable parameters, as
 /// [`fit_conditional`] sees it: the conditional twin of
 /// [`TrainableDensity`].
-pub trait TrainableConditionalDensity<T: Real>: ConditionalDistribution<T> {
+pub trait TrainableConditionalDensity<T: Real>: Distribution<T> {
     /// Number of trainable parameters.
     fn num_params(&self) -> usize;
     /// Visits the flat parameter vector slice by slice.
@@ -79,19 +77,17 @@ pub trait TrainableConditionalDensity<T: Real>: ConditionalDistribution<T> {
     }
 }
 
-impl<T: Real, D: ConditionalTrainableBase<T>, B: ConditionalDifferentiable<T>>
-    TrainableConditionalDensity<T> for ConditionalTransformedDistribution<D, B>
+impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableConditionalDensity<T>
+    for TransformedDistribution<T, D, B>
 {
     fn num_params(&self) -> usize {
-        self.bijector().num_params() + self.base().num_params()
+        TrainableDensity::num_params(self)
     }
     fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.bijector().visit_params(f);
-        self.base().visit_params(f);
+        TrainableDensity::visit_params(self, f)
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.bijector_mut().visit_params_mut(f);
-        self.base_mut().visit_params_mut(f);
+        TrainableDensity::visit_params_mut(self, f)
     }
     fn params_changed(&mut self) {
         self.bijector_mut().params_changed()
@@ -100,7 +96,7 @@ impl<T: Real, D: ConditionalTrainableBase<T>, B: ConditionalDifferentiable<T>>
         self.bijector_mut().set_training(training)
     }
     fn prepare_with_data(&mut self, x: &DMatrix<T>, c: &DMatrix<T>, stage: DataStage) {
-        let _ = self.bijector_mut().prepare_with_data(x, c, stage);
+        let _ = self.bijector_mut().prepare_with_data_given(x, c, stage);
     }
     fn mean_log_prob_and_grad(
         &self,
@@ -108,7 +104,8 @@ impl<T: Real, D: ConditionalTrainableBase<T>, B: ConditionalDifferentiable<T>>
         c: &DMatrix<T>,
         grad: &mut [T],
     ) -> Result<T, Error> {
-        conditional_mean_log_prob_and_grad(self.base(), self.bijector(), x, c, grad, None)
+        let mut gc = DMatrix::zeros(c.nrows(), c.ncols());
+        mean_log_prob_and_grad_given(self.base(), self.bijector(), x, c, grad, &mut gc)
     }
 }
 
@@ -225,7 +222,7 @@ impl<T: Real, M: TrainableConditionalDensity<T>> Distribution<T> for Paired<'_, 
     }
     fn log_prob(&self, xc: &DMatrix<T>) -> DVector<T> {
         let (x, c) = self.split(xc);
-        self.model.log_prob(&x, &c)
+        self.model.log_prob_given(&x, &c)
     }
     fn sample(&self, _n: usize, _rng: &mut dyn Rng) -> DMatrix<T> {
         unreachable!("fitting never samples the model")

@@ -9,20 +9,17 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::conditional::{TrainableConditionalDensity, check_pairs};
+use super::density::mean_log_prob_and_grad_given;
 use super::model::{apply_standardization, standardization_of};
 use super::model_file;
 use super::validate::{self, Loc};
 use super::{Standardization, write_atomically};
-use crate::bijector::DataStage;
-use crate::conditional::{
-    ConditionalBijector, ConditionalDiagonalGaussian, ConditionalDifferentiable,
-    ConditionalDistribution, ConditionalTrainableBase, IgnoreContext,
-    conditional_mean_log_prob_and_grad,
-};
-use crate::distribution::StandardNormal;
+use crate::bijector::{Bijector, DataStage, Differentiable, no_context};
+use crate::conditional::ConditionalDiagonalGaussian;
+use crate::distribution::{Distribution, StandardNormal, TrainableBase};
 use crate::error::clip;
 use crate::nn::ConditionerConfig;
-use crate::spec::{ConditionalFlow, ConditionalFlowLayer, FlowSpec};
+use crate::spec::{Flow, FlowLayer, FlowSpec};
 use crate::{Error, Real};
 
 /// The version of the conditional model file format this build writes and reads.
@@ -45,21 +42,30 @@ pub enum ConditionalBaseSpec {
 /// The built base of a [`ConditionalFlowModel`].
 #[derive(Debug, Clone, PartialEq)]
 enum Base<T: Real> {
-    StandardNormal(IgnoreContext<StandardNormal>),
+    StandardNormal(StandardNormal),
     Gaussian(ConditionalDiagonalGaussian<T>),
 }
 
 impl<T: Real> Base<T> {
-    fn get(&self) -> &dyn ConditionalTrainableBase<T> {
+    fn get(&self) -> &dyn Distribution<T> {
         match self {
             Base::StandardNormal(b) => b,
             Base::Gaussian(b) => b,
         }
     }
-    fn get_mut(&mut self) -> &mut dyn ConditionalTrainableBase<T> {
-        match self {
-            Base::StandardNormal(b) => b,
-            Base::Gaussian(b) => b,
+    fn num_params(&self) -> usize {
+        self.get()
+            .as_trainable_base()
+            .map_or(0, |b| b.params().len())
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        if let Base::Gaussian(b) = self {
+            f(b.params());
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        if let Base::Gaussian(b) = self {
+            f(b.params_mut());
         }
     }
 }
@@ -81,7 +87,6 @@ impl<T: Real> Base<T> {
 ///
 /// ```
 /// use nalgebra::DMatrix;
-/// use normflow::conditional::ConditionalDistribution;
 /// use normflow::prelude::*;
 /// use normflow::train::ConditionalFlowModel;
 /// use rand::SeedableRng;
@@ -91,14 +96,14 @@ impl<T: Real> Base<T> {
 /// let x = DMatrix::from_row_slice(2, 3, &[0.1, -1.0, 2.0, 0.5, 0.0, -0.3]);
 /// let c = DMatrix::from_row_slice(1, 3, &[0.0, 1.0, -1.0]);
 /// let loaded = ConditionalFlowModel::<f64>::from_json(&model.to_json())?;
-/// assert_eq!(loaded.log_prob(&x, &c), model.log_prob(&x, &c));
+/// assert_eq!(loaded.log_prob_given(&x, &c), model.log_prob_given(&x, &c));
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-/// assert_eq!(model.sample(&c, &mut rng).shape(), (2, 3)); // one sample per context
+/// assert_eq!(model.sample_given(&c, &mut rng).shape(), (2, 3)); // one sample per context
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConditionalFlowModel<T: Real> {
-    flow: ConditionalFlow<T>,
+    flow: Flow<T>,
     base: Base<T>,
     base_spec: ConditionalBaseSpec,
     seed: u64,
@@ -148,9 +153,7 @@ impl<T: Real> ConditionalFlowModel<T> {
         let mut rng = StdRng::seed_from_u64(seed);
         let flow = spec.build_conditional::<T>(dim, context_dim, &mut rng)?;
         let base = match base_spec {
-            ConditionalBaseSpec::StandardNormal => {
-                Base::StandardNormal(IgnoreContext::new(StandardNormal::new(dim)?, context_dim))
-            }
+            ConditionalBaseSpec::StandardNormal => Base::StandardNormal(StandardNormal::new(dim)?),
             ConditionalBaseSpec::DiagonalGaussian(cfg) => Base::Gaussian(
                 ConditionalDiagonalGaussian::new(dim, context_dim, &cfg, &mut rng)?,
             ),
@@ -166,7 +169,7 @@ impl<T: Real> ConditionalFlowModel<T> {
     }
 
     /// The flow.
-    pub fn flow(&self) -> &ConditionalFlow<T> {
+    pub fn flow(&self) -> &Flow<T> {
         &self.flow
     }
 
@@ -242,14 +245,8 @@ impl<T: Real> ConditionalFlowModel<T> {
     ) -> Result<T, Error> {
         let (y, cs) = self.to_flow_space(x, c);
         let mut g = DMatrix::zeros(c.nrows(), c.ncols());
-        let mean = conditional_mean_log_prob_and_grad(
-            self.base.get(),
-            &self.flow,
-            &y,
-            &cs,
-            grad,
-            Some(&mut g),
-        )?;
+        let mean =
+            mean_log_prob_and_grad_given(self.base.get(), &self.flow, &y, &cs, grad, &mut g)?;
         if let Some(s) = &self.context_standardization {
             for (i, mut row) in g.row_iter_mut().enumerate() {
                 row /= T::lit(s.std[i]);
@@ -351,11 +348,7 @@ impl<T: Real> ConditionalFlowModel<T> {
             off += s.len();
         });
         model.flow.params_changed();
-        let state = validate::state::<T>(
-            &validate::conditional_state_layout(&model.flow),
-            &c.state,
-            loc,
-        )?;
+        let state = validate::state::<T>(&validate::flow_state_layout(&model.flow), &c.state, loc)?;
         validate::install_state(&state, |f| model.flow.visit_state_mut(f));
         Ok(model)
     }
@@ -418,15 +411,21 @@ fn check_base_size(
     Ok(())
 }
 
-impl<T: Real> ConditionalDistribution<T> for ConditionalFlowModel<T> {
+impl<T: Real> Distribution<T> for ConditionalFlowModel<T> {
     fn dim(&self) -> usize {
-        self.flow.dim().expect("a built flow has a dimension")
+        self.flow.dim()
     }
     fn context_dim(&self) -> usize {
-        ConditionalBijector::context_dim(&self.flow)
+        Bijector::context_dim(&self.flow)
     }
-    fn log_prob(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
-        crate::conditional::assert_pair(
+    fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
+        self.log_prob_given(x, &no_context(x.ncols()))
+    }
+    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.sample_given(&no_context(n), rng)
+    }
+    fn log_prob_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
+        crate::bijector::assert_pair(
             "ConditionalFlowModel::log_prob",
             Some(self.dim()),
             self.context_dim(),
@@ -434,17 +433,21 @@ impl<T: Real> ConditionalDistribution<T> for ConditionalFlowModel<T> {
             c,
         );
         let (y, cs) = self.to_flow_space(x, c);
-        let (u, ildj) = self.flow.inverse_and_log_det(&y, &cs);
-        let lp = crate::conditional::log_prob_from(self.base.get(), &u, &cs, ildj);
+        let (u, ildj) = self.flow.inverse_and_log_det_given(&y, &cs);
+        let lp = crate::distribution::log_prob_from(self.base.get(), &u, &cs, ildj);
         lp.map(|v| v - self.log_scale_sum())
     }
-    fn sample(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
-        self.sample_and_log_prob(c, rng).0
+    fn sample_given(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.sample_and_log_prob_given(c, rng).0
     }
-    fn sample_and_log_prob(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
+    fn sample_and_log_prob_given(
+        &self,
+        c: &DMatrix<T>,
+        rng: &mut dyn Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
         let cs = apply_standardization(&self.context_standardization, c);
-        let (u, lp) = self.base.get().sample_and_log_prob(&cs, rng);
-        let (y, fldj) = self.flow.forward_and_log_det(&u, &cs);
+        let (u, lp) = self.base.get().sample_and_log_prob_given(&cs, rng);
+        let (y, fldj) = self.flow.forward_and_log_det_given(&u, &cs);
         let x = match &self.standardization {
             None => y,
             Some(s) => DMatrix::from_fn(y.nrows(), y.ncols(), |i, j| {
@@ -459,15 +462,15 @@ impl<T: Real> ConditionalDistribution<T> for ConditionalFlowModel<T> {
 
 impl<T: Real> TrainableConditionalDensity<T> for ConditionalFlowModel<T> {
     fn num_params(&self) -> usize {
-        self.flow.num_params() + self.base.get().num_params()
+        self.flow.num_params() + self.base.num_params()
     }
     fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
         self.flow.visit_params(f);
-        self.base.get().visit_params(f);
+        self.base.visit_params(f);
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         self.flow.visit_params_mut(f);
-        self.base.get_mut().visit_params_mut(f);
+        self.base.visit_params_mut(f);
     }
     fn params_changed(&mut self) {
         self.flow.params_changed()
@@ -477,7 +480,7 @@ impl<T: Real> TrainableConditionalDensity<T> for ConditionalFlowModel<T> {
     }
     fn prepare_with_data(&mut self, x: &DMatrix<T>, c: &DMatrix<T>, stage: DataStage) {
         let (y, cs) = self.to_flow_space(x, c);
-        let _ = self.flow.prepare_with_data(&y, &cs, stage);
+        let _ = self.flow.prepare_with_data_given(&y, &cs, stage);
     }
     fn mean_log_prob_and_grad(
         &self,
@@ -486,10 +489,10 @@ impl<T: Real> TrainableConditionalDensity<T> for ConditionalFlowModel<T> {
         grad: &mut [T],
     ) -> Result<T, Error> {
         let (y, cs) = self.to_flow_space(x, c);
-        Ok(
-            conditional_mean_log_prob_and_grad(self.base.get(), &self.flow, &y, &cs, grad, None)?
-                - self.log_scale_sum(),
-        )
+        let mut gc = DMatrix::zeros(cs.nrows(), cs.ncols());
+        let mean =
+            mean_log_prob_and_grad_given(self.base.get(), &self.flow, &y, &cs, grad, &mut gc)?;
+        Ok(mean - self.log_scale_sum())
     }
     fn standardize_from(&mut self, x: &DMatrix<T>, c: &DMatrix<T>) -> Result<(), Error> {
         ConditionalFlowModel::standardize_from(self, x, c)
@@ -525,13 +528,11 @@ impl<T: Real> TrainableConditionalDensity<T> for ConditionalFlowModel<T> {
         Ok(())
     }
     fn min_batch_size(&self) -> usize {
-        let batch_norm = self.flow.layers().iter().any(|l| {
-            matches!(
-                l,
-                ConditionalFlowLayer::Unconditioned(b)
-                    if matches!(b.inner(), crate::spec::FlowLayer::BatchNorm(_))
-            )
-        });
+        let batch_norm = self
+            .flow
+            .layers()
+            .iter()
+            .any(|l| matches!(l, FlowLayer::BatchNorm(_)));
         if batch_norm { 2 } else { 1 }
     }
 }

@@ -2,7 +2,7 @@
 
 use nalgebra::{DMatrix, DVector};
 
-use crate::bijector::{Bijector, DataStage, Differentiable};
+use crate::bijector::{Bijector, DataStage, Differentiable, no_context};
 use crate::distribution::{Distribution, TransformedDistribution};
 use crate::{Error, Real};
 
@@ -140,27 +140,55 @@ pub(crate) fn mean_log_prob_and_grad<T: Real>(
     x: &DMatrix<T>,
     grad: &mut [T],
 ) -> Result<T, Error> {
+    let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
+    mean_log_prob_and_grad_given(base, bijector, x, &c, grad, &mut gc)
+}
+
+/// [`mean_log_prob_and_grad`] of `log p(x | c)` under the contexts `c`
+/// (`0 × n` for an unconditional density), also **adding** the gradient with
+/// respect to the contexts into `grad_context` (`C × n`).
+pub(crate) fn mean_log_prob_and_grad_given<T: Real>(
+    base: &dyn Distribution<T>,
+    bijector: &dyn Differentiable<T>,
+    x: &DMatrix<T>,
+    c: &DMatrix<T>,
+    grad: &mut [T],
+    grad_context: &mut DMatrix<T>,
+) -> Result<T, Error> {
     let n = x.ncols();
     let inv_n = T::one() / T::lit(n as f64);
     let nb = bijector.num_params();
     let (grad_bij, grad_base) = grad.split_at_mut(nb);
     let mut mean = T::zero();
+    let mut gc_base = DMatrix::zeros(c.nrows(), c.ncols());
     // One fused pass: the flow's value, the base's log-density and gradient
     // at its output, and the flow's backward pass, evaluating every network once.
-    bijector.inverse_and_log_det_through(x, grad_bij, &mut |u, ildj| {
-        let lp = base.log_prob(u);
+    bijector.inverse_and_log_det_through_given(x, c, grad_bij, grad_context, &mut |u, ildj| {
+        let lp = base.log_prob_given(u, c);
         mean = (lp + ildj).sum() * inv_n;
+        let weights = DVector::from_element(n, inv_n);
         let g_base = match base.as_trainable_base() {
-            Some(b) => b.log_prob_backward(u, &DVector::from_element(n, inv_n), grad_base),
-            None => {
+            Some(b) => b.log_prob_backward_given(u, c, &weights, grad_base, &mut gc_base),
+            None if base.context_dim() == 0 => {
                 base.log_prob_grad(u).ok_or_else(|| Error::Unsupported {
                     context: "mean_log_prob_and_grad".into(),
                     reason: "the base distribution does not provide ∇ log p".into(),
                 })? * inv_n
             }
+            None => {
+                return Err(Error::Unsupported {
+                    context: "mean_log_prob_and_grad".into(),
+                    reason: "the conditional base distribution is not trainable, so it gives no \
+                             gradient of its log-density; implement TrainableBase"
+                        .into(),
+                });
+            }
         };
-        Ok((g_base, DVector::from_element(n, inv_n)))
+        Ok((g_base, weights))
     })?;
+    if c.nrows() > 0 {
+        *grad_context += gc_base;
+    }
     Ok(mean)
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::Standardization;
 use crate::bijector::Differentiable;
 use crate::error::clip;
-use crate::spec::{ConditionalFlow, ConditionalFlowLayer, Flow, FlowLayer};
+use crate::spec::{Flow, FlowLayer};
 use crate::{Error, Real};
 
 /// Where the fields being read live: a file (or `"model"` for text) and a
@@ -346,25 +346,6 @@ pub(crate) fn flow_state_layout<T: Real>(flow: &Flow<T>) -> Vec<LayerState> {
             l.visit_state(&mut |s: &[T]| slices.push(s.len()));
             LayerState {
                 name: flow_layer_name(l),
-                slices,
-            }
-        })
-        .collect()
-}
-
-/// The state layout of every layer of a conditional `flow`, in order.
-pub(crate) fn conditional_state_layout<T: Real>(flow: &ConditionalFlow<T>) -> Vec<LayerState> {
-    flow.layers()
-        .iter()
-        .map(|l| {
-            let mut slices = Vec::new();
-            l.as_conditional()
-                .visit_state(&mut |s: &[T]| slices.push(s.len()));
-            LayerState {
-                name: match l {
-                    ConditionalFlowLayer::Unconditioned(inner) => flow_layer_name(inner.inner()),
-                    _ => None,
-                },
                 slices,
             }
         })

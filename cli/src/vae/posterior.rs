@@ -17,24 +17,25 @@
 //! library drops in by implementing it.
 //!
 //! **Hook for a conditional flow.** The trait's methods mirror the library's
-//! conditional training trait (`forward_and_log_det(x, c)` and
-//! `forward_and_log_det_backward(x, c, grad_y, grad_log_det, grad_params,
-//! grad_context)`, with flat parameters), so an adapter is a few lines:
+//! context-aware training methods (`forward_and_log_det_given(x, c)` and
+//! `forward_and_log_det_backward_given(x, c, grad_y, grad_log_det,
+//! grad_params, grad_context)`, with flat parameters), so an adapter is a few
+//! lines:
 //!
 //! ```text
 //! struct Conditional<F>(F);
-//! impl<T: Real, F: ConditionalDifferentiable<T>> PosteriorFlow<T> for Conditional<F> {
+//! impl<T: Real, F: Differentiable<T>> PosteriorFlow<T> for Conditional<F> {
 //!     fn name(&self) -> String { "diagonal Gaussian + conditional IAF".into() }
 //!     fn context_dim(&self) -> Option<usize> { Some(self.0.context_dim()) }
 //!     fn num_params(&self) -> usize { self.0.num_params() }
 //!     fn params_to_vec(&self) -> Vec<T> { self.0.params_to_vec() }
 //!     fn set_params(&mut self, p: &[T]) -> Result<(), Error> { self.0.set_params(p) }
 //!     fn forward_and_log_det(&self, z0: &DMatrix<T>, h: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-//!         self.0.forward_and_log_det(z0, h)
+//!         self.0.forward_and_log_det_given(z0, h)
 //!     }
 //!     fn forward_and_log_det_backward(&self, z0, h, grad_z, grad_log_det, grad_params, grad_h)
 //!         -> Result<DMatrix<T>, Error> {
-//!         self.0.forward_and_log_det_backward(z0, h, grad_z, grad_log_det, grad_params, grad_h)
+//!         self.0.forward_and_log_det_backward_given(z0, h, grad_z, grad_log_det, grad_params, grad_h)
 //!     }
 //! }
 //! ```
@@ -44,9 +45,8 @@
 //! step.
 
 use nalgebra::{DMatrix, DVector};
-use normflow::conditional::{ConditionalBijector, ConditionalDifferentiable};
-use normflow::spec::ConditionalFlow;
-use normflow::{Error, FlowSpec, Real};
+use normflow::bijector::{Bijector, Differentiable};
+use normflow::{Error, Flow, FlowSpec, Real};
 
 /// A trainable map `z = f(z₀; h)` of the latent dimension `L`, given a
 /// `C`-dimensional context `h` per sample (see the module documentation).
@@ -280,7 +280,7 @@ impl PosteriorFlow<f64> for ContextAffine {
 /// posterior sample and its gradient cost one MADE pass per step.
 #[derive(Debug, Clone)]
 pub struct ConditionalPosterior<T: Real> {
-    flow: ConditionalFlow<T>,
+    flow: Flow<T>,
     spec: String,
 }
 
@@ -312,7 +312,7 @@ impl<T: Real> PosteriorFlow<T> for ConditionalPosterior<T> {
     }
 
     fn num_params(&self) -> usize {
-        ConditionalDifferentiable::num_params(&self.flow)
+        Differentiable::num_params(&self.flow)
     }
 
     fn params_to_vec(&self) -> Vec<T> {
@@ -341,7 +341,7 @@ impl<T: Real> PosteriorFlow<T> for ConditionalPosterior<T> {
     }
 
     fn forward_and_log_det(&self, z0: &DMatrix<T>, h: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        ConditionalBijector::forward_and_log_det(&self.flow, z0, h)
+        self.flow.forward_and_log_det_given(z0, h)
     }
 
     fn forward_and_log_det_backward(
@@ -353,8 +353,7 @@ impl<T: Real> PosteriorFlow<T> for ConditionalPosterior<T> {
         grad_params: &mut [T],
         grad_context: &mut DMatrix<T>,
     ) -> Result<DMatrix<T>, Error> {
-        ConditionalDifferentiable::forward_and_log_det_backward(
-            &self.flow,
+        self.flow.forward_and_log_det_backward_given(
             z0,
             h,
             grad_z,
