@@ -7,10 +7,7 @@ use std::f64::consts::PI;
 use nalgebra::DMatrix;
 use normflow::conditional::stack_context;
 use normflow::prelude::*;
-use normflow::train::{
-    ConditionalBaseSpec, ConditionalFlowModel, FitOptions, FlowModel, TrainableConditionalDensity,
-    Validation, fit, fit_conditional,
-};
+use normflow::train::{BaseSpec, FitOptions, FlowModel, TrainableDensity, Validation, fit};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -81,8 +78,8 @@ fn conditioning_beats_the_unconditional_flow_and_nears_the_truth() {
     let (xt, ct) = rotating(3000, &mut rng);
     let spec = flow!(maf(4, hidden = 32, activation = tanh));
 
-    let mut cond = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 0).unwrap();
-    fit_conditional(&mut cond, &x, &c, &options()).unwrap();
+    let mut cond = FlowModel::<f64>::conditional(&spec, 2, 1, 0).unwrap();
+    fit(&mut cond, (&x, &c), &options()).unwrap();
     let cond_nll = -cond.log_prob_given(&xt, &ct).mean();
 
     let mut uncond = FlowModel::<f64>::new(&spec, 2, 0).unwrap();
@@ -119,12 +116,12 @@ fn conditioning_beats_the_unconditional_flow_and_nears_the_truth() {
 fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
     let mut rng = StdRng::seed_from_u64(3);
     let (x, c) = rotating(3000, &mut rng);
-    let base = ConditionalBaseSpec::DiagonalGaussian(ConditionerConfig {
+    let base = BaseSpec::DiagonalGaussian(ConditionerConfig {
         hidden: 16,
         activation: Activation::Tanh,
         ..Default::default()
     });
-    let mut model = ConditionalFlowModel::<f64>::with_base(
+    let mut model = FlowModel::<f64>::conditional_with_base(
         &flow!(maf(2, hidden = 16) >> actnorm),
         2,
         1,
@@ -139,7 +136,7 @@ fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
         validation: Validation::None,
         ..options()
     };
-    let report = fit_conditional(&mut model, &x, &c, &opts).unwrap();
+    let report = fit(&mut model, (&x, &c), &opts).unwrap();
     let after = -model.log_prob_given(&x, &c).mean();
     assert!(
         after < before - 0.5,
@@ -147,7 +144,7 @@ fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
         report.history
     );
 
-    let loaded = ConditionalFlowModel::<f64>::from_json(&model.to_json()).unwrap();
+    let loaded = FlowModel::<f64>::from_json(&model.to_json()).unwrap();
     assert_eq!(loaded.log_prob_given(&x, &c), model.log_prob_given(&x, &c)); // bit-identical
     assert_eq!(loaded.base_spec(), base);
 
@@ -162,7 +159,7 @@ fn a_gaussian_base_of_the_context_fits_and_the_model_reloads_exactly() {
 fn the_context_gradient_matches_finite_differences() {
     let mut rng = StdRng::seed_from_u64(9);
     let (x, c) = rotating(200, &mut rng);
-    let base = ConditionalBaseSpec::DiagonalGaussian(ConditionerConfig {
+    let base = BaseSpec::DiagonalGaussian(ConditionerConfig {
         hidden: 8,
         activation: Activation::Tanh,
         identity_init: false,
@@ -172,10 +169,10 @@ fn the_context_gradient_matches_finite_differences() {
         realnvp(2, hidden = 8, activation = tanh, identity_init = false)
             >> maf(hidden = 8, activation = tanh, identity_init = false)
     );
-    let mut model = ConditionalFlowModel::<f64>::with_base(&spec, 2, 1, base, 1).unwrap();
-    model.standardize_from(&x, &c).unwrap();
+    let mut model = FlowModel::<f64>::conditional_with_base(&spec, 2, 1, base, 1).unwrap();
+    model.standardize_from_given(&x, &c).unwrap();
     let (x, c) = (x.columns(0, 5).clone_owned(), c.columns(0, 5).clone_owned());
-    let mut grad = vec![0.0; TrainableConditionalDensity::num_params(&model)];
+    let mut grad = vec![0.0; TrainableDensity::num_params(&model)];
     let mut gc = DMatrix::zeros(1, 5);
     let mean = model
         .mean_log_prob_and_grads(&x, &c, &mut grad, &mut gc)
@@ -212,24 +209,22 @@ fn resuming_a_checkpoint_gives_the_uninterrupted_run() {
         validation: Validation::None,
         ..options()
     };
-    let mut whole = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 3).unwrap();
-    fit_conditional(&mut whole, &x, &c, &opts(4)).unwrap();
-    let mut part = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 3).unwrap();
-    fit_conditional(
+    let mut whole = FlowModel::<f64>::conditional(&spec, 2, 1, 3).unwrap();
+    fit(&mut whole, (&x, &c), &opts(4)).unwrap();
+    let mut part = FlowModel::<f64>::conditional(&spec, 2, 1, 3).unwrap();
+    fit(
         &mut part,
-        &x,
-        &c,
+        (&x, &c),
         &FitOptions {
             checkpoint: Some(ck.clone()),
             ..opts(2)
         },
     )
     .unwrap();
-    let mut resumed = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 3).unwrap();
-    fit_conditional(
+    let mut resumed = FlowModel::<f64>::conditional(&spec, 2, 1, 3).unwrap();
+    fit(
         &mut resumed,
-        &x,
-        &c,
+        (&x, &c),
         &FitOptions {
             resume: Some(ck),
             ..opts(4)
@@ -242,42 +237,45 @@ fn resuming_a_checkpoint_gives_the_uninterrupted_run() {
 
 #[test]
 fn bad_paired_data_is_a_clear_error() {
-    let mut model = ConditionalFlowModel::<f64>::new(&flow!(maf), 2, 1, 0).unwrap();
+    let mut model = FlowModel::<f64>::conditional(&flow!(maf), 2, 1, 0).unwrap();
     let x = DMatrix::from_element(2, 10, 0.5);
     let opts = FitOptions::default();
-    let e = fit_conditional(&mut model, &x, &DMatrix::zeros(1, 9), &opts).unwrap_err();
+    let e = fit(&mut model, (&x, &DMatrix::zeros(1, 9)), &opts).unwrap_err();
     assert!(e.to_string().contains("contexts, one per sample"), "{e}");
     assert!(
         e.to_string().contains("10") && e.to_string().contains("9"),
         "{e}"
     );
-    let e = fit_conditional(&mut model, &x, &DMatrix::zeros(2, 10), &opts).unwrap_err();
+    let e = fit(&mut model, (&x, &DMatrix::zeros(2, 10)), &opts).unwrap_err();
     assert!(e.to_string().contains("rows of the context"), "{e}");
     let mut c = DMatrix::zeros(1, 10);
     c[(0, 3)] = f64::NAN;
-    let e = fit_conditional(&mut model, &x, &c, &opts).unwrap_err();
+    let e = fit(&mut model, (&x, &c), &opts).unwrap_err();
     assert!(e.to_string().contains("context[(0, 3)]"), "{e}");
     // Validation data must hold the contexts below the samples.
     let bad = FitOptions {
         validation: Validation::Data(x.clone()),
         ..FitOptions::default()
     };
-    assert!(fit_conditional(&mut model, &x, &DMatrix::zeros(1, 10), &bad).is_err());
+    assert!(fit(&mut model, (&x, &DMatrix::zeros(1, 10)), &bad).is_err());
     let good = FitOptions {
         epochs: 1,
         validation: Validation::Data(stack_context(&x, &DMatrix::zeros(1, 10))),
         ..FitOptions::default()
     };
-    assert!(fit_conditional(&mut model, &x, &DMatrix::zeros(1, 10), &good).is_ok());
-    // An unconditional model file is not a conditional one.
+    assert!(fit(&mut model, (&x, &DMatrix::zeros(1, 10)), &good).is_ok());
+    // One model type reads both formats: an unconditional file loads as a
+    // model without a context, and paired data for it is a clear error.
     let plain = FlowModel::<f64>::new(&flow!(maf), 2, 0).unwrap().to_json();
-    let e = ConditionalFlowModel::<f64>::from_json(&plain).unwrap_err();
-    assert!(e.to_string().contains("unconditional model"), "{e}");
+    let mut loaded = FlowModel::<f64>::from_json(&plain).unwrap();
+    assert_eq!(loaded.context_dim(), 0);
+    let e = fit(&mut loaded, (&x, &DMatrix::zeros(1, 10)), &opts).unwrap_err();
+    assert!(e.to_string().contains("rows of the context"), "{e}");
 }
 
 #[test]
 fn log_prob_is_never_nan() {
-    let model = ConditionalFlowModel::<f64>::new(&flow!(maf >> exp), 2, 1, 0).unwrap();
+    let model = FlowModel::<f64>::conditional(&flow!(maf >> exp), 2, 1, 0).unwrap();
     let x = DMatrix::from_row_slice(2, 3, &[-1.0, 1.0, 0.0, 1.0, 2.0, 3.0]);
     let c = DMatrix::from_row_slice(1, 3, &[0.0, 1e300, -1.0]);
     let lp = model.log_prob_given(&x, &c);

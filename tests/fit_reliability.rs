@@ -126,8 +126,8 @@ fn divergence_without_validation_keeps_the_last_finite_parameters() {
 fn conditional_divergence_keeps_a_usable_model() {
     let x = data(400, 3);
     let c = DMatrix::from_fn(1, 400, |_, j| (j % 7) as f64);
-    let mut model = ConditionalFlowModel::<f64>::new(&flow!(maf(hidden = 8)), 2, 1, 0).unwrap();
-    let e = fit_conditional(&mut model, &x, &c, &exploding(true)).unwrap_err();
+    let mut model = FlowModel::<f64>::conditional(&flow!(maf(hidden = 8)), 2, 1, 0).unwrap();
+    let e = fit(&mut model, (&x, &c), &exploding(true)).unwrap_err();
     assert!(
         e.to_string()
             .contains("the model holds the parameters of epoch"),
@@ -135,7 +135,7 @@ fn conditional_divergence_keeps_a_usable_model() {
     );
     let lp = model.log_prob_given(&x, &c);
     assert!(lp.iter().all(|v| v.is_finite()), "{lp}");
-    assert!(ConditionalFlowModel::<f64>::from_json(&model.to_json()).is_ok());
+    assert!(FlowModel::<f64>::from_json(&model.to_json()).is_ok());
 }
 
 /// NLL `θ²` of one parameter (its log-density is `−θ²`, the same for every
@@ -309,12 +309,11 @@ fn batch_norm_is_never_fitted_on_one_sample() {
     .unwrap_err();
     assert!(e.to_string().contains("batchnorm"), "{e}");
     // The conditional model too.
-    let mut cm = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 0).unwrap();
+    let mut cm = FlowModel::<f64>::conditional(&spec, 2, 1, 0).unwrap();
     let c = DMatrix::zeros(1, 50);
-    let e = fit_conditional(
+    let e = fit(
         &mut cm,
-        &train,
-        &c,
+        (&train, &c),
         &FitOptions {
             batch_size: 1,
             ..Default::default()
@@ -410,9 +409,9 @@ fn standardization_cannot_overflow() {
     assert!(model.log_prob(&extreme).iter().all(|v| !v.is_nan()));
 
     // Contexts of a conditional model likewise.
-    let mut cm = ConditionalFlowModel::<f64>::new(&flow!(maf(hidden = 4)), 2, 1, 0).unwrap();
+    let mut cm = FlowModel::<f64>::conditional(&flow!(maf(hidden = 4)), 2, 1, 0).unwrap();
     let c = DMatrix::from_fn(1, 500, |_, j| 1e160 * (j as f64));
-    cm.standardize_from(&big, &c).unwrap();
+    cm.standardize_from_given(&big, &c).unwrap();
     let cs = cm.context_standardization().unwrap();
     assert!(cs.std[0].is_finite() && cs.std[0] > 0.0);
     assert!(cm.log_prob_given(&big, &c).iter().all(|v| v.is_finite()));
@@ -747,19 +746,19 @@ fn conditional_checkpoints_are_checked_too() {
         checkpoint: Some(path.clone()),
         ..Default::default()
     };
-    let mut m = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 0).unwrap();
-    fit_conditional(&mut m, &x, &c, &opts).unwrap();
+    let mut m = FlowModel::<f64>::conditional(&spec, 2, 1, 0).unwrap();
+    fit(&mut m, (&x, &c), &opts).unwrap();
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let bad = with_model(&v, |m| m["state"][3] = json!(-1.0));
     std::fs::write(&path, bad.to_string()).unwrap();
-    let mut fresh = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 0).unwrap();
+    let mut fresh = FlowModel::<f64>::conditional(&spec, 2, 1, 0).unwrap();
     let resume = FitOptions {
         epochs: 2,
         checkpoint: None,
         resume: Some(path.clone()),
         ..opts
     };
-    let e = fit_conditional(&mut fresh, &x, &c, &resume).unwrap_err();
+    let e = fit(&mut fresh, (&x, &c), &resume).unwrap_err();
     assert!(
         e.to_string()
             .contains("field `model.state`: layer 2 (batchnorm): running variance[1] is -1"),

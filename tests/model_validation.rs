@@ -5,7 +5,7 @@
 use nalgebra::DMatrix;
 use normflow::nn::ConditionerConfig;
 use normflow::prelude::*;
-use normflow::train::{ConditionalBaseSpec, ConditionalFlowModel, FitOptions, FlowModel, fit};
+use normflow::train::{BaseSpec, FitOptions, FlowModel, fit};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -231,13 +231,18 @@ fn long_specs_give_short_messages() {
 }
 
 fn saved_conditional() -> Value {
-    let base = ConditionalBaseSpec::DiagonalGaussian(ConditionerConfig {
+    let base = BaseSpec::DiagonalGaussian(ConditionerConfig {
         hidden: 4,
         ..Default::default()
     });
-    let model =
-        ConditionalFlowModel::<f64>::with_base(&flow!(maf(hidden = 4) >> batchnorm), 2, 1, base, 0)
-            .unwrap();
+    let model = FlowModel::<f64>::conditional_with_base(
+        &flow!(maf(hidden = 4) >> batchnorm),
+        2,
+        1,
+        base,
+        0,
+    )
+    .unwrap();
     let v: Value = serde_json::from_str(&model.to_json()).unwrap();
     assert_eq!(v["state"].as_array().unwrap().len(), 4);
     v
@@ -246,7 +251,7 @@ fn saved_conditional() -> Value {
 #[test]
 fn conditional_models_check_their_own_fields_too() {
     let v = saved_conditional();
-    let load = |v: &Value| ConditionalFlowModel::<f64>::from_json(&v.to_string());
+    let load = |v: &Value| FlowModel::<f64>::from_json(&v.to_string());
     let x = DMatrix::from_element(2, 3, 0.5);
     let c = DMatrix::from_element(1, 3, 0.1);
     let good = load(&v).unwrap();
@@ -291,7 +296,7 @@ fn conditional_models_check_their_own_fields_too() {
         ),
         (
             with(&v, |v| v["format"] = json!("normflow-model")),
-            &["field `format`", "load it as a FlowModel"],
+            &["field `format`", "normflow-conditional-model"],
         ),
     ];
     for (bad, parts) in cases {
@@ -447,7 +452,7 @@ proptest! {
         for (key, index, x) in edits {
             mutate(&mut v, key, index, x);
         }
-        let loaded = ConditionalFlowModel::<f64>::from_json(&v.to_string());
+        let loaded = FlowModel::<f64>::from_json(&v.to_string());
         if let Ok(m) = loaded.ok().filter(|m| m.dim() == 2 && m.context_dim() == 1).ok_or(()) {
             let lp = m.log_prob_given(&DMatrix::from_element(2, 3, 0.5), &DMatrix::from_element(1, 3, 0.1));
             prop_assert!(lp.iter().all(|l| !l.is_nan()));

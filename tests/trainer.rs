@@ -341,17 +341,16 @@ fn conditional_fitting_uses_the_chosen_optimizer() {
         optimizer: OptimizerKind::Sgd { momentum: 0.9 },
         ..Default::default()
     };
-    let mut model = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 3).unwrap();
+    let mut model = FlowModel::<f64>::conditional(&spec, 2, 1, 3).unwrap();
     let before = -model.log_prob_given(&x, &c).mean();
-    let r = fit_conditional(&mut model, &x, &c, &opts).unwrap();
+    let r = fit(&mut model, (&x, &c), &opts).unwrap();
     let after = -model.log_prob_given(&x, &c).mean();
     assert!(after < before - 1.0, "{before} → {after}, {:?}", r.history);
     // A different optimiser gives a different run.
-    let mut adam = ConditionalFlowModel::<f64>::new(&spec, 2, 1, 3).unwrap();
-    fit_conditional(
+    let mut adam = FlowModel::<f64>::conditional(&spec, 2, 1, 3).unwrap();
+    fit(
         &mut adam,
-        &x,
-        &c,
+        (&x, &c),
         &FitOptions {
             optimizer: OptimizerKind::Adam,
             ..opts

@@ -8,9 +8,7 @@ use nalgebra::DMatrix;
 use normflow::Real;
 use normflow::conditional::stack_context;
 use normflow::prelude::*;
-use normflow::train::{
-    ConditionalFlowModel, FitOptions, Validation, fit_conditional_with_observer,
-};
+use normflow::train::{FitOptions, FlowModel, Validation, fit_with_observer};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -76,13 +74,13 @@ impl ContextSource {
     }
 }
 
-fn load(path: &Path) -> Result<ConditionalFlowModel<f64>> {
-    ConditionalFlowModel::<f64>::load(path).map_err(|e| e.to_string())
+fn load(path: &Path) -> Result<FlowModel<f64>> {
+    FlowModel::<f64>::load(path).map_err(|e| e.to_string())
 }
 
 /// Checks a data set and its contexts against a model.
 fn check_shapes(
-    model: &ConditionalFlowModel<f64>,
+    model: &FlowModel<f64>,
     x: &DMatrix<f64>,
     c: &DMatrix<f64>,
     data: &Path,
@@ -112,7 +110,7 @@ pub fn eval_inputs(
     model_path: &Path,
     data: &Path,
     source: Option<ContextSource>,
-) -> Result<(ConditionalFlowModel<f64>, DMatrix<f64>, DMatrix<f64>)> {
+) -> Result<(FlowModel<f64>, DMatrix<f64>, DMatrix<f64>)> {
     let model = load(model_path)?;
     let source = source.ok_or_else(|| {
         format!(
@@ -235,7 +233,7 @@ impl FitJob {
             self.batch_size.min(self.train.ncols()),
             std::mem::size_of::<T>(),
         )?;
-        let mut model = ConditionalFlowModel::<T>::new(&self.spec, dim, context_dim, self.seed)
+        let mut model = FlowModel::<T>::conditional(&self.spec, dim, context_dim, self.seed)
             .map_err(|e| e.to_string())?;
         let options = FitOptions {
             epochs: self.epochs,
@@ -254,17 +252,13 @@ impl FitJob {
         };
         let mut progress = FitProgress::new(self.epochs);
         let start = Instant::now();
-        let result = fit_conditional_with_observer(
-            &mut model,
-            &cast(&self.train),
-            &cast(&self.train_c),
-            &options,
-            &mut |e| progress.observe(e),
-        );
+        let (x, c) = (cast(&self.train), cast(&self.train_c));
+        let result =
+            fit_with_observer(&mut model, (&x, &c), &options, &mut |e| progress.observe(e));
         let steps = progress.finish();
         // Saved in f64 whatever the training precision.
         let to_json = || -> Result<String> {
-            Ok(ConditionalFlowModel::<f64>::from_json(&model.to_json())
+            Ok(FlowModel::<f64>::from_json(&model.to_json())
                 .map_err(|e| e.to_string())?
                 .to_json())
         };

@@ -52,7 +52,7 @@
 //!
 //! Flows are usually built from the DSL with
 //! [`FlowSpec::build_conditional`](crate::FlowSpec::build_conditional) and
-//! fitted as a [`ConditionalFlowModel`](crate::train::ConditionalFlowModel);
+//! fitted as a [`FlowModel::conditional`](crate::train::FlowModel::conditional);
 //! `docs/conditional.md` walks through a complete `p(x | c)` example.
 
 use nalgebra::DMatrix;

@@ -74,7 +74,7 @@ impl<'a, O: FitOptimizer> Checkpoint<'a, O> {
         if replace {
             super::write_atomically(path, text.as_bytes())
         } else {
-            super::model::write_new(path, text.as_bytes())
+            super::atomic::write_new(path, text.as_bytes())
         }
     }
 }

@@ -3,10 +3,17 @@
 use nalgebra::{DMatrix, DVector};
 
 use crate::bijector::{Bijector, DataStage, Differentiable, no_context};
+use crate::conditional::split_context;
 use crate::distribution::{Distribution, TransformedDistribution};
 use crate::{Error, Real};
 
 /// A density with trainable parameters, as [`fit`](super::fit) sees it.
+///
+/// For a conditional density (`context_dim() = C > 0`), every batch handed
+/// to these methods is the stacked `[x; c]`, `(D + C) × n` (the samples above
+/// their contexts, see [`stack_context`](crate::conditional::stack_context)):
+/// `fit` keeps the pairs together through shuffling, batching and the
+/// validation split.
 pub trait TrainableDensity<T: Real>: Distribution<T> {
     /// Number of trainable parameters.
     fn num_params(&self) -> usize;
@@ -71,6 +78,21 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
         1
     }
 
+    /// The rows of a batch: `D`, or `D + C` for a conditional density.
+    fn data_dim(&self) -> usize {
+        self.dim() + self.context_dim()
+    }
+
+    /// `log p` of every column of a batch: `log p(x)`, or `log p(x | c)`
+    /// of the stacked `[x; c]` for a conditional density.
+    fn log_prob_of_data(&self, data: &DMatrix<T>) -> DVector<T> {
+        if self.context_dim() == 0 {
+            return self.log_prob(data);
+        }
+        let (x, c) = split_context(data, self.dim());
+        self.log_prob_given(&x, &c)
+    }
+
     /// The flat parameter vector into `out` (resized; no allocation once sized).
     fn copy_params_into(&self, out: &mut Vec<T>) {
         out.clear();
@@ -124,10 +146,16 @@ impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T>
         self.bijector_mut().set_training(training)
     }
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage) {
-        let _ = self.bijector_mut().prepare_with_data(data, stage);
+        let (x, c) = split_context(data, self.dim());
+        let _ = self.bijector_mut().prepare_with_data_given(&x, &c, stage);
     }
-    fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error> {
-        mean_log_prob_and_grad(self.base(), self.bijector(), x, grad)
+    fn mean_log_prob_and_grad(&self, data: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error> {
+        if self.context_dim() == 0 {
+            return mean_log_prob_and_grad(self.base(), self.bijector(), data, grad);
+        }
+        let (x, c) = split_context(data, self.dim());
+        let mut gc = DMatrix::zeros(c.nrows(), c.ncols());
+        mean_log_prob_and_grad_given(self.base(), self.bijector(), &x, &c, grad, &mut gc)
     }
 }
 

@@ -100,10 +100,44 @@ impl<T: Real> Default for FitOptions<T> {
     }
 }
 
+/// The data [`fit`] takes: a `D × n` matrix of samples for a density
+/// `p(x)`, and for a conditional density `p(x | c)` either the pair
+/// `(&x, &c)` (`D × n` samples, `C × n` contexts, column `j` with column `j`)
+/// or the stacked `(D + C) × n` matrix `[x; c]`.
+pub trait FitData<'a, T: Real> {
+    /// The data as one matrix of `dim + context_dim` rows (a pair is checked
+    /// and stacked; a matrix is passed on as it is, its rows checked by `fit`).
+    fn stacked(
+        self,
+        dim: usize,
+        context_dim: usize,
+    ) -> Result<std::borrow::Cow<'a, DMatrix<T>>, Error>;
+}
+
+impl<'a, T: Real> FitData<'a, T> for &'a DMatrix<T> {
+    fn stacked(self, _: usize, _: usize) -> Result<std::borrow::Cow<'a, DMatrix<T>>, Error> {
+        Ok(std::borrow::Cow::Borrowed(self))
+    }
+}
+
+impl<'a, T: Real> FitData<'a, T> for (&'a DMatrix<T>, &'a DMatrix<T>) {
+    fn stacked(
+        self,
+        dim: usize,
+        context_dim: usize,
+    ) -> Result<std::borrow::Cow<'a, DMatrix<T>>, Error> {
+        let (x, c) = self;
+        super::conditional::check_pairs("fit", "training data", x, c, dim, context_dim)?;
+        Ok(std::borrow::Cow::Owned(crate::conditional::stack_context(
+            x, c,
+        )))
+    }
+}
+
 /// [`fit_with_observer`] without an observer.
-pub fn fit<T: Real, M: TrainableDensity<T>>(
+pub fn fit<'a, T: Real, M: TrainableDensity<T>>(
     model: &mut M,
-    data: &DMatrix<T>,
+    data: impl FitData<'a, T>,
     options: &FitOptions<T>,
 ) -> Result<FitReport, Error> {
     fit_with_observer(model, data, options, &mut |_| true)
@@ -111,6 +145,15 @@ pub fn fit<T: Real, M: TrainableDensity<T>>(
 
 /// Fits `model` to the columns of `data` by maximum likelihood with the
 /// optimiser of [`FitOptions::optimizer`] (Adam unless asked otherwise).
+///
+/// A conditional model (`context_dim() > 0`) is fitted to the pairs
+/// `(x_j, c_j)`, given as `(&x, &c)` (see [`FitData`]): pairs stay together
+/// in mini-batches and in the validation split, and
+/// [`Validation::Data`] then holds the validation samples **with their
+/// contexts stacked below** (`(D + C) × m`, see
+/// [`stack_context`](crate::conditional::stack_context)). With
+/// `options.standardize` both the samples and the contexts are standardised
+/// per dimension.
 ///
 /// Before training, layers with data-dependent initialisation (ActNorm) see
 /// the training data ([`DataStage::Initialize`](crate::bijector::DataStage::Initialize)); during training the model
@@ -145,12 +188,14 @@ pub fn fit<T: Real, M: TrainableDensity<T>>(
 /// finite ends normally with a sentence in [`FitReport::warnings`].
 ///
 /// Buffers (batch, gradient, parameter copies) are allocated once.
-pub fn fit_with_observer<T: Real, M: TrainableDensity<T>>(
+pub fn fit_with_observer<'a, T: Real, M: TrainableDensity<T>>(
     model: &mut M,
-    data: &DMatrix<T>,
+    data: impl FitData<'a, T>,
     options: &FitOptions<T>,
     observer: &mut dyn FnMut(&FitEvent) -> bool,
 ) -> Result<FitReport, Error> {
+    let data = data.stacked(model.dim(), model.context_dim())?;
+    let data = data.as_ref();
     match options.optimizer {
         OptimizerKind::Adam => {
             let mut adam = Adam::new(options.learning_rate);

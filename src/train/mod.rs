@@ -21,11 +21,11 @@
 //! # Ok::<(), normflow::Error>(())
 //! ```
 
+mod atomic;
 mod batching;
 mod checkpoint;
 mod checkpointer;
 mod conditional;
-mod conditional_model;
 mod density;
 mod divergence;
 mod early_stopping;
@@ -36,6 +36,7 @@ mod optimizer;
 mod optimizer_state;
 mod report;
 mod rollback;
+mod standardization;
 pub mod targets;
 #[cfg(test)]
 mod toy;
@@ -43,17 +44,17 @@ mod trainer;
 mod validate;
 mod variational;
 
-pub use conditional::{
-    TrainableConditionalDensity, fit_conditional, fit_conditional_with_observer,
-};
-pub use conditional_model::{
-    CONDITIONAL_MODEL_FORMAT_VERSION, ConditionalBaseSpec, ConditionalFlowModel,
-};
+pub use atomic::write_atomically;
+#[allow(deprecated)]
+pub use conditional::{fit_conditional, fit_conditional_with_observer};
 pub use density::TrainableDensity;
-pub use fit::{FitOptions, Validation, fit, fit_with_observer};
-pub use model::{FlowModel, MODEL_FORMAT_VERSION, Standardization, write_atomically};
+pub use fit::{FitData, FitOptions, Validation, fit, fit_with_observer};
+#[allow(deprecated)]
+pub use model::{BaseSpec, ConditionalBaseSpec, ConditionalFlowModel, FlowModel};
+pub use model_file::{CONDITIONAL_MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION};
 pub use optimizer::{Adam, Optimizer, OptimizerKind, Schedule, Sgd, clip_grad_norm};
 pub use report::{EpochRecord, FitEvent, FitReport};
+pub use standardization::Standardization;
 pub use variational::{
     DistributionTarget, FnTarget, LogDensity, VariationalOptions, VariationalReport, elbo_and_grad,
     fit_variational,

@@ -1,6 +1,5 @@
-//! A trainable flow model that saves to and loads from JSON.
-
-use std::path::Path;
+//! The trainable flow model: a base pushed through a flow built from a
+//! [`FlowSpec`], conditional or not, that saves to and loads from JSON.
 
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
@@ -9,45 +8,67 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::TrainableDensity;
-use super::density::mean_log_prob_and_grad;
-use super::model_file;
-use super::validate::{self, Loc};
-use crate::bijector::{Bijector, DataStage, Differentiable};
-use crate::distribution::{Distribution, StandardNormal};
+use super::conditional::check_pairs;
+use super::density::mean_log_prob_and_grad_given;
+use super::standardization::{
+    Standardization, apply_standardization, log_scale_sum, standardization_of, undo_standardization,
+};
+use crate::bijector::{Bijector, DataStage, Differentiable, assert_pair, no_context};
+use crate::conditional::{ConditionalDiagonalGaussian, split_context, stack_context};
+use crate::distribution::{Distribution, StandardNormal, TrainableBase, log_prob_from};
 use crate::error::clip;
-use crate::spec::{Flow, FlowSpec};
+use crate::nn::ConditionerConfig;
+use crate::spec::{Flow, FlowLayer, FlowSpec};
 use crate::{Error, Real};
 
-/// The version of the model file format this build writes and reads.
-///
-/// Version 2: affine layers (MAF, IAF, RealNVP) apply their scale in the
-/// density direction (`u = x·s + t`). Version 1 files applied it in the
-/// sampling direction, so their parameters mean something else; they are
-/// refused with an error that says to refit.
-pub const MODEL_FORMAT_VERSION: u32 = 2;
-
-/// A per-dimension affine standardisation folded into a model:
-/// `x = mean + std ⊙ y`, so the flow sees `y = (x − mean)/std` and the model's
-/// densities are in data units.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Standardization {
-    /// Per-dimension mean of the training data.
-    pub mean: Vec<f64>,
-    /// Per-dimension standard deviation of the training data (positive).
-    pub std: Vec<f64>,
+/// The base distribution of a [`FlowModel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseSpec {
+    /// A standard normal (the default; it ignores the context).
+    StandardNormal,
+    /// A [`ConditionalDiagonalGaussian`] whose mean and scale come from an
+    /// MLP of the context with this shape (conditional models only).
+    DiagonalGaussian(ConditionerConfig),
 }
 
-/// A standard normal pushed through a flow built from a [`FlowSpec`], with an
-/// optional data standardisation: the model that `fit` trains and the
-/// command-line tool saves.
+/// The former name of [`BaseSpec`].
+#[deprecated(note = "use BaseSpec")]
+pub type ConditionalBaseSpec = BaseSpec;
+
+/// The built base of a [`FlowModel`].
+#[derive(Debug, Clone, PartialEq)]
+enum Base<T: Real> {
+    StandardNormal(StandardNormal),
+    Gaussian(ConditionalDiagonalGaussian<T>),
+}
+
+impl<T: Real> Base<T> {
+    fn get(&self) -> &dyn Distribution<T> {
+        match self {
+            Base::StandardNormal(b) => b,
+            Base::Gaussian(b) => b,
+        }
+    }
+}
+
+/// A density `p(x)`, or `p(x | c)` given a context: a base (a standard
+/// normal, or for a conditional model a diagonal Gaussian of the context)
+/// pushed through a flow built from a [`FlowSpec`], with optional per-dimension
+/// standardisations of the samples and of the contexts. The model that `fit`
+/// trains and the command-line tool saves.
 ///
-/// `log p(x) = log p_flow((x − m)/s) − Σᵢ log sᵢ`.
+/// `log p(x | c) = log p_flow((x − m)/s | (c − m_c)/s_c) − Σᵢ log sᵢ`.
 ///
 /// A model is saved as JSON holding the format version, the spec text, the
-/// dimension, the build seed (which fixes the random permutations), the
-/// standardisation, the flat parameters and the layers' state (batch-norm
-/// statistics); loading rebuilds the flow from the spec and seed and restores
-/// parameters and state, so `log_prob` is bit-identical.
+/// dimensions, the build seed (which fixes the random permutations), the
+/// base, the standardisations, the flat parameters (the flow's, then the
+/// base's) and the layers' state (batch-norm statistics); loading rebuilds
+/// the flow from the spec and seed and restores parameters and state, so
+/// `log_prob` is bit-identical. An unconditional model is written in format
+/// `normflow-model` (version 2), a conditional one in
+/// `normflow-conditional-model` (version 1), the formats of earlier releases,
+/// and [`FlowModel::from_json`] reads both.
 ///
 /// ```
 /// use nalgebra::DMatrix;
@@ -58,31 +79,31 @@ pub struct Standardization {
 /// let x = DMatrix::from_row_slice(2, 3, &[0.1, -1.0, 2.0, 0.5, 0.0, -0.3]);
 /// let loaded = FlowModel::<f64>::from_json(&model.to_json())?;
 /// assert_eq!(loaded.log_prob(&x), model.log_prob(&x));
+///
+/// // The same type given a context: p(x | c) with x ∈ R², c ∈ R¹.
+/// let spec = flow!(maf(2, hidden = 8, identity_init = false) >> realnvp(hidden = 8, identity_init = false));
+/// let model = FlowModel::<f64>::conditional(&spec, 2, 1, 7)?;
+/// let c = DMatrix::from_row_slice(1, 3, &[0.0, 1.0, -1.0]);
+/// let loaded = FlowModel::<f64>::from_json(&model.to_json())?;
+/// assert_eq!(loaded.log_prob_given(&x, &c), model.log_prob_given(&x, &c));
+/// use rand::SeedableRng;
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// assert_eq!(model.sample_given(&c, &mut rng).shape(), (2, 3)); // one sample per context
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowModel<T: Real> {
-    flow: Flow<T>,
-    base: StandardNormal,
-    seed: u64,
-    standardization: Option<Standardization>,
+    pub(super) flow: Flow<T>,
+    base: Base<T>,
+    pub(super) base_spec: BaseSpec,
+    pub(super) seed: u64,
+    pub(super) standardization: Option<Standardization>,
+    pub(super) context_standardization: Option<Standardization>,
 }
 
-/// The saved form (written by [`FlowModel::to_json`]; read field by field,
-/// with checks, by [`FlowModel::from_json`]).
-#[derive(Serialize)]
-struct ModelFile {
-    format: String,
-    version: u32,
-    spec: String,
-    dim: usize,
-    seed: u64,
-    standardization: Option<Standardization>,
-    params: Vec<f64>,
-    state: Vec<f64>,
-}
-
-const FORMAT_NAME: &str = "normflow-model";
+/// The former name of a conditional [`FlowModel`].
+#[deprecated(note = "use FlowModel: FlowModel::conditional builds a conditional model")]
+pub type ConditionalFlowModel<T> = FlowModel<T>;
 
 impl<T: Real> FlowModel<T> {
     /// Builds `spec` for `dim`-dimensional data, drawing initial parameters
@@ -90,34 +111,56 @@ impl<T: Real> FlowModel<T> {
     pub fn new(spec: &FlowSpec, dim: usize, seed: u64) -> Result<Self, Error> {
         let mut rng = StdRng::seed_from_u64(seed);
         let flow = spec.build::<T>(dim, &mut rng)?;
-        Ok(Self {
+        Ok(Self::assemble(
             flow,
-            base: StandardNormal::new(dim)?,
+            Base::StandardNormal(StandardNormal::new(dim)?),
+            BaseSpec::StandardNormal,
+            seed,
+        ))
+    }
+
+    /// Builds `spec` as a conditional model of `dim`-dimensional data given
+    /// `context_dim`-dimensional contexts (`≥ 1`), with a standard normal
+    /// base ([`FlowSpec::build_conditional`] says which layers read the
+    /// context).
+    pub fn conditional(
+        spec: &FlowSpec,
+        dim: usize,
+        context_dim: usize,
+        seed: u64,
+    ) -> Result<Self, Error> {
+        Self::conditional_with_base(spec, dim, context_dim, BaseSpec::StandardNormal, seed)
+    }
+
+    /// [`FlowModel::conditional`] with the given base.
+    pub fn conditional_with_base(
+        spec: &FlowSpec,
+        dim: usize,
+        context_dim: usize,
+        base_spec: BaseSpec,
+        seed: u64,
+    ) -> Result<Self, Error> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let flow = spec.build_conditional::<T>(dim, context_dim, &mut rng)?;
+        let base =
+            match base_spec {
+                BaseSpec::StandardNormal => Base::StandardNormal(StandardNormal::new(dim)?),
+                BaseSpec::DiagonalGaussian(cfg) => Base::Gaussian(
+                    ConditionalDiagonalGaussian::new(dim, context_dim, &cfg, &mut rng)?,
+                ),
+            };
+        Ok(Self::assemble(flow, base, base_spec, seed))
+    }
+
+    fn assemble(flow: Flow<T>, base: Base<T>, base_spec: BaseSpec, seed: u64) -> Self {
+        Self {
+            flow,
+            base,
+            base_spec,
             seed,
             standardization: None,
-        })
-    }
-
-    /// Sets the standardisation to the per-dimension mean and standard
-    /// deviation of `data` (`D × n`); a dimension with zero spread gets 1.
-    ///
-    /// The statistics are computed on each dimension scaled by its largest
-    /// magnitude, so they cannot overflow for any finite data; a dimension
-    /// whose standard deviation is still not a finite positive number in the
-    /// model's precision is an error naming it.
-    pub fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
-        super::fit::check_data("data", data, self.dim())?;
-        self.standardization = Some(standardization_of(
-            data,
-            "FlowModel::standardize_from",
-            "data",
-        )?);
-        Ok(())
-    }
-
-    /// The standardisation, if any.
-    pub fn standardization(&self) -> Option<&Standardization> {
-        self.standardization.as_ref()
+            context_standardization: None,
+        }
     }
 
     /// The flow.
@@ -130,13 +173,99 @@ impl<T: Real> FlowModel<T> {
         self.flow.spec()
     }
 
+    /// The base.
+    pub fn base_spec(&self) -> BaseSpec {
+        self.base_spec
+    }
+
     /// The build seed.
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
-    fn to_flow_space(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        apply_standardization(&self.standardization, x)
+    /// The standardisation of the samples, if any.
+    pub fn standardization(&self) -> Option<&Standardization> {
+        self.standardization.as_ref()
+    }
+
+    /// The standardisation of the contexts, if any.
+    pub fn context_standardization(&self) -> Option<&Standardization> {
+        self.context_standardization.as_ref()
+    }
+
+    /// Sets the standardisation to the per-dimension mean and standard
+    /// deviation of `data` (a dimension with zero spread gets 1); for a
+    /// conditional model `data` is the stacked `[x; c]` (`(D + C) × n`) and
+    /// both the samples and the contexts get one (see
+    /// [`FlowModel::standardize_from_given`]).
+    ///
+    /// The statistics are computed on each dimension scaled by its largest
+    /// magnitude, so they cannot overflow for any finite data; a dimension
+    /// whose standard deviation is still not a finite positive number in the
+    /// model's precision is an error naming it.
+    pub fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
+        super::fit::check_data("data", data, self.data_dim())?;
+        let (x, c) = split_context(data, self.dim());
+        self.standardize_pairs("FlowModel::standardize_from", &x, &c)
+    }
+
+    /// Sets the standardisations of a conditional model to the per-dimension
+    /// mean and standard deviation of the samples `x` (`D × n`) and of their
+    /// contexts `c` (`C × n`). Standardising the context is a change of the
+    /// conditioners' input; it leaves the density of `x` as it is.
+    pub fn standardize_from_given(&mut self, x: &DMatrix<T>, c: &DMatrix<T>) -> Result<(), Error> {
+        const CTX: &str = "FlowModel::standardize_from_given";
+        check_pairs(CTX, "data", x, c, self.dim(), self.context_dim())?;
+        self.standardize_pairs(CTX, x, c)
+    }
+
+    fn standardize_pairs(
+        &mut self,
+        ctx: &str,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+    ) -> Result<(), Error> {
+        let sx = standardization_of(x, ctx, "data")?;
+        let sc = match c.nrows() {
+            0 => None,
+            _ => Some(standardization_of(c, ctx, "contexts")?),
+        };
+        self.standardization = Some(sx);
+        self.context_standardization = sc;
+        Ok(())
+    }
+
+    /// The samples and contexts in the flow's units.
+    fn to_flow_space(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
+        let cs = match &self.context_standardization {
+            None => c.clone(),
+            s => apply_standardization(s, c),
+        };
+        (apply_standardization(&self.standardization, x), cs)
+    }
+
+    /// The mean of `log p(x | c)` over the batch; **adds** its gradient with
+    /// respect to the parameters into `grad` and with respect to the contexts
+    /// (in data units) into `grad_context` (`C × n`): what an encoder that
+    /// produces the contexts needs.
+    pub fn mean_log_prob_and_grads(
+        &self,
+        x: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad: &mut [T],
+        grad_context: &mut DMatrix<T>,
+    ) -> Result<T, Error> {
+        let (y, cs) = self.to_flow_space(x, c);
+        let mut g = DMatrix::zeros(c.nrows(), c.ncols());
+        let mean =
+            mean_log_prob_and_grad_given(self.base.get(), &self.flow, &y, &cs, grad, &mut g)?;
+        if let Some(s) = &self.context_standardization {
+            for (i, mut row) in g.row_iter_mut().enumerate() {
+                row /= T::lit(s.std[i]);
+            }
+        }
+        *grad_context += g;
+        Ok(mean - log_scale_sum(&self.standardization))
     }
 
     /// Whether a layer couples the samples of a batch (batch normalisation).
@@ -144,7 +273,7 @@ impl<T: Real> FlowModel<T> {
         self.flow
             .layers()
             .iter()
-            .any(|l| matches!(l, crate::spec::FlowLayer::BatchNorm(_)))
+            .any(|l| matches!(l, FlowLayer::BatchNorm(_)))
     }
 
     /// Column blocks to split a batch of `n` into for evaluation on several
@@ -154,7 +283,7 @@ impl<T: Real> FlowModel<T> {
     /// statistics, so it sees the whole batch).
     fn parallel_blocks(&self, n: usize) -> usize {
         let couples = self.flow.layers().iter().any(|l| match l {
-            crate::spec::FlowLayer::BatchNorm(b) => b.is_training(),
+            FlowLayer::BatchNorm(b) => b.is_training(),
             _ => false,
         });
         if couples {
@@ -164,325 +293,175 @@ impl<T: Real> FlowModel<T> {
         }
     }
 
-    fn log_scale_sum(&self) -> T {
-        T::lit(
-            self.standardization
-                .as_ref()
-                .map_or(0.0, |s| s.std.iter().map(|v| v.ln()).sum()),
-        )
-    }
-
-    /// The model as JSON (see the type docs for the contents).
-    pub fn to_json(&self) -> String {
-        let file = ModelFile {
-            format: FORMAT_NAME.into(),
-            version: MODEL_FORMAT_VERSION,
-            spec: self.flow.spec().to_string(),
-            dim: self.dim(),
-            seed: self.seed,
-            standardization: self.standardization.clone(),
-            params: self
-                .flow
-                .params_to_vec()
-                .iter()
-                .map(|v| v.to_f64())
-                .collect(),
-            state: {
-                let mut s = Vec::new();
-                self.flow
-                    .visit_state(&mut |x| s.extend(x.iter().map(|v| v.to_f64())));
-                s
-            },
-        };
-        serde_json::to_string_pretty(&file).expect("a model serialises")
-    }
-
-    /// Reads a model from JSON text, checking every field: malformed or
-    /// truncated text, another format, a newer version, an invalid spec, a
-    /// dimension of 0 or one the spec cannot be built for, a standardisation
-    /// of the wrong length or with a non-finite mean or a non-positive
-    /// standard deviation, parameters or state whose count does not match the
-    /// spec, a non-finite parameter or state value, or a batch-normalisation
-    /// layer with a negative running variance are [`Error::Format`] naming the
-    /// field.
-    pub fn from_json(text: &str) -> Result<Self, Error> {
-        Self::from_json_in(text, &Loc::new("model"))
-    }
-
-    fn from_json_in(text: &str, loc: &Loc) -> Result<Self, Error> {
-        let mut obj = validate::parse_object(text, loc, "file")?;
-        validate::check_format(
-            &obj,
-            loc,
-            FORMAT_NAME,
-            &[(
-                "normflow-conditional-model",
-                "this is a conditional model (it needs a context); load it as a ConditionalFlowModel",
-            )],
-            "normflow model file",
-        )?;
-        let version = validate::version(&obj, loc, MODEL_FORMAT_VERSION)?;
-        if version < MODEL_FORMAT_VERSION as u64 {
-            return Err(loc.err(
-                "version",
-                format!(
-                    "the file has format version {version}, whose affine layers applied their scales in the sampling direction; this build ({MODEL_FORMAT_VERSION}) applies them in the density direction, so the saved parameters would give a different model: refit it"
-                ),
-            ));
-        }
-        let c = model_file::read_common::<T>(&mut obj, loc)?;
-        model_file::check_flow_size::<T>(&c, 0, true, loc)?;
-        let dims = model_file::describe_dims(c.dim, 0);
-        let mut model = Self::new(&c.spec, c.dim, c.seed)
-            .map_err(|e| model_file::build_error(loc, &c.spec_text, &dims, e))?;
-        model.standardization = c.standardization;
-        let params =
-            validate::params::<T>(&c.params, model.flow.num_params(), loc, "params", || {
-                format!("the spec `{}` in {dims}", clip(&c.spec_text))
-            })?;
-        model
-            .flow
-            .set_params(&params)
-            .map_err(|e| loc.err("params", e.to_string()))?;
-        let state = validate::state::<T>(&validate::flow_state_layout(&model.flow), &c.state, loc)?;
-        validate::install_state(&state, |f| model.flow.visit_state_mut(f));
-        Ok(model)
-    }
-
-    /// Writes the model to `path` atomically: to a temporary file in the same
-    /// folder, then renamed over `path`, so an interrupted write never leaves a
-    /// half-written file in place of a good one.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        write_atomically(path.as_ref(), self.to_json().as_bytes())
-    }
-
-    /// Reads a model written by [`FlowModel::save`].
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_json_in(&text, &Loc::new(path.display().to_string()))
-    }
-}
-
-/// Per-dimension mean and standard deviation of the rows of `m` (`D × n`,
-/// finite, `n ≥ 1`), computed on each row scaled by its largest magnitude so
-/// that nothing overflows; a row with zero spread gets standard deviation 1.
-/// A standard deviation or mean that is not finite (or a deviation not
-/// positive) in the precision `T` is an error naming the row (`what` names
-/// the data, `context` the caller).
-pub(crate) fn standardization_of<T: Real>(
-    m: &DMatrix<T>,
-    context: &str,
-    what: &str,
-) -> Result<Standardization, Error> {
-    let n = m.ncols() as f64;
-    let mut mean = Vec::with_capacity(m.nrows());
-    let mut std = Vec::with_capacity(m.nrows());
-    for (i, row) in m.row_iter().enumerate() {
-        let scale = row.iter().fold(0.0_f64, |a, v| a.max(v.to_f64().abs()));
-        let (mu, sd) = if scale == 0.0 {
-            (0.0, 1.0)
-        } else {
-            let y_mean = row.iter().map(|v| v.to_f64() / scale).sum::<f64>() / n;
-            let y_var = row
-                .iter()
-                .map(|v| (v.to_f64() / scale - y_mean).powi(2))
-                .sum::<f64>()
-                / n;
-            let sd = if y_var > 0.0 {
-                y_var.sqrt() * scale
-            } else {
-                1.0
-            };
-            (y_mean * scale, sd)
-        };
-        let ok_mean = validate::finite_in::<T>(mu).is_some();
-        let ok_std = validate::finite_in::<T>(sd).is_some_and(|s| s > T::zero());
-        if !(ok_mean && ok_std) {
-            return Err(crate::error::check::invalid(
-                context,
-                &format!("{what}, dimension {i}"),
-                "data whose mean and standard deviation are finite, the deviation positive, in the model's precision",
-                format!(
-                    "mean {}, standard deviation {}",
-                    validate::num(mu),
-                    validate::num(sd)
-                ),
-            ));
-        }
-        mean.push(mu);
-        std.push(sd);
-    }
-    Ok(Standardization { mean, std })
-}
-
-/// `(x − mean)/std` per row, or `x` itself without a standardisation. An
-/// entry whose difference overflows is computed as `x/std − mean/std`.
-pub(crate) fn apply_standardization<T: Real>(
-    s: &Option<Standardization>,
-    x: &DMatrix<T>,
-) -> DMatrix<T> {
-    match s {
-        None => x.clone(),
-        Some(s) => DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
-            let (m, sd) = (T::lit(s.mean[i]), T::lit(s.std[i]));
-            let y = (x[(i, j)] - m) / sd;
-            if y.is_finite() {
-                y
-            } else {
-                x[(i, j)] / sd - m / sd
+    /// [`TrainableDensity::mean_log_prob_and_grad`] on `blocks` column blocks
+    /// on several threads: the mean over the batch is the column-weighted
+    /// mean of the blocks' means, and so is its gradient. Each block's
+    /// gradient goes into its own buffer, taken from this thread's pool and
+    /// given back to it (so the next call finds it).
+    fn mean_log_prob_and_grad_in_blocks(
+        &self,
+        data: &DMatrix<T>,
+        grad: &mut [T],
+        blocks: usize,
+    ) -> Result<T, Error> {
+        let n = data.ncols();
+        let bufs: Vec<std::sync::Mutex<crate::nn::ScratchVec<T>>> = (0..blocks)
+            .map(|_| std::sync::Mutex::new(crate::nn::take_zeros(grad.len())))
+            .collect();
+        let parts = crate::parallel::map_column_blocks(data, blocks, |b, block| {
+            let mut g = bufs[b].lock().unwrap_or_else(|e| e.into_inner());
+            (self.mean_log_prob_and_grad(block, &mut g), block.ncols())
+        });
+        let mut mean = T::zero();
+        let mut first_error = None;
+        for ((_, (m, cols)), g) in parts.into_iter().zip(bufs) {
+            let g = g.into_inner().unwrap_or_else(|e| e.into_inner());
+            match m {
+                Ok(m) => {
+                    let w = T::lit(cols as f64 / n as f64);
+                    mean += w * m;
+                    for (a, b) in grad.iter_mut().zip(&g) {
+                        *a += w * *b;
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-        }),
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(mean),
+        }
     }
-}
 
-/// Writes `bytes` to `path` through a temporary file (synced to disk) and a
-/// rename, replacing `path` if it exists. On error the temporary file is
-/// removed.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_through_temp(path, bytes, |tmp| std::fs::rename(tmp, path))
-}
-
-/// Like [`write_atomically`] but never replaces a file: if `path` exists
-/// (even if it appeared while the bytes were written) it is kept and the
-/// write is an error.
-pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_through_temp(path, bytes, |tmp| {
-        // A hard link fails if the name is taken, atomically.
-        std::fs::hard_link(tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                std::io::Error::new(e.kind(), "the file already exists and is not replaced")
-            } else {
-                e
-            }
-        })?;
-        std::fs::remove_file(tmp)
-    })
-}
-
-fn write_through_temp(
-    path: &Path,
-    bytes: &[u8],
-    commit: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<(), Error> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let io = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| commit(&tmp));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    /// The base's trainable parameters, if it has any.
+    fn base_params(&self) -> Option<&[T]> {
+        match &self.base {
+            Base::Gaussian(b) => Some(b.params()),
+            Base::StandardNormal(_) => None,
+        }
     }
-    written.map_err(io)
+
+    /// Checks that `loaded` (from a checkpoint) is a model of the same spec,
+    /// dimensions and base.
+    fn same_shape(&self, loaded: &Self, loc: &super::validate::Loc) -> Result<(), Error> {
+        if loaded.spec() == self.spec()
+            && loaded.dim() == self.dim()
+            && loaded.context_dim() == self.context_dim()
+            && loaded.base_spec == self.base_spec
+        {
+            return Ok(());
+        }
+        let given = |m: &Self| match m.context_dim() {
+            0 => String::new(),
+            c => format!(" given {c}"),
+        };
+        Err(loc.err(
+            "",
+            format!(
+                "the checkpoint holds a model of `{}` in {} dimensions{}, not `{}` in {}{}",
+                clip(&loaded.spec().to_string()),
+                loaded.dim(),
+                given(loaded),
+                clip(&self.spec().to_string()),
+                self.dim(),
+                given(self)
+            ),
+        ))
+    }
 }
 
 impl<T: Real> Distribution<T> for FlowModel<T> {
     fn dim(&self) -> usize {
         self.flow.dim()
     }
+    fn context_dim(&self) -> usize {
+        Bijector::context_dim(&self.flow)
+    }
     fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
-        crate::batch::assert_rows("FlowModel::log_prob", self.dim(), x);
+        self.log_prob_given(x, &no_context(x.ncols()))
+    }
+    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
+        self.sample_given(&no_context(n), rng)
+    }
+    fn sample_and_log_prob(&self, n: usize, rng: &mut dyn Rng) -> (DMatrix<T>, DVector<T>) {
+        self.sample_and_log_prob_given(&no_context(n), rng)
+    }
+    fn log_prob_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DVector<T> {
+        assert_pair(
+            "FlowModel::log_prob",
+            Some(self.dim()),
+            self.context_dim(),
+            x,
+            c,
+        );
         let blocks = self.parallel_blocks(x.ncols());
         if blocks > 1 {
-            let parts = crate::parallel::map_column_blocks(x, blocks, |_, xb| self.log_prob(xb));
+            // Blocks of the pairs: of x alone when there is no context.
+            let stacked;
+            let data = if c.nrows() == 0 {
+                x
+            } else {
+                stacked = stack_context(x, c);
+                &stacked
+            };
+            let d = self.dim();
+            let parts = crate::parallel::map_column_blocks(data, blocks, |_, block| {
+                if block.nrows() == d {
+                    self.log_prob_given(block, &no_context(block.ncols()))
+                } else {
+                    let (xb, cb) = split_context(block, d);
+                    self.log_prob_given(&xb, &cb)
+                }
+            });
             let mut lp = DVector::zeros(x.ncols());
             for (start, part) in parts {
                 lp.rows_mut(start, part.len()).copy_from(&part);
             }
             return lp;
         }
-        let y = self.to_flow_space(x);
-        let (u, ildj) = self.flow.inverse_and_log_det(&y);
-        let c = self.log_scale_sum();
-        let mut lp = Distribution::<T>::log_prob(&self.base, &u) + ildj;
-        for (j, l) in lp.iter_mut().enumerate() {
-            *l = if u.column(j).iter().all(|v| v.is_finite()) {
-                *l - c
-            } else {
-                T::neg_infinity()
-            };
-            if l.is_nan_() {
-                *l = T::neg_infinity();
-            }
-        }
-        lp
+        let (y, cs) = self.to_flow_space(x, c);
+        let (u, ildj) = self.flow.inverse_and_log_det_given(&y, &cs);
+        let shift = log_scale_sum::<T>(&self.standardization);
+        log_prob_from(self.base.get(), &u, &cs, ildj).map(|v| v - shift)
     }
-    fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
-        let y = self
-            .flow
-            .forward(&Distribution::<T>::sample(&self.base, n, rng));
-        match &self.standardization {
-            None => y,
-            Some(s) => DMatrix::from_fn(y.nrows(), n, |i, j| {
-                T::lit(s.mean[i]) + T::lit(s.std[i]) * y[(i, j)]
-            }),
-        }
+    fn sample_given(&self, c: &DMatrix<T>, rng: &mut dyn Rng) -> DMatrix<T> {
+        let cs = apply_standardization(&self.context_standardization, c);
+        let u = self.base.get().sample_given(&cs, rng);
+        undo_standardization(&self.standardization, self.flow.forward_given(&u, &cs))
+    }
+    fn sample_and_log_prob_given(
+        &self,
+        c: &DMatrix<T>,
+        rng: &mut dyn Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
+        let cs = apply_standardization(&self.context_standardization, c);
+        let (u, lp) = self.base.get().sample_and_log_prob_given(&cs, rng);
+        let (y, fldj) = self.flow.forward_and_log_det_given(&u, &cs);
+        let shift = log_scale_sum::<T>(&self.standardization);
+        let lp = crate::distribution::sanitize((lp - fldj).map(|v| v - shift));
+        (undo_standardization(&self.standardization, y), lp)
     }
 }
 
+/// For a conditional model, every batch `fit` hands over is the stacked
+/// `[x; c]` (`(D + C) × n`).
 impl<T: Real> TrainableDensity<T> for FlowModel<T> {
-    fn save_state(&self) -> Option<String> {
-        Some(self.to_json())
-    }
-    fn restore_state(&mut self, saved: &str) -> Result<(), Error> {
-        self.restore_checkpoint_state(saved, "checkpoint")
-    }
-    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
-        let loc = Loc::nested(checkpoint, "model");
-        let loaded = FlowModel::from_json_in(saved, &loc)?;
-        if loaded.spec() != self.spec() || loaded.dim() != self.dim() {
-            return Err(loc.err(
-                "",
-                format!(
-                    "the checkpoint holds a model of `{}` in {} dimensions, not `{}` in {}",
-                    clip(&loaded.spec().to_string()),
-                    loaded.dim(),
-                    clip(&self.spec().to_string()),
-                    self.dim()
-                ),
-            ));
-        }
-        *self = loaded;
-        Ok(())
-    }
-    fn min_batch_size(&self) -> usize {
-        if self.has_batch_norm() { 2 } else { 1 }
-    }
-    fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
-        FlowModel::standardize_from(self, data)
-    }
     fn num_params(&self) -> usize {
-        self.flow.num_params()
+        self.flow.num_params() + self.base_params().map_or(0, <[T]>::len)
     }
     fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.flow.visit_params(f)
+        self.flow.visit_params(f);
+        if let Some(p) = self.base_params() {
+            f(p);
+        }
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.flow.visit_params_mut(f)
+        self.flow.visit_params_mut(f);
+        if let Base::Gaussian(b) = &mut self.base {
+            f(b.params_mut());
+        }
     }
     fn params_changed(&mut self) {
         self.flow.params_changed()
@@ -491,47 +470,47 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
         self.flow.set_training(training)
     }
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage) {
-        let y = self.to_flow_space(data);
-        let _ = self.flow.prepare_with_data(&y, stage);
+        let (x, c) = split_context(data, self.dim());
+        let (y, cs) = self.to_flow_space(&x, &c);
+        let _ = self.flow.prepare_with_data_given(&y, &cs, stage);
     }
-    fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error> {
-        let blocks = self.parallel_blocks(x.ncols());
+    fn mean_log_prob_and_grad(&self, data: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error> {
+        let blocks = self.parallel_blocks(data.ncols());
         if blocks > 1 {
-            // The mean over the batch is the column-weighted mean of the
-            // blocks' means, and so is its gradient.
-            // Each block's gradient goes into its own buffer, taken from this
-            // thread's pool and given back to it (so the next call finds it).
-            let n = x.ncols();
-            let bufs: Vec<std::sync::Mutex<crate::nn::ScratchVec<T>>> = (0..blocks)
-                .map(|_| std::sync::Mutex::new(crate::nn::take_zeros(grad.len())))
-                .collect();
-            let parts = crate::parallel::map_column_blocks(x, blocks, |b, xb| {
-                let mut g = bufs[b].lock().unwrap_or_else(|e| e.into_inner());
-                (self.mean_log_prob_and_grad(xb, &mut g), xb.ncols())
-            });
-            let mut mean = T::zero();
-            let mut first_error = None;
-            for ((_, (m, cols)), g) in parts.into_iter().zip(bufs) {
-                let g = g.into_inner().unwrap_or_else(|e| e.into_inner());
-                match m {
-                    Ok(m) => {
-                        let w = T::lit(cols as f64 / n as f64);
-                        mean += w * m;
-                        for (a, b) in grad.iter_mut().zip(&g) {
-                            *a += w * *b;
-                        }
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            return match first_error {
-                Some(e) => Err(e),
-                None => Ok(mean),
-            };
+            return self.mean_log_prob_and_grad_in_blocks(data, grad, blocks);
         }
-        let y = self.to_flow_space(x);
-        Ok(mean_log_prob_and_grad(&self.base, &self.flow, &y, grad)? - self.log_scale_sum())
+        if self.context_dim() == 0 {
+            let y = apply_standardization(&self.standardization, data);
+            let c = no_context(data.ncols());
+            let mut gc = no_context(data.ncols());
+            let mean =
+                mean_log_prob_and_grad_given(self.base.get(), &self.flow, &y, &c, grad, &mut gc)?;
+            return Ok(mean - log_scale_sum(&self.standardization));
+        }
+        let (x, c) = split_context(data, self.dim());
+        let (y, cs) = self.to_flow_space(&x, &c);
+        let mut gc = DMatrix::zeros(cs.nrows(), cs.ncols());
+        let mean =
+            mean_log_prob_and_grad_given(self.base.get(), &self.flow, &y, &cs, grad, &mut gc)?;
+        Ok(mean - log_scale_sum(&self.standardization))
+    }
+    fn standardize_from(&mut self, data: &DMatrix<T>) -> Result<(), Error> {
+        FlowModel::standardize_from(self, data)
+    }
+    fn save_state(&self) -> Option<String> {
+        Some(self.to_json())
+    }
+    fn restore_state(&mut self, saved: &str) -> Result<(), Error> {
+        self.restore_checkpoint_state(saved, "checkpoint")
+    }
+    fn restore_checkpoint_state(&mut self, saved: &str, checkpoint: &str) -> Result<(), Error> {
+        let loc = super::validate::Loc::nested(checkpoint, "model");
+        let loaded = FlowModel::from_json_in(saved, &loc)?;
+        self.same_shape(&loaded, &loc)?;
+        *self = loaded;
+        Ok(())
+    }
+    fn min_batch_size(&self) -> usize {
+        if self.has_batch_norm() { 2 } else { 1 }
     }
 }

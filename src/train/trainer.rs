@@ -59,7 +59,7 @@ impl<'a, T: Real, M: TrainableDensity<T>, O: FitOptimizer> Trainer<'a, T, M, O> 
         options: &'a FitOptions<T>,
         optimizer: O,
     ) -> Result<Self, Error> {
-        let d = model.dim();
+        let d = model.data_dim();
         check_data("training data", data, d)?;
         check_options(options)?;
         let mut rng = StdRng::seed_from_u64(options.seed);
@@ -338,7 +338,7 @@ fn evaluate_nll<T: Real, M: TrainableDensity<T>>(
 ) -> f64 {
     model.prepare_with_data(train, DataStage::Finalize);
     model.set_training(false);
-    let lp = model.log_prob(valid);
+    let lp = model.log_prob_of_data(valid);
     model.set_training(true);
     let mean = lp.iter().map(|v| v.to_f64()).sum::<f64>() / lp.len() as f64;
     if mean.is_finite() {

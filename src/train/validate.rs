@@ -1,5 +1,5 @@
 //! The validated reading of model and checkpoint files, shared by
-//! [`FlowModel`](super::FlowModel), [`ConditionalFlowModel`](super::ConditionalFlowModel)
+//! [`FlowModel`](super::FlowModel)
 //! and the checkpoints of [`fit`](super::fit).
 //!
 //! A file is parsed into a JSON object once; every field is then taken out
