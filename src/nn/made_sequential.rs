@@ -78,7 +78,7 @@ pub struct MadeSequential<'a, T: Real> {
     input: Option<DMatrix<T>>,
     /// Plain network: the activation of every hidden layer. Residual network:
     /// the stream `h`, then for each block its two activations.
-    hidden: Vec<DMatrix<T>>,
+    hidden: Vec<super::pool::Scratch<T>>,
     /// The current coordinate's outputs, `params_per_dim × n`.
     out: DMatrix<T>,
 }
@@ -89,13 +89,11 @@ impl<'a, T: Real> MadeSequential<'a, T> {
         let sizes = net.sizes();
         let hidden = if net.is_residual() {
             let blocks = (net.num_layers() - 2) / 2;
-            (0..1 + 2 * blocks)
-                .map(|_| DMatrix::zeros(sizes[1], n))
-                .collect()
+            (0..1 + 2 * blocks).map(|_| zeroed(sizes[1], n)).collect()
         } else {
             sizes[1..sizes.len() - 1]
                 .iter()
-                .map(|&w| DMatrix::zeros(w, n))
+                .map(|&w| zeroed(w, n))
                 .collect()
         };
         Self {
@@ -247,4 +245,13 @@ fn activate_rows<T: Real>(
             .rows_strided(r0, step, cnt)
             .for_each(|_, _, v| *v = act.apply(*v));
     }
+}
+
+/// A zeroed `rows × cols` matrix in a buffer from the thread's pool (a
+/// sampling pass makes one per hidden layer and MAF layer; fresh allocations
+/// of that size cost page faults on every call).
+fn zeroed<T: Real>(rows: usize, cols: usize) -> super::pool::Scratch<T> {
+    let mut m = super::pool::take_scratch(rows, cols);
+    m.as_mut_slice().fill(T::zero());
+    m
 }
