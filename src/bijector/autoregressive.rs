@@ -104,12 +104,40 @@ pub(crate) fn invert_through<T: Real, K: AutoregressiveKernel<T>>(
     Ok(grad_x)
 }
 
-/// The error of the sampling direction's backward pass.
-pub(crate) fn sequential_unsupported<T: Real, K: AutoregressiveKernel<T>>() -> Error {
-    Error::Unsupported {
-        context: format!("{}::forward_and_log_det_backward", K::NAME),
-        reason: K::SEQUENTIAL.into(),
+/// Either direction: the density direction (`inverse`) in one MADE pass,
+/// sampling in `D` steps.
+pub(crate) fn apply<T: Real, K: AutoregressiveKernel<T>>(
+    k: &K,
+    input: &DMatrix<T>,
+    c: &DMatrix<T>,
+    inverse: bool,
+) -> (DMatrix<T>, DVector<T>) {
+    if inverse {
+        invert(k, K::NAME, input, c)
+    } else {
+        generate(k, K::NAME, input, c)
     }
+}
+
+/// The fused pass of either direction: the density direction's (one cached
+/// MADE pass); the sampling direction has none and is an
+/// [`Error::Unsupported`] that says why and what to do.
+pub(crate) fn through<T: Real, K: AutoregressiveKernel<T>>(
+    k: &K,
+    input: &DMatrix<T>,
+    c: &DMatrix<T>,
+    grad_params: &mut [T],
+    grad_context: &mut DMatrix<T>,
+    rest: &mut Continuation<'_, T>,
+    inverse: bool,
+) -> Result<DMatrix<T>, Error> {
+    if !inverse {
+        return Err(Error::Unsupported {
+            context: format!("{}::forward_and_log_det_backward", K::NAME),
+            reason: K::SEQUENTIAL.into(),
+        });
+    }
+    invert_through(k, input, c, grad_params, grad_context, rest)
 }
 
 /// Implements [`Bijector`](super::Bijector) and
@@ -120,60 +148,7 @@ pub(crate) fn sequential_unsupported<T: Real, K: AutoregressiveKernel<T>>() -> E
 macro_rules! autoregressive_layer {
     ($ty:ident) => {
         impl<T: Real> $crate::bijector::Bijector<T> for $ty<T> {
-            fn forward(&self, u: &DMatrix<T>) -> DMatrix<T> {
-                self.forward_and_log_det(u).0
-            }
-            fn inverse(&self, x: &DMatrix<T>) -> DMatrix<T> {
-                self.inverse_and_log_det(x).0
-            }
-            fn forward_log_det_jacobian(&self, u: &DMatrix<T>) -> DVector<T> {
-                self.forward_and_log_det(u).1
-            }
-            fn inverse_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-                self.inverse_and_log_det(x).1
-            }
-            fn forward_and_log_det(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-                let c = $crate::bijector::no_context(u.ncols());
-                $crate::bijector::autoregressive::generate(
-                    self,
-                    concat!(stringify!($ty), "::forward"),
-                    u,
-                    &c,
-                )
-            }
-            fn inverse_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-                let c = $crate::bijector::no_context(x.ncols());
-                $crate::bijector::autoregressive::invert(
-                    self,
-                    concat!(stringify!($ty), "::inverse"),
-                    x,
-                    &c,
-                )
-            }
-            fn forward_and_log_det_given(
-                &self,
-                u: &DMatrix<T>,
-                c: &DMatrix<T>,
-            ) -> (DMatrix<T>, DVector<T>) {
-                $crate::bijector::autoregressive::generate(
-                    self,
-                    concat!(stringify!($ty), "::forward_given"),
-                    u,
-                    c,
-                )
-            }
-            fn inverse_and_log_det_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-            ) -> (DMatrix<T>, DVector<T>) {
-                $crate::bijector::autoregressive::invert(
-                    self,
-                    concat!(stringify!($ty), "::inverse_given"),
-                    x,
-                    c,
-                )
-            }
+            $crate::bijector::fused::maps_from_apply!($crate::bijector::autoregressive::apply);
             fn dim(&self) -> Option<usize> {
                 Some(self.made().dim())
             }
@@ -202,108 +177,9 @@ macro_rules! autoregressive_layer {
             fn params_changed(&mut self) {
                 self.enforce_masks();
             }
-            fn inverse_and_log_det_backward(
-                &self,
-                x: &DMatrix<T>,
-                grad_u: &DMatrix<T>,
-                grad_log_det: &DVector<T>,
-                grad_params: &mut [T],
-            ) -> Result<DMatrix<T>, Error> {
-                let (c, mut gc) = (
-                    $crate::bijector::no_context(x.ncols()),
-                    $crate::bijector::no_context(x.ncols()),
-                );
-                self.inverse_and_log_det_backward_given(
-                    x,
-                    &c,
-                    grad_u,
-                    grad_log_det,
-                    grad_params,
-                    &mut gc,
-                )
-            }
-            fn inverse_and_log_det_through(
-                &self,
-                x: &DMatrix<T>,
-                grad_params: &mut [T],
-                rest: &mut $crate::bijector::Continuation<'_, T>,
-            ) -> Result<DMatrix<T>, Error> {
-                let (c, mut gc) = (
-                    $crate::bijector::no_context(x.ncols()),
-                    $crate::bijector::no_context(x.ncols()),
-                );
-                $crate::bijector::autoregressive::invert_through(
-                    self,
-                    x,
-                    &c,
-                    grad_params,
-                    &mut gc,
-                    rest,
-                )
-            }
-            fn forward_and_log_det_backward(
-                &self,
-                _u: &DMatrix<T>,
-                _grad_x: &DMatrix<T>,
-                _grad_log_det: &DVector<T>,
-                _grad_params: &mut [T],
-            ) -> Result<DMatrix<T>, Error> {
-                Err($crate::bijector::autoregressive::sequential_unsupported::<
-                    T,
-                    Self,
-                >())
-            }
-            fn inverse_and_log_det_backward_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-                grad_u: &DMatrix<T>,
-                grad_log_det: &DVector<T>,
-                grad_params: &mut [T],
-                grad_context: &mut DMatrix<T>,
-            ) -> Result<DMatrix<T>, Error> {
-                let mut rest =
-                    |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_u.clone(), grad_log_det.clone()));
-                $crate::bijector::autoregressive::invert_through(
-                    self,
-                    x,
-                    c,
-                    grad_params,
-                    grad_context,
-                    &mut rest,
-                )
-            }
-            fn inverse_and_log_det_through_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-                grad_params: &mut [T],
-                grad_context: &mut DMatrix<T>,
-                rest: &mut $crate::bijector::Continuation<'_, T>,
-            ) -> Result<DMatrix<T>, Error> {
-                $crate::bijector::autoregressive::invert_through(
-                    self,
-                    x,
-                    c,
-                    grad_params,
-                    grad_context,
-                    rest,
-                )
-            }
-            fn forward_and_log_det_backward_given(
-                &self,
-                _u: &DMatrix<T>,
-                _c: &DMatrix<T>,
-                _grad_x: &DMatrix<T>,
-                _grad_log_det: &DVector<T>,
-                _grad_params: &mut [T],
-                _grad_context: &mut DMatrix<T>,
-            ) -> Result<DMatrix<T>, Error> {
-                Err($crate::bijector::autoregressive::sequential_unsupported::<
-                    T,
-                    Self,
-                >())
-            }
+            $crate::bijector::fused::training_from_through!(
+                $crate::bijector::autoregressive::through
+            );
         }
     };
 }

@@ -148,24 +148,7 @@ fn common_context_dim<'a, T: Real + 'a>(
 }
 
 impl<T: Real> Bijector<T> for Chain<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        self.forward_given(x, &no_context(x.ncols()))
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        self.inverse_given(y, &no_context(y.ncols()))
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        self.forward_and_log_det(x).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        self.inverse_and_log_det(y).1
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.forward_and_log_det_given(x, &no_context(x.ncols()))
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inverse_and_log_det_given(y, &no_context(y.ncols()))
-    }
+    super::fused::context_free_maps!();
     fn context_dim(&self) -> usize {
         self.context_dim
     }
@@ -297,92 +280,7 @@ impl<T: Real> Differentiable<T> for Chain<T> {
         }
         cur
     }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
-        self.through(x, &c, grad_params, &mut gc, rest, false)
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
-        self.through(y, &c, grad_params, &mut gc, rest, true)
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(x, c, grad_params, grad_context, rest, false)
-    }
-    fn inverse_and_log_det_through_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(y, c, grad_params, grad_context, rest, true)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
-        self.forward_and_log_det_backward_given(x, &c, grad_y, grad_log_det, grad_params, &mut gc)
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
-        self.inverse_and_log_det_backward_given(y, &c, grad_x, grad_log_det, grad_params, &mut gc)
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let g = grad_y.clone();
-        let gl = grad_log_det.clone();
-        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((g.clone(), gl.clone()));
-        self.through(x, c, grad_params, grad_context, &mut rest, false)
-    }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let g = grad_x.clone();
-        let gl = grad_log_det.clone();
-        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((g.clone(), gl.clone()));
-        self.through(y, c, grad_params, grad_context, &mut rest, true)
-    }
+    super::fused::training_from_through!(Chain::through);
 }
 
 impl<T: Real> Chain<T> {

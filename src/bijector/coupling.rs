@@ -62,14 +62,13 @@ pub(crate) fn gather_with_context<T: Real>(
 /// Either direction in one conditioner pass of `[x_A; c]`.
 pub(crate) fn apply<T: Real, K: CouplingKernel<T>>(
     k: &K,
-    caller: &str,
     input: &DMatrix<T>,
     c: &DMatrix<T>,
     inverse: bool,
 ) -> (DMatrix<T>, DVector<T>) {
     let mask = k.mask();
     assert_pair(
-        caller,
+        K::NAME,
         Some(mask.dim()),
         context_dim_of(mask, k.net()),
         input,
@@ -120,64 +119,7 @@ pub(crate) fn through<T: Real, K: CouplingKernel<T>>(
 macro_rules! coupling_layer {
     ($ty:ident) => {
         impl<T: Real> $crate::bijector::Bijector<T> for $ty<T> {
-            fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-                self.forward_and_log_det(x).0
-            }
-            fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-                self.inverse_and_log_det(y).0
-            }
-            fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-                self.forward_and_log_det(x).1
-            }
-            fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-                self.inverse_and_log_det(y).1
-            }
-            fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-                let c = $crate::bijector::no_context(x.ncols());
-                $crate::bijector::coupling::apply(
-                    self,
-                    concat!(stringify!($ty), "::forward"),
-                    x,
-                    &c,
-                    false,
-                )
-            }
-            fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-                let c = $crate::bijector::no_context(y.ncols());
-                $crate::bijector::coupling::apply(
-                    self,
-                    concat!(stringify!($ty), "::inverse"),
-                    y,
-                    &c,
-                    true,
-                )
-            }
-            fn forward_and_log_det_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-            ) -> (DMatrix<T>, DVector<T>) {
-                $crate::bijector::coupling::apply(
-                    self,
-                    concat!(stringify!($ty), "::forward_given"),
-                    x,
-                    c,
-                    false,
-                )
-            }
-            fn inverse_and_log_det_given(
-                &self,
-                y: &DMatrix<T>,
-                c: &DMatrix<T>,
-            ) -> (DMatrix<T>, DVector<T>) {
-                $crate::bijector::coupling::apply(
-                    self,
-                    concat!(stringify!($ty), "::inverse_given"),
-                    y,
-                    c,
-                    true,
-                )
-            }
+            $crate::bijector::fused::maps_from_apply!($crate::bijector::coupling::apply);
             fn dim(&self) -> Option<usize> {
                 Some(self.mask().dim())
             }
@@ -201,154 +143,7 @@ macro_rules! coupling_layer {
             fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
                 Box::new(self.clone())
             }
-            fn inverse_and_log_det_backward(
-                &self,
-                y: &DMatrix<T>,
-                grad_x: &DMatrix<T>,
-                grad_log_det: &DVector<T>,
-                grad_params: &mut [T],
-            ) -> Result<DMatrix<T>, Error> {
-                let (c, mut gc) = (
-                    $crate::bijector::no_context(y.ncols()),
-                    $crate::bijector::no_context(y.ncols()),
-                );
-                let mut rest =
-                    |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_x.clone(), grad_log_det.clone()));
-                $crate::bijector::coupling::through(
-                    self,
-                    y,
-                    &c,
-                    grad_params,
-                    &mut gc,
-                    &mut rest,
-                    true,
-                )
-            }
-            fn forward_and_log_det_backward(
-                &self,
-                x: &DMatrix<T>,
-                grad_y: &DMatrix<T>,
-                grad_log_det: &DVector<T>,
-                grad_params: &mut [T],
-            ) -> Result<DMatrix<T>, Error> {
-                let (c, mut gc) = (
-                    $crate::bijector::no_context(x.ncols()),
-                    $crate::bijector::no_context(x.ncols()),
-                );
-                let mut rest =
-                    |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_y.clone(), grad_log_det.clone()));
-                $crate::bijector::coupling::through(
-                    self,
-                    x,
-                    &c,
-                    grad_params,
-                    &mut gc,
-                    &mut rest,
-                    false,
-                )
-            }
-            fn inverse_and_log_det_through(
-                &self,
-                y: &DMatrix<T>,
-                grad_params: &mut [T],
-                rest: &mut $crate::bijector::Continuation<'_, T>,
-            ) -> Result<DMatrix<T>, Error> {
-                let (c, mut gc) = (
-                    $crate::bijector::no_context(y.ncols()),
-                    $crate::bijector::no_context(y.ncols()),
-                );
-                $crate::bijector::coupling::through(self, y, &c, grad_params, &mut gc, rest, true)
-            }
-            fn forward_and_log_det_through(
-                &self,
-                x: &DMatrix<T>,
-                grad_params: &mut [T],
-                rest: &mut $crate::bijector::Continuation<'_, T>,
-            ) -> Result<DMatrix<T>, Error> {
-                let (c, mut gc) = (
-                    $crate::bijector::no_context(x.ncols()),
-                    $crate::bijector::no_context(x.ncols()),
-                );
-                $crate::bijector::coupling::through(self, x, &c, grad_params, &mut gc, rest, false)
-            }
-            fn inverse_and_log_det_backward_given(
-                &self,
-                y: &DMatrix<T>,
-                c: &DMatrix<T>,
-                grad_x: &DMatrix<T>,
-                grad_log_det: &DVector<T>,
-                grad_params: &mut [T],
-                grad_context: &mut DMatrix<T>,
-            ) -> Result<DMatrix<T>, Error> {
-                let mut rest =
-                    |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_x.clone(), grad_log_det.clone()));
-                $crate::bijector::coupling::through(
-                    self,
-                    y,
-                    c,
-                    grad_params,
-                    grad_context,
-                    &mut rest,
-                    true,
-                )
-            }
-            fn forward_and_log_det_backward_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-                grad_y: &DMatrix<T>,
-                grad_log_det: &DVector<T>,
-                grad_params: &mut [T],
-                grad_context: &mut DMatrix<T>,
-            ) -> Result<DMatrix<T>, Error> {
-                let mut rest =
-                    |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_y.clone(), grad_log_det.clone()));
-                $crate::bijector::coupling::through(
-                    self,
-                    x,
-                    c,
-                    grad_params,
-                    grad_context,
-                    &mut rest,
-                    false,
-                )
-            }
-            fn inverse_and_log_det_through_given(
-                &self,
-                y: &DMatrix<T>,
-                c: &DMatrix<T>,
-                grad_params: &mut [T],
-                grad_context: &mut DMatrix<T>,
-                rest: &mut $crate::bijector::Continuation<'_, T>,
-            ) -> Result<DMatrix<T>, Error> {
-                $crate::bijector::coupling::through(
-                    self,
-                    y,
-                    c,
-                    grad_params,
-                    grad_context,
-                    rest,
-                    true,
-                )
-            }
-            fn forward_and_log_det_through_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-                grad_params: &mut [T],
-                grad_context: &mut DMatrix<T>,
-                rest: &mut $crate::bijector::Continuation<'_, T>,
-            ) -> Result<DMatrix<T>, Error> {
-                $crate::bijector::coupling::through(
-                    self,
-                    x,
-                    c,
-                    grad_params,
-                    grad_context,
-                    rest,
-                    false,
-                )
-            }
+            $crate::bijector::fused::training_from_through!($crate::bijector::coupling::through);
         }
     };
 }

@@ -101,44 +101,7 @@ impl<T: Real> InverseAutoregressiveFlow<T> {
 }
 
 impl<T: Real> Bijector<T> for InverseAutoregressiveFlow<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        self.inner.forward(x)
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        self.inner.inverse(y)
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        self.inner.forward_log_det_jacobian(x)
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        self.inner.inverse_log_det_jacobian(y)
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inner.forward_and_log_det(x)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inner.inverse_and_log_det(y)
-    }
-    fn dim(&self) -> Option<usize> {
-        self.inner.dim()
-    }
-    fn context_dim(&self) -> usize {
-        self.inner.context_dim()
-    }
-    fn forward_and_log_det_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.inner.forward_and_log_det_given(x, c)
-    }
-    fn inverse_and_log_det_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.inner.inverse_and_log_det_given(y, c)
-    }
+    super::fused::maps_by_delegate!(s => s.inner);
     super::differentiable_hooks!();
 }
 

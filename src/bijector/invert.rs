@@ -39,50 +39,7 @@ impl<B> Invert<B> {
 }
 
 impl<T: Real, B: Bijector<T>> Bijector<T> for Invert<B> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        self.inner.inverse(x)
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        self.inner.forward(y)
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        self.inner.inverse_log_det_jacobian(x)
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        self.inner.forward_log_det_jacobian(y)
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inner.inverse_and_log_det(x)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inner.forward_and_log_det(y)
-    }
-    fn dim(&self) -> Option<usize> {
-        self.inner.dim()
-    }
-    fn context_dim(&self) -> usize {
-        self.inner.context_dim()
-    }
-    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        self.inner.inverse_given(x, c)
-    }
-    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        self.inner.forward_given(y, c)
-    }
-    fn forward_and_log_det_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.inner.inverse_and_log_det_given(x, c)
-    }
-    fn inverse_and_log_det_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.inner.forward_and_log_det_given(y, c)
-    }
+    super::fused::maps_by_delegate!(swapped s => s.inner);
     super::differentiable_hooks!();
 }
 
@@ -133,104 +90,7 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
     ) -> DMatrix<T> {
         self.inverse_given(y, c)
     }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::inverse_and_log_det_through")?
-            .forward_and_log_det_through(y, grad_params, rest)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::forward_and_log_det_through")?
-            .inverse_and_log_det_through(x, grad_params, rest)
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::inverse_and_log_det_backward")?
-            .forward_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::forward_and_log_det_backward")?
-            .inverse_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
-    }
-    fn inverse_and_log_det_through_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::inverse_and_log_det_through")?
-            .forward_and_log_det_through_given(y, c, grad_params, grad_context, rest)
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::forward_and_log_det_through")?
-            .inverse_and_log_det_through_given(x, c, grad_params, grad_context, rest)
-    }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::inverse_and_log_det_backward")?
-            .forward_and_log_det_backward_given(
-                y,
-                c,
-                grad_x,
-                grad_log_det,
-                grad_params,
-                grad_context,
-            )
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.wrapped("Invert::forward_and_log_det_backward")?
-            .inverse_and_log_det_backward_given(
-                x,
-                c,
-                grad_y,
-                grad_log_det,
-                grad_params,
-                grad_context,
-            )
-    }
+    super::fused::training_by_delegate!(swapped s => s.wrapped("Invert"));
 }
 
 impl<B> Invert<B> {

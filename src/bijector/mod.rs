@@ -26,6 +26,7 @@ pub(crate) mod coupling;
 mod coupling_mask;
 mod differentiable;
 mod exp;
+pub(crate) mod fused;
 mod iaf;
 mod identity;
 mod invert;
@@ -209,50 +210,7 @@ pub trait Bijector<T: Real>: Debug + Send + Sync {
 macro_rules! forward_bijector_impl {
     ($ptr:ty $(, $extra:item)*) => {
         impl<T: Real, B: Bijector<T> + ?Sized> Bijector<T> for $ptr {
-            fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-                (**self).forward(x)
-            }
-            fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-                (**self).inverse(y)
-            }
-            fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-                (**self).forward_log_det_jacobian(x)
-            }
-            fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-                (**self).inverse_log_det_jacobian(y)
-            }
-            fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-                (**self).forward_and_log_det(x)
-            }
-            fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-                (**self).inverse_and_log_det(y)
-            }
-            fn dim(&self) -> Option<usize> {
-                (**self).dim()
-            }
-            fn context_dim(&self) -> usize {
-                (**self).context_dim()
-            }
-            fn forward_and_log_det_given(
-                &self,
-                x: &DMatrix<T>,
-                c: &DMatrix<T>,
-            ) -> (DMatrix<T>, DVector<T>) {
-                (**self).forward_and_log_det_given(x, c)
-            }
-            fn inverse_and_log_det_given(
-                &self,
-                y: &DMatrix<T>,
-                c: &DMatrix<T>,
-            ) -> (DMatrix<T>, DVector<T>) {
-                (**self).inverse_and_log_det_given(y, c)
-            }
-            fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-                (**self).forward_given(x, c)
-            }
-            fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-                (**self).inverse_given(y, c)
-            }
+            fused::maps_by_delegate!(s => (**s));
             fn as_differentiable(&self) -> Option<&dyn Differentiable<T>> {
                 (**self).as_differentiable()
             }
@@ -325,129 +283,9 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
             None => (**self).inverse_given(y, c),
         }
     }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        boxed_part(&**self, "Box::inverse_and_log_det_backward")?
-            .inverse_and_log_det_backward_given(
-                y,
-                c,
-                grad_x,
-                grad_log_det,
-                grad_params,
-                grad_context,
-            )
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        boxed_part(&**self, "Box::forward_and_log_det_backward")?
-            .forward_and_log_det_backward_given(
-                x,
-                c,
-                grad_y,
-                grad_log_det,
-                grad_params,
-                grad_context,
-            )
-    }
-    fn inverse_and_log_det_through_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        boxed_part(&**self, "Box::inverse_and_log_det_through")?.inverse_and_log_det_through_given(
-            y,
-            c,
-            grad_params,
-            grad_context,
-            rest,
-        )
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        boxed_part(&**self, "Box::forward_and_log_det_through")?.forward_and_log_det_through_given(
-            x,
-            c,
-            grad_params,
-            grad_context,
-            rest,
-        )
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        boxed_part(&**self, "Box::inverse_and_log_det_through")?.inverse_and_log_det_through(
-            y,
-            grad_params,
-            rest,
-        )
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        boxed_part(&**self, "Box::forward_and_log_det_through")?.forward_and_log_det_through(
-            x,
-            grad_params,
-            rest,
-        )
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        (**self)
-            .as_differentiable()
-            .ok_or_else(|| {
-                not_differentiable("Box::inverse_and_log_det_backward", "the boxed bijector")
-            })?
-            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        (**self)
-            .as_differentiable()
-            .ok_or_else(|| {
-                not_differentiable("Box::forward_and_log_det_backward", "the boxed bijector")
-            })?
-            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
-    }
+    fused::training_by_delegate!(s => boxed_part(&**s, "Box"));
 }
+
 /// The boxed bijector as a trainable one, or the error naming it.
 fn boxed_part<'a, T: Real, B: Bijector<T> + ?Sized>(
     b: &'a B,

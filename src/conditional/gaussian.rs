@@ -137,55 +137,26 @@ impl<T: Real> ContextAffine<T> {
     }
 }
 
+impl<T: Real> ContextAffine<T> {
+    /// Either direction, one network pass of the context.
+    fn apply_given(
+        &self,
+        input: &DMatrix<T>,
+        c: &DMatrix<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
+        assert_pair("ContextAffine", Some(self.dim), self.context_dim, input, c);
+        self.apply(input, &self.net.forward(c), inverse)
+    }
+}
+
 impl<T: Real> Bijector<T> for ContextAffine<T> {
-    fn forward(&self, u: &DMatrix<T>) -> DMatrix<T> {
-        self.forward_and_log_det(u).0
-    }
-    fn inverse(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        self.inverse_and_log_det(x).0
-    }
-    fn forward_log_det_jacobian(&self, u: &DMatrix<T>) -> DVector<T> {
-        self.forward_and_log_det(u).1
-    }
-    fn forward_and_log_det(&self, u: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.forward_and_log_det_given(u, &no_context(u.ncols()))
-    }
-    fn inverse_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inverse_and_log_det_given(x, &no_context(x.ncols()))
-    }
+    crate::bijector::fused::maps_from_apply!(ContextAffine::apply_given);
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
     fn context_dim(&self) -> usize {
         self.context_dim
-    }
-    fn forward_and_log_det_given(
-        &self,
-        u: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        assert_pair(
-            "ContextAffine::forward_and_log_det",
-            Some(self.dim),
-            self.context_dim,
-            u,
-            c,
-        );
-        self.apply(u, &self.net.forward(c), false)
-    }
-    fn inverse_and_log_det_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        assert_pair(
-            "ContextAffine::inverse_and_log_det",
-            Some(self.dim),
-            self.context_dim,
-            x,
-            c,
-        );
-        self.apply(x, &self.net.forward(c), true)
     }
     crate::bijector::differentiable_hooks!();
 }
@@ -203,84 +174,7 @@ impl<T: Real> Differentiable<T> for ContextAffine<T> {
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
-        self.inverse_and_log_det_backward_given(x, &c, grad_u, grad_log_det, grad_params, &mut gc)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        u: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(u.ncols()), no_context(u.ncols()));
-        self.forward_and_log_det_backward_given(u, &c, grad_x, grad_log_det, grad_params, &mut gc)
-    }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let (g, gl) = (grad_u.clone(), grad_log_det.clone());
-        self.through(
-            x,
-            c,
-            grad_params,
-            grad_context,
-            &mut |_, _| Ok((g.clone(), gl.clone())),
-            true,
-        )
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        u: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let (g, gl) = (grad_x.clone(), grad_log_det.clone());
-        self.through(
-            u,
-            c,
-            grad_params,
-            grad_context,
-            &mut |_, _| Ok((g.clone(), gl.clone())),
-            false,
-        )
-    }
-    fn inverse_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(x, c, grad_params, grad_context, rest, true)
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        u: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through(u, c, grad_params, grad_context, rest, false)
-    }
+    crate::bijector::fused::training_from_through!(ContextAffine::through);
 }
 
 /// A diagonal Gaussian whose mean and scale come from an MLP of the context:

@@ -207,10 +207,8 @@ impl<T: Real> Flow<T> {
     /// The fused pass of all layers, first to last (forward) or last to
     /// first (inverse), under the contexts `c`; the backward passes are this
     /// pass with a continuation that returns the given cotangents.
-    #[allow(clippy::too_many_arguments)]
     fn through(
         &self,
-        caller: &str,
         input: &DMatrix<T>,
         c: &DMatrix<T>,
         grad_params: &mut [T],
@@ -218,6 +216,11 @@ impl<T: Real> Flow<T> {
         rest: &mut Continuation<'_, T>,
         inverse: bool,
     ) -> Result<DMatrix<T>, Error> {
+        let caller = if inverse {
+            "Flow::inverse_and_log_det_through"
+        } else {
+            "Flow::forward_and_log_det_through"
+        };
         self.check(caller, input, c);
         let parts: Vec<&dyn Differentiable<T>> = self
             .layers
@@ -229,24 +232,7 @@ impl<T: Real> Flow<T> {
 }
 
 impl<T: Real> Bijector<T> for Flow<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        self.forward_and_log_det(x).0
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        self.inverse_given(y, &no_context(y.ncols()))
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        self.forward_and_log_det(x).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        self.inverse_and_log_det(y).1
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.forward_and_log_det_given(x, &no_context(x.ncols()))
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        self.inverse_and_log_det_given(y, &no_context(y.ncols()))
-    }
+    crate::bijector::fused::context_free_maps!();
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
@@ -331,90 +317,5 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         }
         cur
     }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
-        self.forward_and_log_det_through_given(x, &c, grad_params, &mut gc, rest)
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
-        self.inverse_and_log_det_through_given(y, &c, grad_params, &mut gc, rest)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(x.ncols()), no_context(x.ncols()));
-        self.forward_and_log_det_backward_given(x, &c, grad_y, grad_log_det, grad_params, &mut gc)
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (c, mut gc) = (no_context(y.ncols()), no_context(y.ncols()));
-        self.inverse_and_log_det_backward_given(y, &c, grad_x, grad_log_det, grad_params, &mut gc)
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let caller = "Flow::forward_and_log_det_through";
-        self.through(caller, x, c, grad_params, grad_context, rest, false)
-    }
-    fn inverse_and_log_det_through_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let caller = "Flow::inverse_and_log_det_through";
-        self.through(caller, y, c, grad_params, grad_context, rest, true)
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_y.clone(), grad_log_det.clone()));
-        let caller = "Flow::forward_and_log_det_backward";
-        self.through(caller, x, c, grad_params, grad_context, &mut rest, false)
-    }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        let mut rest = |_: &DMatrix<T>, _: &DVector<T>| Ok((grad_x.clone(), grad_log_det.clone()));
-        let caller = "Flow::inverse_and_log_det_backward";
-        self.through(caller, y, c, grad_params, grad_context, &mut rest, true)
-    }
+    crate::bijector::fused::training_from_through!(Flow::through);
 }

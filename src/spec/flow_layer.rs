@@ -128,44 +128,6 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
         let inv = self.inverse(y);
         dispatch_mut!(self, b => b.prepare_with_data(y, stage), inv)
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
-    }
-    fn inverse_and_log_det_through(
-        &self,
-        y: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .inverse_and_log_det_through(y, grad_params, rest)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .forward_and_log_det_through(x, grad_params, rest)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
-    }
     fn prepare_with_data_given(
         &mut self,
         y: &DMatrix<T>,
@@ -175,110 +137,10 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
         let inv = self.inverse_given(y, c);
         dispatch_mut!(self, b => b.prepare_with_data_given(y, c, stage), inv)
     }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable().inverse_and_log_det_backward_given(
-            y,
-            c,
-            grad_x,
-            grad_log_det,
-            grad_params,
-            grad_context,
-        )
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable().forward_and_log_det_backward_given(
-            x,
-            c,
-            grad_y,
-            grad_log_det,
-            grad_params,
-            grad_context,
-        )
-    }
-    fn inverse_and_log_det_through_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .inverse_and_log_det_through_given(y, c, grad_params, grad_context, rest)
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.as_trainable()
-            .forward_and_log_det_through_given(x, c, grad_params, grad_context, rest)
-    }
+    crate::bijector::fused::training_by_delegate!(s => Ok::<_, Error>(s.as_trainable()));
 }
 
 impl<T: Real> Bijector<T> for FlowLayer<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        dispatch!(self, b => b.forward(x))
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        dispatch!(self, b => b.inverse(y))
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        dispatch!(self, b => b.forward_log_det_jacobian(x))
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        dispatch!(self, b => b.inverse_log_det_jacobian(y))
-    }
-    fn forward_and_log_det(&self, x: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        dispatch!(self, b => b.forward_and_log_det(x))
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        dispatch!(self, b => b.inverse_and_log_det(y))
-    }
-    fn dim(&self) -> Option<usize> {
-        dispatch!(self, b => Bijector::<T>::dim(b))
-    }
-    fn context_dim(&self) -> usize {
-        dispatch!(self, b => Bijector::<T>::context_dim(b))
-    }
-    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        dispatch!(self, b => b.forward_given(x, c))
-    }
-    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        dispatch!(self, b => b.inverse_given(y, c))
-    }
-    fn forward_and_log_det_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        dispatch!(self, b => b.forward_and_log_det_given(x, c))
-    }
-    fn inverse_and_log_det_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        dispatch!(self, b => b.inverse_and_log_det_given(y, c))
-    }
+    crate::bijector::fused::maps_by_delegate!(s => s.as_bijector());
     crate::bijector::differentiable_hooks!();
 }
