@@ -24,11 +24,12 @@ pub(crate) fn assert_rows<T: Real>(context: &str, expected: usize, m: &DMatrix<T
     );
 }
 
-/// Panics with a clear message unless `x` has `dim` rows (when fixed), `c`
-/// has `context_dim` rows and both have the same number of columns: the
-/// shape check of every call that takes a context. A layer conditioned on a
-/// context (`context_dim > 0`) called without one gets a message that says
-/// which method to call instead.
+/// Panics with a clear message unless `x` has `dim` rows (when fixed) and,
+/// for a map conditioned on a context (`context_dim > 0`), `c` has
+/// `context_dim` rows and as many columns as `x`: the shape check of every
+/// call that takes a context. A conditioned map called without a context
+/// gets a message that says which method to call instead. An unconditional
+/// map (`context_dim = 0`) accepts, and ignores, any context.
 #[track_caller]
 pub(crate) fn assert_pair<T: Real>(
     caller: &str,
@@ -39,6 +40,9 @@ pub(crate) fn assert_pair<T: Real>(
 ) {
     if let Some(d) = dim {
         assert_rows(caller, d, x);
+    }
+    if context_dim == 0 {
+        return;
     }
     assert!(
         c.nrows() == context_dim,
@@ -57,6 +61,19 @@ pub(crate) fn assert_pair<T: Real>(
         x.ncols(),
         c.ncols()
     );
+}
+
+/// The context a map with `context_dim` context rows reads: `c` itself, or
+/// the empty context when the map takes none (it ignores what it is given).
+pub(crate) fn own_context<T: Real>(
+    context_dim: usize,
+    c: &DMatrix<T>,
+) -> std::borrow::Cow<'_, DMatrix<T>> {
+    if context_dim == 0 && c.nrows() > 0 {
+        std::borrow::Cow::Owned(DMatrix::zeros(0, c.ncols()))
+    } else {
+        std::borrow::Cow::Borrowed(c)
+    }
 }
 
 /// The empty `0 × n` context of `n` samples: what the context-free methods

@@ -2,8 +2,8 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::CouplingMask;
 use super::affine_coupling::{CouplingRepr, check_net};
-use super::{Bijector, CouplingMask, assert_rows};
 use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
 
@@ -99,116 +99,45 @@ impl<T: Real> AdditiveCoupling<T> {
     pub fn num_params(&self) -> usize {
         self.net.num_params()
     }
-
-    fn apply(&self, x: &DMatrix<T>, sign: T) -> DMatrix<T> {
-        let t = self
-            .net
-            .forward(&CouplingMask::gather(self.mask.identity_indices(), x));
-        let mut y = x.clone();
-        for s in 0..x.ncols() {
-            for (r, &i) in self.mask.transformed_indices().iter().enumerate() {
-                y[(i, s)] += sign * t[(r, s)];
-            }
-        }
-        y
-    }
 }
 
-impl<T: Real> Bijector<T> for AdditiveCoupling<T> {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("AdditiveCoupling::forward", self.mask.dim(), x);
-        self.apply(x, T::one())
+/// `out_B = in_B ± t(in_A)` (`+` forward, `−` inverse), log-det 0; the
+/// cotangent passes through, and `±∂L/∂out_B` flows into the conditioner.
+impl<T: Real> super::coupling::CouplingKernel<T> for AdditiveCoupling<T> {
+    const NAME: &'static str = "AdditiveCoupling";
+    fn mask(&self) -> &CouplingMask {
+        &self.mask
     }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("AdditiveCoupling::inverse", self.mask.dim(), y);
-        self.apply(y, -T::one())
+    fn net(&self) -> &Mlp<T> {
+        &self.net
     }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "AdditiveCoupling::forward_log_det_jacobian",
-            self.mask.dim(),
-            x,
-        );
-        DVector::zeros(x.ncols())
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows(
-            "AdditiveCoupling::inverse_log_det_jacobian",
-            self.mask.dim(),
-            y,
-        );
-        DVector::zeros(y.ncols())
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.mask.dim())
-    }
-    super::differentiable_hooks!();
-}
-
-impl<T: Real> super::Differentiable<T> for AdditiveCoupling<T> {
-    fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.net.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.net.params_mut())
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        _grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "AdditiveCoupling::inverse_and_log_det_backward",
-            self.mask.dim(),
-            y,
-        );
-        Ok(self.backward(y, grad_x, -T::one(), grad_params))
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        _grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "AdditiveCoupling::forward_and_log_det_backward",
-            self.mask.dim(),
-            x,
-        );
-        Ok(self.backward(x, grad_y, T::one(), grad_params))
-    }
-}
-
-impl<T: Real> AdditiveCoupling<T> {
-    /// `out_B = in_B + sign · t(in_A)`: the cotangent passes through, and
-    /// `sign · ∂L/∂out_B` flows into the conditioner.
-    fn backward(
+    fn apply_with(
         &self,
         input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        sign: T,
-        grad_params: &mut [T],
-    ) -> DMatrix<T> {
-        let ia = self.mask.identity_indices();
-        let ib = self.mask.transformed_indices();
-        let (_, cache) = self.net.forward_cached(&CouplingMask::gather(ia, input));
-        let grad_t = CouplingMask::gather(ib, grad_out) * sign;
-        let grad_a = self.net.backward(&cache, &grad_t, grad_params, None);
-        let mut grad_in = grad_out.clone();
-        for (r, &i) in ia.iter().enumerate() {
-            for s in 0..input.ncols() {
-                grad_in[(i, s)] += grad_a[(r, s)];
+        out: &DMatrix<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
+        let sign = if inverse { -T::one() } else { T::one() };
+        let mut y = input.clone();
+        for s in 0..input.ncols() {
+            for (r, &i) in self.mask.transformed_indices().iter().enumerate() {
+                y[(i, s)] += sign * out[(r, s)];
             }
         }
-        grad_in
+        (y, DVector::zeros(input.ncols()))
+    }
+    fn cotangents(
+        &self,
+        _input: &DMatrix<T>,
+        _out: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        _grad_log_det: &DVector<T>,
+        inverse: bool,
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        let sign = if inverse { -T::one() } else { T::one() };
+        let grad_t = CouplingMask::gather(self.mask.transformed_indices(), grad_out) * sign;
+        (grad_out.clone(), grad_t)
     }
 }
+
+super::coupling::coupling_layer!(AdditiveCoupling);

@@ -7,6 +7,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::{Continuation, assert_pair};
+use crate::batch::own_context;
 use crate::nn::Made;
 use crate::{Error, Real};
 
@@ -46,7 +47,8 @@ pub(crate) fn invert<T: Real, K: AutoregressiveKernel<T>>(
 ) -> (DMatrix<T>, DVector<T>) {
     let made = k.made();
     assert_pair(caller, Some(made.dim()), made.context_dim(), x, c);
-    k.invert_with(x, &made.forward_with_context(x, c))
+    let c = own_context(made.context_dim(), c);
+    k.invert_with(x, &made.forward_with_context(x, &c))
 }
 
 /// The sampling direction in `D` sequential steps; each evaluates only the
@@ -60,13 +62,14 @@ pub(crate) fn generate<T: Real, K: AutoregressiveKernel<T>>(
 ) -> (DMatrix<T>, DVector<T>) {
     let made = k.made();
     assert_pair(caller, Some(made.dim()), made.context_dim(), u, c);
+    let c = own_context(made.context_dim(), c);
     let mut scratch = vec![T::zero(); k.scratch()];
     let mut x = DMatrix::zeros(made.dim(), u.ncols());
     let mut ldj = DVector::zeros(u.ncols());
     let mut seq = if made.context_dim() == 0 {
         made.sequential(u.ncols())
     } else {
-        made.sequential_with_context(c)
+        made.sequential_with_context(&c)
     };
     while let Some(i) = seq.next_coordinate() {
         // Coordinates not yet generated are 0; output i does not depend on them.
@@ -92,7 +95,8 @@ pub(crate) fn invert_through<T: Real, K: AutoregressiveKernel<T>>(
 ) -> Result<DMatrix<T>, Error> {
     let made = k.made();
     assert_pair(K::NAME, Some(made.dim()), made.context_dim(), x, c);
-    let (out, cache) = made.forward_cached_with_context(x, c);
+    let c = own_context(made.context_dim(), c);
+    let (out, cache) = made.forward_cached_with_context(x, &c);
     let (u, ldj) = k.invert_with(x, &out);
     let (grad_u, grad_log_det) = rest(&u, &ldj)?;
     let (mut grad_x, grad_out) = k.density_cotangents(x, &out, &grad_u, &grad_log_det);

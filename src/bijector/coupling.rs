@@ -8,6 +8,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::{Continuation, CouplingMask, assert_pair};
+use crate::batch::own_context;
 use crate::nn::Mlp;
 use crate::{Error, Real};
 
@@ -67,16 +68,12 @@ pub(crate) fn apply<T: Real, K: CouplingKernel<T>>(
     inverse: bool,
 ) -> (DMatrix<T>, DVector<T>) {
     let mask = k.mask();
-    assert_pair(
-        K::NAME,
-        Some(mask.dim()),
-        context_dim_of(mask, k.net()),
-        input,
-        c,
-    );
+    let context_dim = context_dim_of(mask, k.net());
+    assert_pair(K::NAME, Some(mask.dim()), context_dim, input, c);
+    let c = own_context(context_dim, c);
     let out = k
         .net()
-        .forward(&gather_with_context(mask.identity_indices(), input, c));
+        .forward(&gather_with_context(mask.identity_indices(), input, &c));
     k.apply_with(input, &out, inverse)
 }
 
@@ -95,8 +92,9 @@ pub(crate) fn through<T: Real, K: CouplingKernel<T>>(
     let mask = k.mask();
     let context_dim = context_dim_of(mask, k.net());
     assert_pair(K::NAME, Some(mask.dim()), context_dim, input, c);
+    let c = own_context(context_dim, c);
     let ia = mask.identity_indices();
-    let (out, cache) = k.net().forward_cached(&gather_with_context(ia, input, c));
+    let (out, cache) = k.net().forward_cached(&gather_with_context(ia, input, &c));
     let (z, ldj) = k.apply_with(input, &out, inverse);
     let (grad_z, grad_log_det) = rest(&z, &ldj)?;
     let (mut grad_in, grad_net) = k.cotangents(input, &out, &grad_z, &grad_log_det, inverse);

@@ -359,6 +359,27 @@ macro_rules! differentiable_hooks {
 }
 pub(crate) use differentiable_hooks;
 
+/// The parameter methods of [`Differentiable`] for a layer whose parameters
+/// are one buffer (`single_buffer!(params)` names the field), and its
+/// `boxed_clone`.
+macro_rules! single_buffer {
+    ($field:ident) => {
+        fn num_params(&self) -> usize {
+            self.$field.len()
+        }
+        fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+            f(&self.$field)
+        }
+        fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+            f(&mut self.$field)
+        }
+        fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
+            Box::new(self.clone())
+        }
+    };
+}
+pub(crate) use single_buffer;
+
 /// `Differentiable` for a parameter-free bijector given the input gradients of
 /// both directions as closures over `(input, grad_out, grad_log_det)`.
 macro_rules! parameter_free_differentiable {

@@ -334,18 +334,7 @@ impl<T: Real> LuLinear<T> {
 /// [`positive_scale`]). Both passes cost `O(D² n)` (products and solves with
 /// the triangular factors; nothing is inverted).
 impl<T: Real> super::Differentiable<T> for LuLinear<T> {
-    fn num_params(&self) -> usize {
-        self.params.len()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(&self.params)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(&mut self.params)
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
+    crate::bijector::single_buffer!(params);
     fn inverse_and_log_det_backward(
         &self,
         y: &DMatrix<T>,

@@ -57,7 +57,7 @@ pub use coupling_mask::CouplingMask;
 pub use differentiable::{Continuation, DataStage, Differentiable};
 pub(crate) use differentiable::{
     deep_copy_part, differentiable_hooks, not_differentiable, parameter_free_differentiable,
-    through_sequence, unique_part, zip_elementwise,
+    single_buffer, through_sequence, unique_part, zip_elementwise,
 };
 pub use exp::Exp;
 pub use iaf::InverseAutoregressiveFlow;

@@ -45,18 +45,7 @@ impl<T: Real> Differentiable<T> for BatchNormalization<T> {
         f(self.running_var.as_mut_slice());
     }
 
-    fn num_params(&self) -> usize {
-        self.params.len()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(&self.params)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(&mut self.params)
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
+    crate::bijector::single_buffer!(params);
     fn inverse_and_log_det_backward(
         &self,
         x: &DMatrix<T>,

@@ -15,7 +15,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::{Derived, Planar, assert_backward_shapes, solve_alpha, tanh_sech2};
-use crate::bijector::{Bijector, Differentiable};
+use crate::bijector::Differentiable;
 use crate::{Error, Real};
 
 /// Cotangents accumulated over a batch before the reparametrisation.
@@ -109,18 +109,7 @@ impl<T: Real> Planar<T> {
 }
 
 impl<T: Real> Differentiable<T> for Planar<T> {
-    fn num_params(&self) -> usize {
-        self.params.len()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(&self.params)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(&mut self.params)
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
+    crate::bijector::single_buffer!(params);
 
     /// Implicit differentiation of the root-finding inverse.
     ///

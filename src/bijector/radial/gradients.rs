@@ -22,8 +22,8 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::{Constrained, Radial, norm, radius};
+use crate::bijector::Differentiable;
 use crate::bijector::planar::assert_backward_shapes;
-use crate::bijector::{Bijector, Differentiable};
 use crate::{Error, Real};
 
 /// The partial derivatives of `ldj` at radius `r`, and `p̂ = P/(α + r)²`
@@ -66,18 +66,7 @@ impl<T: Real> Radial<T> {
 }
 
 impl<T: Real> Differentiable<T> for Radial<T> {
-    fn num_params(&self) -> usize {
-        self.params.len()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(&self.params)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(&mut self.params)
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
+    crate::bijector::single_buffer!(params);
 
     /// Differentiates the closed form. With `e = y − z₀`, `ρ = ‖e‖`, the
     /// radius `r(ρ, α, σ)` solves `ρ = r(σ + r)/(α + r)`, whose derivative in

@@ -62,7 +62,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::{Bin, RationalQuadraticSpline, Side, split};
-use crate::bijector::{Bijector, Differentiable, assert_rows};
+use crate::bijector::{Differentiable, assert_rows};
 use crate::nn::positive_scale_derivative;
 use crate::{Error, Real};
 
@@ -282,18 +282,7 @@ impl<T: Real> RationalQuadraticSpline<T> {
 }
 
 impl<T: Real> Differentiable<T> for RationalQuadraticSpline<T> {
-    fn num_params(&self) -> usize {
-        self.params.len()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(&self.params)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(&mut self.params)
-    }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
+    crate::bijector::single_buffer!(params);
     fn inverse_and_log_det_backward(
         &self,
         y: &DMatrix<T>,
