@@ -42,6 +42,7 @@ pub mod distribution;
 pub mod error;
 pub mod nn;
 mod parallel;
+mod params;
 mod real;
 pub mod resources;
 pub mod spec;
@@ -60,6 +61,7 @@ pub use rand;
 pub use bijector::*;
 pub use distribution::*;
 pub use error::{Error, Result};
+pub use params::Parameters;
 pub use real::Real;
 pub use spec::{Flow, FlowSpec};
 
@@ -76,6 +78,7 @@ pub mod prelude {
     pub use crate::distribution::*;
     pub use crate::error::Error;
     pub use crate::nn::{Activation, ConditionerConfig};
+    pub use crate::params::Parameters;
     pub use crate::real::Real;
     pub use crate::spec::{Flow, FlowSpec};
     pub use normflow_macros::flow;

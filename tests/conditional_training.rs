@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 use nalgebra::DMatrix;
 use normflow::conditional::stack_context;
 use normflow::prelude::*;
-use normflow::train::{BaseSpec, FitOptions, FlowModel, TrainableDensity, Validation, fit};
+use normflow::train::{BaseSpec, FitOptions, FlowModel, Validation, fit};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -172,7 +172,7 @@ fn the_context_gradient_matches_finite_differences() {
     let mut model = FlowModel::<f64>::conditional_with_base(&spec, 2, 1, base, 1).unwrap();
     model.standardize_from_given(&x, &c).unwrap();
     let (x, c) = (x.columns(0, 5).clone_owned(), c.columns(0, 5).clone_owned());
-    let mut grad = vec![0.0; TrainableDensity::num_params(&model)];
+    let mut grad = vec![0.0; Parameters::num_params(&model)];
     let mut gc = DMatrix::zeros(1, 5);
     let mean = model
         .mean_log_prob_and_grads(&x, &c, &mut grad, &mut gc)

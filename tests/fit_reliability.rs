@@ -169,7 +169,7 @@ impl Distribution<f64> for Quadratic {
     }
 }
 
-impl TrainableDensity<f64> for Quadratic {
+impl normflow::Parameters<f64> for Quadratic {
     fn num_params(&self) -> usize {
         1
     }
@@ -181,6 +181,9 @@ impl TrainableDensity<f64> for Quadratic {
     }
     fn params_changed(&mut self) {}
     fn set_training(&mut self, _: bool) {}
+}
+
+impl TrainableDensity<f64> for Quadratic {
     fn prepare_with_data(&mut self, _: &DMatrix<f64>, _: DataStage) {}
     fn mean_log_prob_and_grad(&self, x: &DMatrix<f64>, grad: &mut [f64]) -> Result<f64, Error> {
         self.batches.lock().unwrap().push(x.ncols());

@@ -6,6 +6,7 @@
 //! order in the products.
 
 use nalgebra::DMatrix;
+use normflow::Parameters;
 use normflow::distribution::Distribution;
 use normflow::flow;
 use normflow::train::{FlowModel, TrainableDensity};

@@ -604,7 +604,7 @@ fn planar_shift_branch_gradients_are_those_of_the_branch() {
 fn check_accumulation<B: Differentiable<f64>>(b: &B, x: &DMatrix<f64>, seed: u64) {
     let (d, n) = x.shape();
     let h = n / 2;
-    let np = Differentiable::num_params(b);
+    let np = Parameters::num_params(b);
     let start: Vec<f64> = fixed_vector(np, seed, 3.0).iter().copied().collect();
     let g_out = fixed_matrix(d, n, seed + 1, 1.0);
     let g_ld = fixed_vector(n, seed + 2, 1.0);
@@ -683,7 +683,7 @@ fn planar_identity_init_has_zero_parameter_gradients() {
         let x = fixed_matrix(d, N, 31, 3.0);
         let g_out = fixed_matrix(d, N, 32, 1.0);
         let g_ld = fixed_vector(N, 33, 1.0);
-        let mut gp = vec![0.0; Differentiable::num_params(&p)];
+        let mut gp = vec![0.0; Parameters::num_params(&p)];
         let gz = p
             .forward_and_log_det_backward(&x, &g_out, &g_ld, &mut gp)
             .unwrap();
@@ -713,7 +713,7 @@ fn radial_identity_init_has_nonzero_gradients() {
         let g_out = fixed_matrix(d, N, 42, 1.0);
         let g_ld = fixed_vector(N, 43, 1.0);
         for forward in [true, false] {
-            let mut gp = vec![0.0; Differentiable::num_params(&r)];
+            let mut gp = vec![0.0; Parameters::num_params(&r)];
             if forward {
                 r.forward_and_log_det_backward(&x, &g_out, &g_ld, &mut gp)
             } else {

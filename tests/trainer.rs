@@ -62,7 +62,7 @@ impl Distribution<f64> for Bowl {
     }
 }
 
-impl TrainableDensity<f64> for Bowl {
+impl normflow::Parameters<f64> for Bowl {
     fn num_params(&self) -> usize {
         self.theta.len()
     }
@@ -74,6 +74,9 @@ impl TrainableDensity<f64> for Bowl {
     }
     fn params_changed(&mut self) {}
     fn set_training(&mut self, _: bool) {}
+}
+
+impl TrainableDensity<f64> for Bowl {
     fn prepare_with_data(&mut self, _: &DMatrix<f64>, _: DataStage) {}
     fn mean_log_prob_and_grad(&self, _: &DMatrix<f64>, grad: &mut [f64]) -> Result<f64, Error> {
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -159,7 +159,7 @@ fn non_finite_loss_stops_with_the_epoch_and_batch() {
             DMatrix::zeros(1, n)
         }
     }
-    impl TrainableDensity<f64> for Trap {
+    impl normflow::Parameters<f64> for Trap {
         fn num_params(&self) -> usize {
             1
         }
@@ -171,6 +171,9 @@ fn non_finite_loss_stops_with_the_epoch_and_batch() {
         }
         fn params_changed(&mut self) {}
         fn set_training(&mut self, _: bool) {}
+    }
+
+    impl TrainableDensity<f64> for Trap {
         fn prepare_with_data(&mut self, _: &DMatrix<f64>, _: DataStage) {}
         fn mean_log_prob_and_grad(
             &self,
@@ -628,7 +631,7 @@ fn maf_with_a_mixture_base_learns_the_base() {
     let flow = flow!(maf(hidden = 8)).build::<f64>(1, &mut rng).unwrap();
     let mut mog = TransformedDistribution::new(base.clone(), flow.clone()).unwrap();
     assert_eq!(
-        TrainableDensity::num_params(&mog),
+        Parameters::num_params(&mog),
         flow.num_params() + base.num_params()
     );
     let opts = FitOptions {

@@ -1,7 +1,7 @@
 //! `normflow check`: the verification kit on a flow with random parameters.
 
 use nalgebra::DMatrix;
-use normflow::bijector::Differentiable;
+
 use normflow::prelude::*;
 use normflow::testing::{check_bijector, check_gradients_with};
 use rand::SeedableRng;

@@ -265,24 +265,9 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
     super::differentiable_hooks!();
 }
 
-/// Training: the parameters `[s (D), t (D)]` are the flat parameter vector.
-///
-/// Backward passes, per coordinate `i` and sample `j`, with output cotangent
-/// `g` and log-det cotangent `gₗ`:
-///
-/// ```text
-/// forward  x = u eˢ + t,      ld = Σ s:   ∂u = g eˢ,   ∂s = Σⱼ g u eˢ + Σⱼ gₗ,   ∂t = Σⱼ g
-/// inverse  u = (x − t) e⁻ˢ,   ld = −Σ s:  ∂x = g e⁻ˢ,  ∂s = −Σⱼ g u − Σⱼ gₗ,     ∂t = −Σⱼ g e⁻ˢ
-/// ```
-///
-/// [`prepare_with_data`](super::Differentiable::prepare_with_data) with
-/// [`DataStage::Initialize`] runs [`ActNorm::initialize_from_data`] on the data
-/// if the layer is not yet [initialised](ActNorm::is_initialized) (a second
-/// call, or a layer loaded from a checkpoint, keeps its parameters); data with
-/// no columns or a non-finite entry leaves the layer uninitialised (the
-/// returned `inverse(y)` carries any non-finite value on to the caller).
-/// [`DataStage::Finalize`] changes nothing. Both return `inverse(y)`.
-impl<T: Real> super::Differentiable<T> for ActNorm<T> {
+/// The parameters `[s (D), t (D)]` are the flat parameter vector; the
+/// initialised flag is the state.
+impl<T: Real> crate::Parameters<T> for ActNorm<T> {
     fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
         f(&[if self.initialized {
             T::one()
@@ -299,8 +284,28 @@ impl<T: Real> super::Differentiable<T> for ActNorm<T> {
         f(&mut flag);
         self.initialized = flag[0] != T::zero();
     }
-
     crate::bijector::single_buffer!(params);
+}
+
+/// Backward passes, per coordinate `i` and sample `j`, with output cotangent
+/// `g` and log-det cotangent `gₗ`:
+///
+/// ```text
+/// forward  x = u eˢ + t,      ld = Σ s:   ∂u = g eˢ,   ∂s = Σⱼ g u eˢ + Σⱼ gₗ,   ∂t = Σⱼ g
+/// inverse  u = (x − t) e⁻ˢ,   ld = −Σ s:  ∂x = g e⁻ˢ,  ∂s = −Σⱼ g u − Σⱼ gₗ,     ∂t = −Σⱼ g e⁻ˢ
+/// ```
+///
+/// [`prepare_with_data`](super::Differentiable::prepare_with_data) with
+/// [`DataStage::Initialize`] runs [`ActNorm::initialize_from_data`] on the data
+/// if the layer is not yet [initialised](ActNorm::is_initialized) (a second
+/// call, or a layer loaded from a checkpoint, keeps its parameters); data with
+/// no columns or a non-finite entry leaves the layer uninitialised (the
+/// returned `inverse(y)` carries any non-finite value on to the caller).
+/// [`DataStage::Finalize`] changes nothing. Both return `inverse(y)`.
+impl<T: Real> super::Differentiable<T> for ActNorm<T> {
+    fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
+        Box::new(self.clone())
+    }
     fn inverse_and_log_det_backward(
         &self,
         x: &DMatrix<T>,

@@ -162,10 +162,7 @@ macro_rules! autoregressive_layer {
             $crate::bijector::differentiable_hooks!();
         }
 
-        /// Trainable through the density direction (data → base, one MADE
-        /// pass), the direction of maximum-likelihood training; the sampling
-        /// direction's backward pass returns [`Error::Unsupported`].
-        impl<T: Real> $crate::bijector::Differentiable<T> for $ty<T> {
+        impl<T: Real> $crate::Parameters<T> for $ty<T> {
             fn num_params(&self) -> usize {
                 self.made().num_params()
             }
@@ -175,11 +172,17 @@ macro_rules! autoregressive_layer {
             fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
                 f(self.params_mut())
             }
-            fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
-                Box::new(self.clone())
-            }
             fn params_changed(&mut self) {
                 self.enforce_masks();
+            }
+        }
+
+        /// Trainable through the density direction (data → base, one MADE
+        /// pass), the direction of maximum-likelihood training; the sampling
+        /// direction's backward pass returns [`Error::Unsupported`].
+        impl<T: Real> $crate::bijector::Differentiable<T> for $ty<T> {
+            fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
+                Box::new(self.clone())
             }
             $crate::bijector::fused::training_from_through!(
                 $crate::bijector::autoregressive::through

@@ -30,7 +30,7 @@ pub(crate) use training::assert_backward_shapes;
 /// # Training and evaluation modes
 ///
 /// The layer carries a mode flag ([`is_training`](BatchNormalization::is_training),
-/// switched by [`Differentiable::set_training`](super::Differentiable::set_training)).
+/// switched by [`Parameters::set_training`](crate::Parameters::set_training)(crate::Parameters::set_training)).
 /// It is not a parameter and it is **not serialised**: a new or deserialised
 /// layer is always in evaluation mode (a loaded model scores and samples with
 /// its stored statistics; a training loop switches the mode on explicitly).
@@ -357,7 +357,7 @@ impl<T: Real> BatchNormalization<T> {
     }
 
     /// Whether the layer is in training mode (see the type's docs); set it with
-    /// [`Differentiable::set_training`](super::Differentiable::set_training).
+    /// [`Parameters::set_training`](crate::Parameters::set_training)(crate::Parameters::set_training).
     pub fn is_training(&self) -> bool {
         self.training
     }

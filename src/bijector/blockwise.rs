@@ -215,7 +215,7 @@ impl<T: Real> Blockwise<T> {
     }
 }
 
-impl<T: Real> super::Differentiable<T> for Blockwise<T> {
+impl<T: Real> crate::Parameters<T> for Blockwise<T> {
     fn num_params(&self) -> usize {
         (0..self.blocks.len()).map(|i| self.block_params(i)).sum()
     }
@@ -236,17 +236,6 @@ impl<T: Real> super::Differentiable<T> for Blockwise<T> {
             }
         }
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        let blocks = self
-            .blocks
-            .iter()
-            .map(|(b, s)| (super::deep_copy_part(b), *s))
-            .collect();
-        Box::new(Blockwise {
-            blocks,
-            dim: self.dim,
-        })
-    }
     fn params_changed(&mut self) {
         for i in 0..self.blocks.len() {
             if self.block_params(i) > 0 {
@@ -266,6 +255,20 @@ impl<T: Real> super::Differentiable<T> for Blockwise<T> {
                     .set_training(training);
             }
         }
+    }
+}
+
+impl<T: Real> super::Differentiable<T> for Blockwise<T> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|(b, s)| (super::deep_copy_part(b), *s))
+            .collect();
+        Box::new(Blockwise {
+            blocks,
+            dim: self.dim,
+        })
     }
     fn inverse_and_log_det_backward(
         &self,

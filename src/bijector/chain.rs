@@ -209,7 +209,7 @@ impl<T: Real> Chain<T> {
     }
 }
 
-impl<T: Real> Differentiable<T> for Chain<T> {
+impl<T: Real> crate::Parameters<T> for Chain<T> {
     fn num_params(&self) -> usize {
         (0..self.parts.len()).map(|i| self.part_params(i)).sum()
     }
@@ -230,14 +230,6 @@ impl<T: Real> Differentiable<T> for Chain<T> {
             }
         }
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        let parts = self.parts.iter().map(super::deep_copy_part).collect();
-        Box::new(Chain {
-            parts,
-            dim: self.dim,
-            context_dim: self.context_dim,
-        })
-    }
     fn params_changed(&mut self) {
         for i in 0..self.parts.len() {
             if self.part_params(i) > 0 {
@@ -257,6 +249,17 @@ impl<T: Real> Differentiable<T> for Chain<T> {
                     .set_training(training);
             }
         }
+    }
+}
+
+impl<T: Real> Differentiable<T> for Chain<T> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        let parts = self.parts.iter().map(super::deep_copy_part).collect();
+        Box::new(Chain {
+            parts,
+            dim: self.dim,
+            context_dim: self.context_dim,
+        })
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: super::DataStage) -> DMatrix<T> {
         self.prepare_with_data_given(y, &no_context(y.ncols()), stage)

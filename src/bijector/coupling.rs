@@ -127,8 +127,7 @@ macro_rules! coupling_layer {
             $crate::bijector::differentiable_hooks!();
         }
 
-        /// Both directions are one conditioner pass, and both are differentiable.
-        impl<T: Real> $crate::bijector::Differentiable<T> for $ty<T> {
+        impl<T: Real> $crate::Parameters<T> for $ty<T> {
             fn num_params(&self) -> usize {
                 self.net().num_params()
             }
@@ -138,6 +137,10 @@ macro_rules! coupling_layer {
             fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
                 f(self.params_mut())
             }
+        }
+
+        /// Both directions are one conditioner pass, and both are differentiable.
+        impl<T: Real> $crate::bijector::Differentiable<T> for $ty<T> {
             fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
                 Box::new(self.clone())
             }

@@ -3,6 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::Bijector;
+use crate::Parameters;
 use crate::{Error, Real};
 
 /// When [`Differentiable::prepare_with_data`] is called.
@@ -17,14 +18,13 @@ pub enum DataStage {
     Finalize,
 }
 
-/// A bijector whose parameters can be trained: its parameters as flat slices,
-/// and the reverse-mode (backward) passes of its two fused calls.
+/// A bijector that can be trained: its parameters (the [`Parameters`] trait,
+/// shared with bases and models) and the reverse-mode (backward) passes of
+/// its two fused calls.
 ///
 /// **Parameters.** Every built-in layer keeps its parameters in one contiguous
 /// buffer; a combinator (`Chain`, `Invert`, `Blockwise`, a built flow) holds
-/// several. [`visit_params`](Differentiable::visit_params) presents them, in a
-/// fixed order, as a sequence of slices whose concatenation is "the" flat
-/// parameter vector of length [`num_params`](Differentiable::num_params).
+/// several, presented in a fixed order by [`Parameters::visit_params`].
 /// Gradient buffers use the same order. Parameter-free bijectors have
 /// `num_params() == 0` and still pass gradients through.
 ///
@@ -40,19 +40,7 @@ pub enum DataStage {
 ///
 /// Every implementation is checked against central finite differences by
 /// `normflow::testing::check_gradients`.
-pub trait Differentiable<T: Real>: Bijector<T> {
-    /// Total number of trainable parameters.
-    fn num_params(&self) -> usize;
-
-    /// Calls `f` on each contiguous parameter slice, in the fixed order that
-    /// defines the flat parameter vector.
-    fn visit_params(&self, f: &mut dyn FnMut(&[T]));
-
-    /// Mutable version of [`visit_params`](Differentiable::visit_params), same
-    /// order. Call [`params_changed`](Differentiable::params_changed) after
-    /// writing (the provided [`set_params`](Differentiable::set_params) does).
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T]));
-
+pub trait Differentiable<T: Real>: Bijector<T> + Parameters<T> {
     /// Reverse mode of `inverse_and_log_det` at `y` (see the trait docs).
     fn inverse_and_log_det_backward(
         &self,
@@ -195,26 +183,10 @@ pub trait Differentiable<T: Real>: Bijector<T> {
         }
     }
 
-    /// Visits the layer's non-parameter **state** (batch-normalisation
-    /// statistics, ActNorm's initialised flag as 0/1), which a saved model
-    /// stores beside the parameters. Default: none.
-    fn visit_state(&self, _f: &mut dyn FnMut(&[T])) {}
-
-    /// Mutable version of [`visit_state`](Differentiable::visit_state).
-    fn visit_state_mut(&mut self, _f: &mut dyn FnMut(&mut [T])) {}
-
     /// A boxed deep copy (every trainable type is `Clone`; implement as
     /// `Box::new(self.clone())`). Combinators that share parts between clones
     /// use it to copy a part before its parameters are written.
     fn boxed_clone(&self) -> Box<dyn Bijector<T>>;
-
-    /// Restores invariants after the parameters were written from outside
-    /// (a MADE re-zeroes its masked weights). Default: nothing.
-    fn params_changed(&mut self) {}
-
-    /// Switches between training and evaluation behaviour (batch
-    /// normalisation uses batch statistics in training mode). Default: nothing.
-    fn set_training(&mut self, _training: bool) {}
 
     /// Data-dependent set-up: `y` is data as it arrives at this layer's output
     /// side (the data side); the layer adapts to it (see [`DataStage`]) and
@@ -222,33 +194,6 @@ pub trait Differentiable<T: Real>: Bijector<T> {
     /// adaptation.
     fn prepare_with_data(&mut self, y: &DMatrix<T>, _stage: DataStage) -> DMatrix<T> {
         self.inverse(y)
-    }
-
-    /// The flat parameter vector (a copy).
-    fn params_to_vec(&self) -> Vec<T> {
-        let mut out = Vec::with_capacity(self.num_params());
-        self.visit_params(&mut |s| out.extend_from_slice(s));
-        out
-    }
-
-    /// Overwrites the flat parameter vector. Errors if `values` has the wrong length.
-    fn set_params(&mut self, values: &[T]) -> Result<(), Error> {
-        let n = self.num_params();
-        if values.len() != n {
-            return Err(Error::DimensionMismatch {
-                context: "Differentiable::set_params".into(),
-                argument: "values".into(),
-                expected: n,
-                got: values.len(),
-            });
-        }
-        let mut off = 0;
-        self.visit_params_mut(&mut |s| {
-            s.copy_from_slice(&values[off..off + s.len()]);
-            off += s.len();
-        });
-        self.params_changed();
-        Ok(())
     }
 }
 
@@ -359,9 +304,8 @@ macro_rules! differentiable_hooks {
 }
 pub(crate) use differentiable_hooks;
 
-/// The parameter methods of [`Differentiable`] for a layer whose parameters
-/// are one buffer (`single_buffer!(params)` names the field), and its
-/// `boxed_clone`.
+/// The methods of [`Parameters`] for a layer whose parameters are one
+/// buffer (`single_buffer!(params)` names the field).
 macro_rules! single_buffer {
     ($field:ident) => {
         fn num_params(&self) -> usize {
@@ -373,9 +317,6 @@ macro_rules! single_buffer {
         fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
             f(&mut self.$field)
         }
-        fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
-            Box::new(self.clone())
-        }
     };
 }
 pub(crate) use single_buffer;
@@ -384,12 +325,15 @@ pub(crate) use single_buffer;
 /// both directions as closures over `(input, grad_out, grad_log_det)`.
 macro_rules! parameter_free_differentiable {
     ($ty:ty, forward: |$s1:ident, $x:ident, $gy:ident, $gl:ident| $fwd:expr, inverse: |$s2:ident, $y:ident, $gx:ident, $gl2:ident| $inv:expr) => {
-        impl<T: $crate::Real> $crate::bijector::Differentiable<T> for $ty {
+        impl<T: $crate::Real> $crate::Parameters<T> for $ty {
             fn num_params(&self) -> usize {
                 0
             }
             fn visit_params(&self, _f: &mut dyn FnMut(&[T])) {}
             fn visit_params_mut(&mut self, _f: &mut dyn FnMut(&mut [T])) {}
+        }
+
+        impl<T: $crate::Real> $crate::bijector::Differentiable<T> for $ty {
             fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
                 Box::new(self.clone())
             }

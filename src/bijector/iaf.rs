@@ -105,9 +105,7 @@ impl<T: Real> Bijector<T> for InverseAutoregressiveFlow<T> {
     super::differentiable_hooks!();
 }
 
-/// Sampling (the forward direction, one MADE pass) is differentiable; the
-/// density of an outside point (`D` sequential passes) is not.
-impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
+impl<T: Real> crate::Parameters<T> for InverseAutoregressiveFlow<T> {
     fn num_params(&self) -> usize {
         self.inner.num_params()
     }
@@ -117,11 +115,16 @@ impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         self.inner.visit_params_mut(f)
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
     fn params_changed(&mut self) {
         self.inner.params_changed()
+    }
+}
+
+/// Sampling (the forward direction, one MADE pass) is differentiable; the
+/// density of an outside point (`D` sequential passes) is not.
+impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
     }
     fn inverse_and_log_det_backward(
         &self,

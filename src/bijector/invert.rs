@@ -43,9 +43,7 @@ impl<T: Real, B: Bijector<T>> Bijector<T> for Invert<B> {
     super::differentiable_hooks!();
 }
 
-/// An `Invert` is trainable exactly when the bijector it wraps is: the two
-/// backward passes swap, like the directions.
-impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
+impl<T: Real, B: Bijector<T>> crate::Parameters<T> for Invert<B> {
     fn num_params(&self) -> usize {
         self.inner.as_differentiable().map_or(0, |d| d.num_params())
     }
@@ -59,14 +57,6 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
             d.visit_params_mut(f);
         }
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        let inner = self
-            .inner
-            .as_differentiable()
-            .expect("Invert::boxed_clone: the wrapped bijector is not trainable")
-            .boxed_clone();
-        Box::new(Invert::new(inner))
-    }
     fn params_changed(&mut self) {
         if let Some(d) = self.inner.as_differentiable_mut() {
             d.params_changed();
@@ -76,6 +66,19 @@ impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
         if let Some(d) = self.inner.as_differentiable_mut() {
             d.set_training(training);
         }
+    }
+}
+
+/// An `Invert` is trainable exactly when the bijector it wraps is: the two
+/// backward passes swap, like the directions.
+impl<T: Real, B: Bijector<T>> super::Differentiable<T> for Invert<B> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        let inner = self
+            .inner
+            .as_differentiable()
+            .expect("Invert::boxed_clone: the wrapped bijector is not trainable")
+            .boxed_clone();
+        Box::new(Invert::new(inner))
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, _stage: super::DataStage) -> DMatrix<T> {
         // The data side of an inverted layer is the wrapped layer's base side:

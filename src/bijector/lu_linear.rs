@@ -314,6 +314,10 @@ impl<T: Real> LuLinear<T> {
     }
 }
 
+impl<T: Real> crate::Parameters<T> for LuLinear<T> {
+    crate::bijector::single_buffer!(params);
+}
+
 /// Training: the flat parameter vector is the buffer of [`LuLinear::params`]
 /// (`[L strictly lower | U strictly upper | raw diagonal | b]`).
 ///
@@ -334,7 +338,9 @@ impl<T: Real> LuLinear<T> {
 /// [`positive_scale`]). Both passes cost `O(D² n)` (products and solves with
 /// the triangular factors; nothing is inverted).
 impl<T: Real> super::Differentiable<T> for LuLinear<T> {
-    crate::bijector::single_buffer!(params);
+    fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
+        Box::new(self.clone())
+    }
     fn inverse_and_log_det_backward(
         &self,
         y: &DMatrix<T>,

@@ -226,7 +226,7 @@ forward_bijector_impl!(
     }
 );
 
-impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
+impl<T: Real, B: Bijector<T> + ?Sized> crate::Parameters<T> for Box<B> {
     fn num_params(&self) -> usize {
         (**self).as_differentiable().map_or(0, |d| d.num_params())
     }
@@ -240,12 +240,6 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
             d.visit_params_mut(f);
         }
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        (**self)
-            .as_differentiable()
-            .expect("Box::boxed_clone: the boxed bijector is not trainable")
-            .boxed_clone()
-    }
     fn params_changed(&mut self) {
         if let Some(d) = (**self).as_differentiable_mut() {
             d.params_changed();
@@ -256,12 +250,6 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
             d.set_training(training);
         }
     }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        match (**self).as_differentiable_mut() {
-            Some(d) => d.prepare_with_data(y, stage),
-            None => (**self).inverse(y),
-        }
-    }
     fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
         if let Some(d) = (**self).as_differentiable() {
             d.visit_state(f);
@@ -270,6 +258,21 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
     fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         if let Some(d) = (**self).as_differentiable_mut() {
             d.visit_state_mut(f);
+        }
+    }
+}
+
+impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        (**self)
+            .as_differentiable()
+            .expect("Box::boxed_clone: the boxed bijector is not trainable")
+            .boxed_clone()
+    }
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        match (**self).as_differentiable_mut() {
+            Some(d) => d.prepare_with_data(y, stage),
+            None => (**self).inverse(y),
         }
     }
     fn prepare_with_data_given(

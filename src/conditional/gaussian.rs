@@ -161,7 +161,7 @@ impl<T: Real> Bijector<T> for ContextAffine<T> {
     crate::bijector::differentiable_hooks!();
 }
 
-impl<T: Real> Differentiable<T> for ContextAffine<T> {
+impl<T: Real> crate::Parameters<T> for ContextAffine<T> {
     fn num_params(&self) -> usize {
         self.net.num_params()
     }
@@ -171,6 +171,9 @@ impl<T: Real> Differentiable<T> for ContextAffine<T> {
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         f(self.net.params_mut())
     }
+}
+
+impl<T: Real> Differentiable<T> for ContextAffine<T> {
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
@@ -284,14 +287,21 @@ impl<T: Real> Distribution<T> for ConditionalDiagonalGaussian<T> {
     }
 }
 
-/// Trainable as a flow's base: its parameters are the network's.
+/// Its parameters are the network's.
+impl<T: Real> crate::Parameters<T> for ConditionalDiagonalGaussian<T> {
+    fn num_params(&self) -> usize {
+        self.affine.net.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.affine.net.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.affine.net.params_mut())
+    }
+}
+
+/// Trainable as a flow's base.
 impl<T: Real> TrainableBase<T> for ConditionalDiagonalGaussian<T> {
-    fn params(&self) -> &[T] {
-        self.affine.net.params()
-    }
-    fn params_mut(&mut self) -> &mut [T] {
-        self.affine.net.params_mut()
-    }
     fn log_prob_backward(
         &self,
         x: &DMatrix<T>,

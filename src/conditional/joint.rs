@@ -144,7 +144,7 @@ impl<B> JointBijector<B> {
     }
 }
 
-impl<T: Real, B: Differentiable<T> + Clone + 'static> Differentiable<T> for JointBijector<B> {
+impl<T: Real, B: Differentiable<T> + Clone + 'static> crate::Parameters<T> for JointBijector<B> {
     fn num_params(&self) -> usize {
         self.inner.num_params()
     }
@@ -154,14 +154,17 @@ impl<T: Real, B: Differentiable<T> + Clone + 'static> Differentiable<T> for Join
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         self.inner.visit_params_mut(f)
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
     fn params_changed(&mut self) {
         self.inner.params_changed()
     }
     fn set_training(&mut self, training: bool) {
         self.inner.set_training(training)
+    }
+}
+
+impl<T: Real, B: Differentiable<T> + Clone + 'static> Differentiable<T> for JointBijector<B> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
     }
     fn inverse_and_log_det_backward(
         &self,

@@ -356,13 +356,11 @@ impl<T: Real> Distribution<T> for GaussianMixture<T> {
     }
 }
 
+impl<T: Real> crate::Parameters<T> for GaussianMixture<T> {
+    crate::bijector::single_buffer!(params);
+}
+
 impl<T: Real> super::TrainableBase<T> for GaussianMixture<T> {
-    fn params(&self) -> &[T] {
-        &self.params
-    }
-    fn params_mut(&mut self) -> &mut [T] {
-        &mut self.params
-    }
     fn log_prob_backward(
         &self,
         x: &DMatrix<T>,

@@ -224,13 +224,9 @@ pub trait Distribution<T: Real>: Debug + Send + Sync {
     }
 }
 
-/// A base distribution with trainable parameters (one flat buffer) and the
-/// reverse mode of its `log_prob`.
-pub trait TrainableBase<T: Real>: Distribution<T> {
-    /// The parameters.
-    fn params(&self) -> &[T];
-    /// Mutable parameters.
-    fn params_mut(&mut self) -> &mut [T];
+/// A base distribution with trainable parameters (its
+/// [`Parameters`](crate::Parameters)) and the reverse mode of its `log_prob`.
+pub trait TrainableBase<T: Real>: Distribution<T> + crate::Parameters<T> {
     /// Given `∂L/∂log p` per column, adds `∂L/∂θ` into `grad_params` and
     /// returns `∂L/∂x`.
     fn log_prob_backward(

@@ -265,7 +265,7 @@ impl<T: Real> Bijector<T> for Flow<T> {
     crate::bijector::differentiable_hooks!();
 }
 
-impl<T: Real> Differentiable<T> for Flow<T> {
+impl<T: Real> crate::Parameters<T> for Flow<T> {
     fn num_params(&self) -> usize {
         self.layers.iter().map(|l| l.num_params()).sum()
     }
@@ -289,9 +289,6 @@ impl<T: Real> Differentiable<T> for Flow<T> {
             l.visit_state_mut(f);
         }
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
     fn params_changed(&mut self) {
         for l in &mut self.layers {
             l.params_changed();
@@ -301,6 +298,12 @@ impl<T: Real> Differentiable<T> for Flow<T> {
         for l in &mut self.layers {
             l.set_training(training);
         }
+    }
+}
+
+impl<T: Real> Differentiable<T> for Flow<T> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
         self.prepare_with_data_given(y, &no_context(y.ncols()), stage)

@@ -99,7 +99,7 @@ impl<T: Real> FlowLayer<T> {
     }
 }
 
-impl<T: Real> Differentiable<T> for FlowLayer<T> {
+impl<T: Real> crate::Parameters<T> for FlowLayer<T> {
     fn num_params(&self) -> usize {
         self.as_trainable().num_params()
     }
@@ -115,14 +115,17 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
     fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         dispatch_mut!(self, b => b.visit_state_mut(f), ())
     }
-    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
-        Box::new(self.clone())
-    }
     fn params_changed(&mut self) {
         dispatch_mut!(self, b => b.params_changed(), ())
     }
     fn set_training(&mut self, training: bool) {
         dispatch_mut!(self, b => b.set_training(training), ())
+    }
+}
+
+impl<T: Real> Differentiable<T> for FlowLayer<T> {
+    fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
+        Box::new(self.clone())
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
         let inv = self.inverse(y);

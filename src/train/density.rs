@@ -5,7 +5,7 @@ use nalgebra::{DMatrix, DVector};
 use crate::bijector::{Bijector, DataStage, Differentiable, no_context};
 use crate::conditional::split_context;
 use crate::distribution::{Distribution, TransformedDistribution};
-use crate::{Error, Real};
+use crate::{Error, Parameters, Real};
 
 /// A density with trainable parameters, as [`fit`](super::fit) sees it.
 ///
@@ -14,21 +14,11 @@ use crate::{Error, Real};
 /// their contexts, see [`stack_context`](crate::conditional::stack_context)):
 /// `fit` keeps the pairs together through shuffling, batching and the
 /// validation split.
-pub trait TrainableDensity<T: Real>: Distribution<T> {
-    /// Number of trainable parameters.
-    fn num_params(&self) -> usize;
-    /// Visits the flat parameter vector slice by slice.
-    fn visit_params(&self, f: &mut dyn FnMut(&[T]));
-    /// Mutable version; call [`TrainableDensity::params_changed`] afterwards.
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T]));
-    /// Restores invariants after a parameter update (MADE masks).
-    fn params_changed(&mut self);
-    /// Training or evaluation behaviour (batch normalisation).
-    fn set_training(&mut self, training: bool);
+pub trait TrainableDensity<T: Real>: Distribution<T> + Parameters<T> {
     /// Data-dependent set-up before (ActNorm) or after (batch norm) fitting.
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage);
     /// The mean log-density of the batch; **adds** its gradient with respect
-    /// to the parameters into `grad` (length [`TrainableDensity::num_params`]).
+    /// to the parameters into `grad` (length [`Parameters::num_params`](crate::Parameters::num_params)).
     fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error>;
 
     /// Folds a per-dimension standardisation of `data` into the model (used by
@@ -92,25 +82,35 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
         let (x, c) = split_context(data, self.dim());
         self.log_prob_given(&x, &c)
     }
+}
 
-    /// The flat parameter vector into `out` (resized; no allocation once sized).
-    fn copy_params_into(&self, out: &mut Vec<T>) {
-        out.clear();
-        self.visit_params(&mut |s| out.extend_from_slice(s));
+impl<T: Real, D: Distribution<T>, B: Differentiable<T>> crate::Parameters<T>
+    for TransformedDistribution<T, D, B>
+{
+    fn num_params(&self) -> usize {
+        self.bijector().num_params()
+            + self
+                .base()
+                .as_trainable_base()
+                .map_or(0, |b| b.num_params())
     }
-    /// Overwrites the flat parameter vector (must have the right length).
-    fn load_params(&mut self, values: &[T]) {
-        assert_eq!(
-            values.len(),
-            self.num_params(),
-            "load_params: wrong number of parameters"
-        );
-        let mut off = 0;
-        self.visit_params_mut(&mut |s| {
-            s.copy_from_slice(&values[off..off + s.len()]);
-            off += s.len();
-        });
-        self.params_changed();
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        self.bijector().visit_params(f);
+        if let Some(b) = self.base().as_trainable_base() {
+            b.visit_params(f);
+        }
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        self.bijector_mut().visit_params_mut(f);
+        if let Some(b) = self.base_mut().as_trainable_base_mut() {
+            b.visit_params_mut(f);
+        }
+    }
+    fn params_changed(&mut self) {
+        self.bijector_mut().params_changed()
+    }
+    fn set_training(&mut self, training: bool) {
+        self.bijector_mut().set_training(training)
     }
 }
 
@@ -120,31 +120,6 @@ pub trait TrainableDensity<T: Real>: Distribution<T> {
 impl<T: Real, D: Distribution<T>, B: Differentiable<T>> TrainableDensity<T>
     for TransformedDistribution<T, D, B>
 {
-    fn num_params(&self) -> usize {
-        self.bijector().num_params()
-            + self
-                .base()
-                .as_trainable_base()
-                .map_or(0, |b| b.params().len())
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.bijector().visit_params(f);
-        if let Some(b) = self.base().as_trainable_base() {
-            f(b.params());
-        }
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.bijector_mut().visit_params_mut(f);
-        if let Some(b) = self.base_mut().as_trainable_base_mut() {
-            f(b.params_mut());
-        }
-    }
-    fn params_changed(&mut self) {
-        self.bijector_mut().params_changed()
-    }
-    fn set_training(&mut self, training: bool) {
-        self.bijector_mut().set_training(training)
-    }
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage) {
         let (x, c) = split_context(data, self.dim());
         let _ = self.bijector_mut().prepare_with_data_given(&x, &c, stage);

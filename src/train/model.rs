@@ -15,11 +15,11 @@ use super::standardization::{
 };
 use crate::bijector::{Bijector, DataStage, Differentiable, assert_pair, no_context};
 use crate::conditional::{ConditionalDiagonalGaussian, split_context, stack_context};
-use crate::distribution::{Distribution, StandardNormal, TrainableBase, log_prob_from};
+use crate::distribution::{Distribution, StandardNormal, log_prob_from};
 use crate::error::clip;
 use crate::nn::ConditionerConfig;
 use crate::spec::{Flow, FlowLayer, FlowSpec};
-use crate::{Error, Real};
+use crate::{Error, Parameters, Real};
 
 /// The base distribution of a [`FlowModel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,14 +335,6 @@ impl<T: Real> FlowModel<T> {
         }
     }
 
-    /// The base's trainable parameters, if it has any.
-    fn base_params(&self) -> Option<&[T]> {
-        match &self.base {
-            Base::Gaussian(b) => Some(b.params()),
-            Base::StandardNormal(_) => None,
-        }
-    }
-
     /// Checks that `loaded` (from a checkpoint) is a model of the same spec,
     /// dimensions and base.
     fn same_shape(&self, loaded: &Self, loc: &super::validate::Loc) -> Result<(), Error> {
@@ -445,22 +437,26 @@ impl<T: Real> Distribution<T> for FlowModel<T> {
     }
 }
 
-/// For a conditional model, every batch `fit` hands over is the stacked
-/// `[x; c]` (`(D + C) × n`).
-impl<T: Real> TrainableDensity<T> for FlowModel<T> {
+/// The flow's parameters, then the base's (a Gaussian of the context).
+impl<T: Real> Parameters<T> for FlowModel<T> {
     fn num_params(&self) -> usize {
-        self.flow.num_params() + self.base_params().map_or(0, <[T]>::len)
+        self.flow.num_params()
+            + self
+                .base
+                .get()
+                .as_trainable_base()
+                .map_or(0, |b| b.num_params())
     }
     fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
         self.flow.visit_params(f);
-        if let Some(p) = self.base_params() {
-            f(p);
+        if let Base::Gaussian(b) = &self.base {
+            b.visit_params(f);
         }
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
         self.flow.visit_params_mut(f);
         if let Base::Gaussian(b) = &mut self.base {
-            f(b.params_mut());
+            b.visit_params_mut(f);
         }
     }
     fn params_changed(&mut self) {
@@ -469,6 +465,11 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
     fn set_training(&mut self, training: bool) {
         self.flow.set_training(training)
     }
+}
+
+/// For a conditional model, every batch `fit` hands over is the stacked
+/// `[x; c]` (`(D + C) × n`).
+impl<T: Real> TrainableDensity<T> for FlowModel<T> {
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage) {
         let (x, c) = split_context(data, self.dim());
         let (y, cs) = self.to_flow_space(&x, &c);

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::model::BaseSpec;
 use super::validate::{self, Loc, check_standardization, take, take_numbers, take_opt};
-use super::{FlowModel, Standardization, TrainableDensity, write_atomically};
-use crate::bijector::Differentiable;
+use super::{FlowModel, Standardization, write_atomically};
+use crate::Parameters;
 use crate::distribution::Distribution;
 use crate::error::clip;
 use crate::spec::FlowSpec;
@@ -65,8 +65,8 @@ struct ConditionalModelFile {
 impl<T: Real> FlowModel<T> {
     /// The model as JSON (see the type docs for the contents).
     pub fn to_json(&self) -> String {
-        let mut params = Vec::with_capacity(TrainableDensity::num_params(self));
-        TrainableDensity::visit_params(self, &mut |s| params.extend(s.iter().map(|v| v.to_f64())));
+        let mut params = Vec::with_capacity(Parameters::num_params(self));
+        Parameters::visit_params(self, &mut |s| params.extend(s.iter().map(|v| v.to_f64())));
         let mut state = Vec::new();
         self.flow
             .visit_state(&mut |s| state.extend(s.iter().map(|v| v.to_f64())));
@@ -194,7 +194,7 @@ impl<T: Real> FlowModel<T> {
     ) -> Result<Self, Error> {
         self.standardization = c.standardization;
         self.context_standardization = context_standardization;
-        let n = TrainableDensity::num_params(&self);
+        let n = Parameters::num_params(&self);
         let params = validate::params::<T>(&c.params, n, loc, "params", || {
             format!("the spec `{}` in {dims}", clip(&c.spec_text))
         })?;

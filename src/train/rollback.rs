@@ -95,6 +95,7 @@ impl<T: Real> Rollback<T> {
 mod tests {
     use super::super::toy::Toy;
     use super::*;
+    use crate::Parameters;
 
     #[test]
     fn finite_results_are_no_failure() {

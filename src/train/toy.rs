@@ -51,7 +51,7 @@ impl Distribution<f64> for Toy {
     }
 }
 
-impl TrainableDensity<f64> for Toy {
+impl crate::Parameters<f64> for Toy {
     fn num_params(&self) -> usize {
         self.theta.len()
     }
@@ -65,6 +65,9 @@ impl TrainableDensity<f64> for Toy {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+}
+
+impl TrainableDensity<f64> for Toy {
     fn prepare_with_data(&mut self, _: &DMatrix<f64>, stage: DataStage) {
         if stage == DataStage::Finalize {
             self.finalized += 1;

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::Standardization;
-use crate::bijector::Differentiable;
+use crate::Parameters;
 use crate::error::clip;
 use crate::spec::{Flow, FlowLayer};
 use crate::{Error, Real};

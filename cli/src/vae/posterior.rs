@@ -46,7 +46,7 @@
 
 use nalgebra::{DMatrix, DVector};
 use normflow::bijector::{Bijector, Differentiable};
-use normflow::{Error, Flow, FlowSpec, Real};
+use normflow::{Error, Flow, FlowSpec, Parameters, Real};
 
 /// A trainable map `z = f(z₀; h)` of the latent dimension `L`, given a
 /// `C`-dimensional context `h` per sample (see the module documentation).
@@ -312,7 +312,7 @@ impl<T: Real> PosteriorFlow<T> for ConditionalPosterior<T> {
     }
 
     fn num_params(&self) -> usize {
-        Differentiable::num_params(&self.flow)
+        Parameters::num_params(&self.flow)
     }
 
     fn params_to_vec(&self) -> Vec<T> {

@@ -8,6 +8,21 @@ use super::BatchNormalization;
 use crate::bijector::{Bijector, DataStage, Differentiable, assert_rows};
 use crate::{Error, Real};
 
+impl<T: Real> crate::Parameters<T> for BatchNormalization<T> {
+    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.running_mean.as_slice());
+        f(self.running_var.as_slice());
+    }
+    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.running_mean.as_mut_slice());
+        f(self.running_var.as_mut_slice());
+    }
+    crate::bijector::single_buffer!(params);
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+}
+
 /// Training: the parameters `[γ (D), β (D)]` are the flat parameter vector
 /// (the statistics are state, never differentiated as parameters).
 ///
@@ -29,23 +44,16 @@ use crate::{Error, Real};
 /// to `v` because `Σ (x − m) = 0`) plus the log-det's path through `v`:
 /// `Σₖ gₗₖ · (−½/(v + ε)) · 2 (xⱼ − m)/n`.
 ///
-/// [`set_training`](Differentiable::set_training) sets the mode flag.
+/// [`set_training`](crate::Parameters::set_training) sets the mode flag.
 /// [`prepare_with_data`](Differentiable::prepare_with_data) with
 /// [`DataStage::Finalize`] stores the statistics of the data it is given
 /// ([`BatchNormalization::compute_statistics`]; data with no columns or a
 /// non-finite entry leaves them unchanged); [`DataStage::Initialize`] changes
 /// nothing. Both return `inverse(y)` in the current mode.
 impl<T: Real> Differentiable<T> for BatchNormalization<T> {
-    fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.running_mean.as_slice());
-        f(self.running_var.as_slice());
+    fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
+        Box::new(self.clone())
     }
-    fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.running_mean.as_mut_slice());
-        f(self.running_var.as_mut_slice());
-    }
-
-    crate::bijector::single_buffer!(params);
     fn inverse_and_log_det_backward(
         &self,
         x: &DMatrix<T>,
@@ -117,9 +125,6 @@ impl<T: Real> Differentiable<T> for BatchNormalization<T> {
             grad_params[d + i] -= sum_g * c;
         }
         Ok(grad_u)
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
         if stage == DataStage::Finalize {

@@ -108,9 +108,14 @@ impl<T: Real> Planar<T> {
     }
 }
 
-impl<T: Real> Differentiable<T> for Planar<T> {
+impl<T: Real> crate::Parameters<T> for Planar<T> {
     crate::bijector::single_buffer!(params);
+}
 
+impl<T: Real> Differentiable<T> for Planar<T> {
+    fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
+        Box::new(self.clone())
+    }
     /// Implicit differentiation of the root-finding inverse.
     ///
     /// `z = g(y; θ)` is defined by `f(z; θ) = y`, so `∂z/∂y = J⁻¹` and

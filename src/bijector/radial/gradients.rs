@@ -65,9 +65,14 @@ impl<T: Real> Radial<T> {
     }
 }
 
-impl<T: Real> Differentiable<T> for Radial<T> {
+impl<T: Real> crate::Parameters<T> for Radial<T> {
     crate::bijector::single_buffer!(params);
+}
 
+impl<T: Real> Differentiable<T> for Radial<T> {
+    fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
+        Box::new(self.clone())
+    }
     /// Differentiates the closed form. With `e = y − z₀`, `ρ = ‖e‖`, the
     /// radius `r(ρ, α, σ)` solves `ρ = r(σ + r)/(α + r)`, whose derivative in
     /// `r` is `p̂ = P/(α + r)² > 0`, so (implicit function theorem)

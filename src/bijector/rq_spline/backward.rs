@@ -281,8 +281,14 @@ impl<T: Real> RationalQuadraticSpline<T> {
     }
 }
 
-impl<T: Real> Differentiable<T> for RationalQuadraticSpline<T> {
+impl<T: Real> crate::Parameters<T> for RationalQuadraticSpline<T> {
     crate::bijector::single_buffer!(params);
+}
+
+impl<T: Real> Differentiable<T> for RationalQuadraticSpline<T> {
+    fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
+        Box::new(self.clone())
+    }
     fn inverse_and_log_det_backward(
         &self,
         y: &DMatrix<T>,
