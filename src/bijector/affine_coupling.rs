@@ -192,10 +192,20 @@ impl<T: Real> AffineCoupling<T> {
     pub fn num_params(&self) -> usize {
         self.net.num_params()
     }
+}
 
-    /// Either direction given the conditioner's output at `x`: the output and
-    /// `Σ log σ` (inverse) or `−Σ log σ` (forward).
-    pub(crate) fn apply_with(
+/// `x_B = y_B ⊙ s + t` in the density direction (`inverse`), its inverse in
+/// the sampling direction; the conditioner's output rows `0..|B|` are the
+/// shifts, rows `|B|..2|B|` the raw scales.
+impl<T: Real> super::coupling::CouplingKernel<T> for AffineCoupling<T> {
+    const NAME: &'static str = "AffineCoupling";
+    fn mask(&self) -> &CouplingMask {
+        &self.mask
+    }
+    fn net(&self) -> &Mlp<T> {
+        &self.net
+    }
+    fn apply_with(
         &self,
         x: &DMatrix<T>,
         out: &DMatrix<T>,
@@ -222,15 +232,7 @@ impl<T: Real> AffineCoupling<T> {
         }
         (y, ldj)
     }
-}
-
-impl<T: Real> AffineCoupling<T> {
-    /// The cotangents of either direction at `input` given the conditioner's
-    /// output `out` there: `(∂L/∂input` along the direct paths (the identity
-    /// half passes its cotangent through, the transformed half gets the
-    /// affine map's), `∂L/∂out)`. The conditioner's backward pass adds the
-    /// rest.
-    pub(crate) fn cotangents(
+    fn cotangents(
         &self,
         input: &DMatrix<T>,
         out: &DMatrix<T>,
@@ -263,34 +265,6 @@ impl<T: Real> AffineCoupling<T> {
             }
         }
         (grad_in, grad_net)
-    }
-}
-
-impl<T: Real> super::coupling::CouplingKernel<T> for AffineCoupling<T> {
-    const NAME: &'static str = "AffineCoupling";
-    fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-    fn net(&self) -> &Mlp<T> {
-        &self.net
-    }
-    fn apply_with(
-        &self,
-        input: &DMatrix<T>,
-        out: &DMatrix<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DVector<T>) {
-        AffineCoupling::apply_with(self, input, out, inverse)
-    }
-    fn cotangents(
-        &self,
-        input: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        AffineCoupling::cotangents(self, input, out, grad_out, grad_log_det, inverse)
     }
 }
 

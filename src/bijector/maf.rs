@@ -175,83 +175,6 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
     fn dim_(&self) -> usize {
         self.made.dim()
     }
-
-    /// `(u, Σ log s)` from `x` and the MADE's output at `x`.
-    pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        let d = self.dim_();
-        let mut u = DMatrix::zeros(d, x.ncols());
-        let mut ldj = DVector::zeros(x.ncols());
-        let sc = Scales::of(d, out, true);
-        // Column slices (no index checks), so the inner loop vectorises.
-        for (((((uc, xc), oc), scc), lsc), l) in u
-            .as_mut_slice()
-            .chunks_exact_mut(d)
-            .zip(x.as_slice().chunks_exact(d))
-            .zip(out.as_slice().chunks_exact(2 * d))
-            .zip(sc.s.chunks_exact(d))
-            .zip(sc.log_s.chunks_exact(d))
-            .zip(ldj.iter_mut())
-        {
-            let mut acc = T::zero();
-            for (((ui, xi), ti), (si, li)) in
-                uc.iter_mut().zip(xc).zip(&oc[..d]).zip(scc.iter().zip(lsc))
-            {
-                // u = x·s + t: the density direction multiplies.
-                *ui = *xi * *si + *ti;
-                acc += *li;
-            }
-            *l = acc;
-        }
-        drop(sc);
-        (u, ldj)
-    }
-
-    /// The cotangents of the density direction at `x` given the MADE's output
-    /// `out` there: `(∂L/∂x` along the direct path `u = x·s + t`, `∂L/∂out)`.
-    /// The MADE's own backward pass turns the second into parameter (and
-    /// context) gradients.
-    pub(crate) fn density_cotangents(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let d = self.dim_();
-        let n = x.ncols();
-        let mut grad_x = DMatrix::zeros(d, n);
-        let mut grad_net = DMatrix::zeros(2 * d, n);
-        let sc = Scales::of(d, out, false);
-        // Column slices (no index checks), so the inner loop vectorises.
-        for ((((((gxc, gnc), xc), scc), dsc), guc), gl) in grad_x
-            .as_mut_slice()
-            .chunks_exact_mut(d)
-            .zip(grad_net.as_mut_slice().chunks_exact_mut(2 * d))
-            .zip(x.as_slice().chunks_exact(d))
-            .zip(sc.s.chunks_exact(d))
-            .zip(sc.ds.chunks_exact(d))
-            .zip(grad_u.as_slice().chunks_exact(d))
-            .zip(grad_log_det.iter())
-        {
-            let (g_t, g_a) = gnc.split_at_mut(d);
-            for (((((gx, gt), ga), xi), (si, dsi)), gu) in gxc
-                .iter_mut()
-                .zip(g_t)
-                .zip(g_a)
-                .zip(xc)
-                .zip(scc.iter().zip(dsc))
-                .zip(guc)
-            {
-                // u = x·s(a) + t, log-det log s(a).
-                *gx = *gu * *si;
-                *gt = *gu;
-                let g_scale = *gu * *xi + *gl / *si;
-                *ga = g_scale * *dsi;
-            }
-        }
-        drop(sc);
-        (grad_x, grad_net)
-    }
 }
 
 /// The scales of every coordinate and sample of a batch, from the MADE's
@@ -327,7 +250,32 @@ impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for MaskedAutoregre
         &self.made
     }
     fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        MaskedAutoregressiveFlow::invert_with(self, x, out)
+        let d = self.dim_();
+        let mut u = DMatrix::zeros(d, x.ncols());
+        let mut ldj = DVector::zeros(x.ncols());
+        let sc = Scales::of(d, out, true);
+        // Column slices (no index checks), so the inner loop vectorises.
+        for (((((uc, xc), oc), scc), lsc), l) in u
+            .as_mut_slice()
+            .chunks_exact_mut(d)
+            .zip(x.as_slice().chunks_exact(d))
+            .zip(out.as_slice().chunks_exact(2 * d))
+            .zip(sc.s.chunks_exact(d))
+            .zip(sc.log_s.chunks_exact(d))
+            .zip(ldj.iter_mut())
+        {
+            let mut acc = T::zero();
+            for (((ui, xi), ti), (si, li)) in
+                uc.iter_mut().zip(xc).zip(&oc[..d]).zip(scc.iter().zip(lsc))
+            {
+                // u = x·s + t: the density direction multiplies.
+                *ui = *xi * *si + *ti;
+                acc += *li;
+            }
+            *l = acc;
+        }
+        drop(sc);
+        (u, ldj)
     }
     fn density_cotangents(
         &self,
@@ -336,7 +284,40 @@ impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for MaskedAutoregre
         grad_u: &DMatrix<T>,
         grad_log_det: &DVector<T>,
     ) -> (DMatrix<T>, DMatrix<T>) {
-        MaskedAutoregressiveFlow::density_cotangents(self, x, out, grad_u, grad_log_det)
+        let d = self.dim_();
+        let n = x.ncols();
+        let mut grad_x = DMatrix::zeros(d, n);
+        let mut grad_net = DMatrix::zeros(2 * d, n);
+        let sc = Scales::of(d, out, false);
+        // Column slices (no index checks), so the inner loop vectorises.
+        for ((((((gxc, gnc), xc), scc), dsc), guc), gl) in grad_x
+            .as_mut_slice()
+            .chunks_exact_mut(d)
+            .zip(grad_net.as_mut_slice().chunks_exact_mut(2 * d))
+            .zip(x.as_slice().chunks_exact(d))
+            .zip(sc.s.chunks_exact(d))
+            .zip(sc.ds.chunks_exact(d))
+            .zip(grad_u.as_slice().chunks_exact(d))
+            .zip(grad_log_det.iter())
+        {
+            let (g_t, g_a) = gnc.split_at_mut(d);
+            for (((((gx, gt), ga), xi), (si, dsi)), gu) in gxc
+                .iter_mut()
+                .zip(g_t)
+                .zip(g_a)
+                .zip(xc)
+                .zip(scc.iter().zip(dsc))
+                .zip(guc)
+            {
+                // u = x·s(a) + t, log-det log s(a).
+                *gx = *gu * *si;
+                *gt = *gu;
+                let g_scale = *gu * *xi + *gl / *si;
+                *ga = g_scale * *dsi;
+            }
+        }
+        drop(sc);
+        (grad_x, grad_net)
     }
     fn scratch(&self) -> usize {
         0

@@ -252,9 +252,19 @@ impl<T: Real> SplineAutoregressive<T> {
             *t = out[(p * d + i, s)];
         }
     }
+}
 
-    /// `(u, log|det ∂u/∂x|)` from `x` given the MADE's output at `x`.
-    pub(crate) fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for SplineAutoregressive<T> {
+    const NAME: &'static str = "SplineAutoregressive";
+    const SEQUENTIAL: &'static str = "the forward (sampling) direction takes D sequential MADE passes and has \
+         no backward pass; train through the inverse direction (data → base, one \
+         MADE pass, as maximum likelihood does), or, if the loss differentiates \
+         through sampling, wrap the layer in `Invert` so that sampling is the \
+         one-pass direction";
+    fn made(&self) -> &Made<T> {
+        &self.made
+    }
+    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
         let d = self.dim_();
         let mut theta = vec![T::zero(); params_per_coord(self.bins)];
         let mut u = DMatrix::zeros(d, x.ncols());
@@ -271,50 +281,7 @@ impl<T: Real> SplineAutoregressive<T> {
         }
         (u, ldj)
     }
-}
-
-impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for SplineAutoregressive<T> {
-    const NAME: &'static str = "SplineAutoregressive";
-    const SEQUENTIAL: &'static str = "the forward (sampling) direction takes D sequential MADE passes and has \
-         no backward pass; train through the inverse direction (data → base, one \
-         MADE pass, as maximum likelihood does), or, if the loss differentiates \
-         through sampling, wrap the layer in `Invert` so that sampling is the \
-         one-pass direction";
-    fn made(&self) -> &Made<T> {
-        &self.made
-    }
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        SplineAutoregressive::invert_with(self, x, out)
-    }
     fn density_cotangents(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        SplineAutoregressive::density_cotangents(self, x, out, grad_u, grad_log_det)
-    }
-    fn scratch(&self) -> usize {
-        params_per_coord(self.bins)
-    }
-    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, theta: &mut [T]) -> (T, T) {
-        // Row p of a step's output is parameter p of the coordinate.
-        for (p, t) in theta.iter_mut().enumerate() {
-            *t = step[(p, s)];
-        }
-        rqs_forward(u, theta, self.bins, self.bound)
-    }
-}
-
-super::autoregressive::autoregressive_layer!(SplineAutoregressive);
-
-impl<T: Real> SplineAutoregressive<T> {
-    /// The cotangents of the density direction at `x` given the MADE's output
-    /// `out` there: `(∂L/∂x` through the splines' inputs, `∂L/∂out)`. The
-    /// MADE's own backward pass turns the second into parameter (and context)
-    /// gradients.
-    pub(crate) fn density_cotangents(
         &self,
         x: &DMatrix<T>,
         out: &DMatrix<T>,
@@ -347,4 +314,16 @@ impl<T: Real> SplineAutoregressive<T> {
         }
         (grad_x, grad_out)
     }
+    fn scratch(&self) -> usize {
+        params_per_coord(self.bins)
+    }
+    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, theta: &mut [T]) -> (T, T) {
+        // Row p of a step's output is parameter p of the coordinate.
+        for (p, t) in theta.iter_mut().enumerate() {
+            *t = step[(p, s)];
+        }
+        rqs_forward(u, theta, self.bins, self.bound)
+    }
 }
+
+super::autoregressive::autoregressive_layer!(SplineAutoregressive);

@@ -333,37 +333,10 @@ impl<T: Real> SplineCoupling<T> {
         }
         (grad_in, grad_raw)
     }
-
-    /// Either direction at `input` given the raw spline parameters there:
-    /// the output and the per-sample log-dets.
-    pub(crate) fn apply_direction(
-        &self,
-        input: &DMatrix<T>,
-        raw: &DMatrix<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DVector<T>) {
-        let kernel: ForwardKernel<T> = if inverse { rqs_inverse } else { rqs_forward };
-        self.apply_with(input, raw, kernel)
-    }
-
-    /// The cotangents of either direction (see `cotangents_with`).
-    pub(crate) fn cotangents(
-        &self,
-        input: &DMatrix<T>,
-        raw: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let kernel: BackwardKernel<T> = if inverse {
-            rqs_inverse_backward
-        } else {
-            rqs_forward_backward
-        };
-        self.cotangents_with(input, raw, grad_out, grad_log_det, kernel)
-    }
 }
 
+/// Rational-quadratic splines on the transformed half, their raw
+/// parameters from the conditioner's output column by column.
 impl<T: Real> super::coupling::CouplingKernel<T> for SplineCoupling<T> {
     const NAME: &'static str = "SplineCoupling";
     fn mask(&self) -> &CouplingMask {
@@ -378,7 +351,8 @@ impl<T: Real> super::coupling::CouplingKernel<T> for SplineCoupling<T> {
         out: &DMatrix<T>,
         inverse: bool,
     ) -> (DMatrix<T>, DVector<T>) {
-        self.apply_direction(input, out, inverse)
+        let kernel: ForwardKernel<T> = if inverse { rqs_inverse } else { rqs_forward };
+        SplineCoupling::apply_with(self, input, out, kernel)
     }
     fn cotangents(
         &self,
@@ -388,7 +362,12 @@ impl<T: Real> super::coupling::CouplingKernel<T> for SplineCoupling<T> {
         grad_log_det: &DVector<T>,
         inverse: bool,
     ) -> (DMatrix<T>, DMatrix<T>) {
-        SplineCoupling::cotangents(self, input, out, grad_out, grad_log_det, inverse)
+        let kernel: BackwardKernel<T> = if inverse {
+            rqs_inverse_backward
+        } else {
+            rqs_forward_backward
+        };
+        self.cotangents_with(input, out, grad_out, grad_log_det, kernel)
     }
 }
 
