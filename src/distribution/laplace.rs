@@ -1,45 +1,17 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rand_distr::{Distribution as _, Exp1};
-use serde::{Deserialize, Serialize};
 
 use super::{Distribution, sanitize};
+use crate::Real;
 use crate::bijector::assert_rows;
-use crate::error::check;
-use crate::{Error, Real};
 
-/// Independent Laplace coordinates: `log p(x) = Σᵢ [−log(2 bᵢ) − |xᵢ − μᵢ| / bᵢ]`.
-///
-/// Sampling uses the difference of two standard exponentials (rand_distr's `Exp1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "LaplaceRepr<T>")]
-pub struct Laplace<T: Real> {
-    loc: DVector<T>,
-    scale: DVector<T>,
-}
-
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct LaplaceRepr<T: Real> {
-    loc: DVector<T>,
-    scale: DVector<T>,
-}
-
-impl<T: Real> TryFrom<LaplaceRepr<T>> for Laplace<T> {
-    type Error = Error;
-    fn try_from(r: LaplaceRepr<T>) -> Result<Self, Error> {
-        Laplace::new(r.loc, r.scale)
-    }
-}
-
-impl<T: Real> Laplace<T> {
-    /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
-    /// non-finite entry, or `scale` an entry that is not finite and positive.
-    pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        Self::checked("Laplace::new", loc, scale)
-    }
-
+super::loc_scale::loc_scale_family! {
+    /// Independent Laplace coordinates: `log p(x) = Σᵢ [−log(2 bᵢ) − |xᵢ − μᵢ| / bᵢ]`.
+    ///
+    /// Sampling uses the difference of two standard exponentials (rand_distr's `Exp1`).
+    Laplace / LaplaceRepr = "LaplaceRepr<T>";
+    scalar:
     /// A one-dimensional Laplace distribution with location `loc` and scale `b = scale` (TFP's `tfd.Laplace(0.0, 2.0)`): [`Laplace::new`] on
     /// one-element vectors, with the same checks (`scale` finite and
     /// positive, `loc` finite).
@@ -53,14 +25,8 @@ impl<T: Real> Laplace<T> {
     /// assert!(Laplace::<f64>::scalar(0.0, -1.0).is_err());
     /// # Ok::<(), normflow::Error>(())
     /// ```
-    pub fn scalar(loc: T, scale: T) -> Result<Self, Error> {
-        Self::checked(
-            "Laplace::scalar",
-            DVector::from_element(1, loc),
-            DVector::from_element(1, scale),
-        )
-    }
-
+    ;
+    from_slices:
     /// A `D`-dimensional Laplace with independent coordinates from slices of
     /// locations and scales: [`Laplace::new`] without building the vectors, with
     /// the same checks.
@@ -72,28 +38,13 @@ impl<T: Real> Laplace<T> {
     /// assert!(Laplace::<f64>::from_slices(&[0.0, 1.0], &[1.0]).is_err());
     /// # Ok::<(), normflow::Error>(())
     /// ```
-    pub fn from_slices(loc: &[T], scale: &[T]) -> Result<Self, Error> {
-        Self::checked(
-            "Laplace::from_slices",
-            DVector::from_column_slice(loc),
-            DVector::from_column_slice(scale),
-        )
-    }
-
-    fn checked(context: &str, loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        check::loc_scale(context, &loc, &scale)?;
-        Ok(Self { loc, scale })
-    }
-
+    ;
+    loc:
     /// The location (median) vector.
-    pub fn loc(&self) -> &DVector<T> {
-        &self.loc
-    }
-
+    ;
+    scale:
     /// The scale vector `b` (variance `2b²`).
-    pub fn scale(&self) -> &DVector<T> {
-        &self.scale
-    }
+    ;
 }
 
 impl<T: Real> Distribution<T> for Laplace<T> {

@@ -1,45 +1,17 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 use super::{Distribution, open01, sanitize};
+use crate::Real;
 use crate::bijector::assert_rows;
-use crate::error::check;
-use crate::{Error, Real};
 
-/// Independent logistic coordinates: with `z = (x − μ)/s`,
-/// `log p(x) = Σᵢ [−zᵢ − log sᵢ − 2 softplus(−zᵢ)]` (stable for large `|z|`).
-///
-/// Sampling inverts the CDF: `x = μ + s log(u / (1 − u))`, `u ~ U(0, 1)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "LogisticRepr<T>")]
-pub struct Logistic<T: Real> {
-    loc: DVector<T>,
-    scale: DVector<T>,
-}
-
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct LogisticRepr<T: Real> {
-    loc: DVector<T>,
-    scale: DVector<T>,
-}
-
-impl<T: Real> TryFrom<LogisticRepr<T>> for Logistic<T> {
-    type Error = Error;
-    fn try_from(r: LogisticRepr<T>) -> Result<Self, Error> {
-        Logistic::new(r.loc, r.scale)
-    }
-}
-
-impl<T: Real> Logistic<T> {
-    /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
-    /// non-finite entry, or `scale` an entry that is not finite and positive.
-    pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        Self::checked("Logistic::new", loc, scale)
-    }
-
+super::loc_scale::loc_scale_family! {
+    /// Independent logistic coordinates: with `z = (x − μ)/s`,
+    /// `log p(x) = Σᵢ [−zᵢ − log sᵢ − 2 softplus(−zᵢ)]` (stable for large `|z|`).
+    ///
+    /// Sampling inverts the CDF: `x = μ + s log(u / (1 − u))`, `u ~ U(0, 1)`.
+    Logistic / LogisticRepr = "LogisticRepr<T>";
+    scalar:
     /// A one-dimensional logistic distribution with location `loc` and scale `s = scale` (TFP's `tfd.Logistic(1.0, 0.5)`): [`Logistic::new`] on
     /// one-element vectors, with the same checks (`scale` finite and
     /// positive, `loc` finite).
@@ -53,14 +25,8 @@ impl<T: Real> Logistic<T> {
     /// assert!(Logistic::<f64>::scalar(0.0, -1.0).is_err());
     /// # Ok::<(), normflow::Error>(())
     /// ```
-    pub fn scalar(loc: T, scale: T) -> Result<Self, Error> {
-        Self::checked(
-            "Logistic::scalar",
-            DVector::from_element(1, loc),
-            DVector::from_element(1, scale),
-        )
-    }
-
+    ;
+    from_slices:
     /// A `D`-dimensional Logistic with independent coordinates from slices of
     /// locations and scales: [`Logistic::new`] without building the vectors, with
     /// the same checks.
@@ -72,28 +38,13 @@ impl<T: Real> Logistic<T> {
     /// assert!(Logistic::<f64>::from_slices(&[0.0, 1.0], &[1.0]).is_err());
     /// # Ok::<(), normflow::Error>(())
     /// ```
-    pub fn from_slices(loc: &[T], scale: &[T]) -> Result<Self, Error> {
-        Self::checked(
-            "Logistic::from_slices",
-            DVector::from_column_slice(loc),
-            DVector::from_column_slice(scale),
-        )
-    }
-
-    fn checked(context: &str, loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        check::loc_scale(context, &loc, &scale)?;
-        Ok(Self { loc, scale })
-    }
-
+    ;
+    loc:
     /// The location (mean) vector.
-    pub fn loc(&self) -> &DVector<T> {
-        &self.loc
-    }
-
+    ;
+    scale:
     /// The scale vector `s` (variance `s² π² / 3`).
-    pub fn scale(&self) -> &DVector<T> {
-        &self.scale
-    }
+    ;
 }
 
 impl<T: Real> Distribution<T> for Logistic<T> {

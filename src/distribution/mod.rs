@@ -13,6 +13,7 @@ use crate::Real;
 mod blockwise;
 mod gaussian_mixture;
 mod laplace;
+mod loc_scale;
 mod logistic;
 mod multivariate_normal;
 mod normal;

@@ -1,55 +1,27 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 use super::{Distribution, neg_half_ln_2pi, sanitize, standard_normal_matrix};
+use crate::Real;
 use crate::bijector::assert_rows;
-use crate::error::check;
-use crate::{Error, Real};
 
-/// A normal distribution with independent coordinates (diagonal covariance):
-/// `xᵢ ~ N(locᵢ, scaleᵢ²)`.
-///
-/// `log p(x) = Σᵢ [−½ ((xᵢ − μᵢ)/σᵢ)² − log σᵢ − ½ log 2π]`.
-///
-/// ```
-/// use nalgebra::{DMatrix, DVector};
-/// use normflow::prelude::*;
-/// let d = Normal::new(DVector::from_vec(vec![3.0_f64]), DVector::from_vec(vec![2.0]))?;
-/// // At the mean: −log σ − ½ log 2π.
-/// let lp = d.log_prob(&DMatrix::from_element(1, 1, 3.0));
-/// assert!((lp[0] - (-(2.0_f64).ln() - 0.5 * (2.0 * std::f64::consts::PI).ln())).abs() < 1e-12);
-/// # Ok::<(), normflow::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "NormalRepr<T>")]
-pub struct Normal<T: Real> {
-    loc: DVector<T>,
-    scale: DVector<T>,
-}
-
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct NormalRepr<T: Real> {
-    loc: DVector<T>,
-    scale: DVector<T>,
-}
-
-impl<T: Real> TryFrom<NormalRepr<T>> for Normal<T> {
-    type Error = Error;
-    fn try_from(r: NormalRepr<T>) -> Result<Self, Error> {
-        Normal::new(r.loc, r.scale)
-    }
-}
-
-impl<T: Real> Normal<T> {
-    /// Errors if `loc` and `scale` differ in length or are empty, `loc` has a
-    /// non-finite entry, or `scale` has an entry that is not finite and positive.
-    pub fn new(loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        Self::checked("Normal::new", loc, scale)
-    }
-
+super::loc_scale::loc_scale_family! {
+    /// A normal distribution with independent coordinates (diagonal covariance):
+    /// `xᵢ ~ N(locᵢ, scaleᵢ²)`.
+    ///
+    /// `log p(x) = Σᵢ [−½ ((xᵢ − μᵢ)/σᵢ)² − log σᵢ − ½ log 2π]`.
+    ///
+    /// ```
+    /// use nalgebra::{DMatrix, DVector};
+    /// use normflow::prelude::*;
+    /// let d = Normal::new(DVector::from_vec(vec![3.0_f64]), DVector::from_vec(vec![2.0]))?;
+    /// // At the mean: −log σ − ½ log 2π.
+    /// let lp = d.log_prob(&DMatrix::from_element(1, 1, 3.0));
+    /// assert!((lp[0] - (-(2.0_f64).ln() - 0.5 * (2.0 * std::f64::consts::PI).ln())).abs() < 1e-12);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    Normal / NormalRepr = "NormalRepr<T>";
+    scalar:
     /// A one-dimensional normal `N(loc, scale²)` (TFP's `tfd.Normal(0.3, 0.8)`): [`Normal::new`] on
     /// one-element vectors, with the same checks (`scale` finite and
     /// positive, `loc` finite).
@@ -64,14 +36,8 @@ impl<T: Real> Normal<T> {
     /// assert!(Normal::<f64>::scalar(0.0, -1.0).is_err());
     /// # Ok::<(), normflow::Error>(())
     /// ```
-    pub fn scalar(loc: T, scale: T) -> Result<Self, Error> {
-        Self::checked(
-            "Normal::scalar",
-            DVector::from_element(1, loc),
-            DVector::from_element(1, scale),
-        )
-    }
-
+    ;
+    from_slices:
     /// A `D`-dimensional Normal with independent coordinates from slices of
     /// locations and standard deviations: [`Normal::new`] without building the vectors, with
     /// the same checks.
@@ -83,28 +49,13 @@ impl<T: Real> Normal<T> {
     /// assert!(Normal::<f64>::from_slices(&[0.0, 1.0], &[1.0]).is_err());
     /// # Ok::<(), normflow::Error>(())
     /// ```
-    pub fn from_slices(loc: &[T], scale: &[T]) -> Result<Self, Error> {
-        Self::checked(
-            "Normal::from_slices",
-            DVector::from_column_slice(loc),
-            DVector::from_column_slice(scale),
-        )
-    }
-
-    fn checked(context: &str, loc: DVector<T>, scale: DVector<T>) -> Result<Self, Error> {
-        check::loc_scale(context, &loc, &scale)?;
-        Ok(Self { loc, scale })
-    }
-
+    ;
+    loc:
     /// The mean vector.
-    pub fn loc(&self) -> &DVector<T> {
-        &self.loc
-    }
-
+    ;
+    scale:
     /// The standard deviations.
-    pub fn scale(&self) -> &DVector<T> {
-        &self.scale
-    }
+    ;
 }
 
 impl<T: Real> Distribution<T> for Normal<T> {
