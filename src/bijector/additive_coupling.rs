@@ -74,42 +74,14 @@ impl<T: Real> AdditiveCoupling<T> {
         )?;
         Ok(Self { mask, net })
     }
-
-    /// The mask.
-    pub fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-
-    /// The conditioner network.
-    pub fn net(&self) -> &Mlp<T> {
-        &self.net
-    }
-
-    /// All parameters (the conditioner's) in one buffer.
-    pub fn params(&self) -> &[T] {
-        self.net.params()
-    }
-
-    /// Mutable parameter buffer.
-    pub fn params_mut(&mut self) -> &mut [T] {
-        self.net.params_mut()
-    }
-
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
 }
 
 /// `out_B = in_B ± t(in_A)` (`+` forward, `−` inverse), log-det 0; the
 /// cotangent passes through, and `±∂L/∂out_B` flows into the conditioner.
 impl<T: Real> super::coupling::CouplingKernel<T> for AdditiveCoupling<T> {
     const NAME: &'static str = "AdditiveCoupling";
-    fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-    fn net(&self) -> &Mlp<T> {
-        &self.net
+    fn parts(&self) -> (&CouplingMask, &Mlp<T>) {
+        (&self.mask, &self.net)
     }
     fn apply_with(
         &self,

@@ -167,31 +167,6 @@ impl<T: Real> AffineCoupling<T> {
         .map_err(|e| super::maf::rename_context(e, CTX))?;
         Ok(Self { mask, net })
     }
-
-    /// The mask.
-    pub fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-
-    /// The conditioner network.
-    pub fn net(&self) -> &Mlp<T> {
-        &self.net
-    }
-
-    /// All parameters (the conditioner's) in one buffer.
-    pub fn params(&self) -> &[T] {
-        self.net.params()
-    }
-
-    /// Mutable parameter buffer.
-    pub fn params_mut(&mut self) -> &mut [T] {
-        self.net.params_mut()
-    }
-
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
 }
 
 /// `x_B = y_B ⊙ s + t` in the density direction (`inverse`), its inverse in
@@ -199,11 +174,8 @@ impl<T: Real> AffineCoupling<T> {
 /// shifts, rows `|B|..2|B|` the raw scales.
 impl<T: Real> super::coupling::CouplingKernel<T> for AffineCoupling<T> {
     const NAME: &'static str = "AffineCoupling";
-    fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-    fn net(&self) -> &Mlp<T> {
-        &self.net
+    fn parts(&self) -> (&CouplingMask, &Mlp<T>) {
+        (&self.mask, &self.net)
     }
     fn apply_with(
         &self,

@@ -18,10 +18,17 @@ use crate::{Error, Real};
 pub(crate) trait CouplingKernel<T: Real> {
     /// The layer's name in messages.
     const NAME: &'static str;
+    /// The split into the identity and transformed halves, and the
+    /// conditioner (`|A| + C` inputs).
+    fn parts(&self) -> (&CouplingMask, &Mlp<T>);
     /// The split into the identity and transformed halves.
-    fn mask(&self) -> &CouplingMask;
-    /// The conditioner: `|A| + C` inputs.
-    fn net(&self) -> &Mlp<T>;
+    fn mask(&self) -> &CouplingMask {
+        self.parts().0
+    }
+    /// The conditioner.
+    fn net(&self) -> &Mlp<T> {
+        self.parts().1
+    }
     /// Either direction at `input` given the conditioner's output there.
     fn apply_with(
         &self,
@@ -116,6 +123,33 @@ pub(crate) fn through<T: Real, K: CouplingKernel<T>>(
 /// or without a context, and both are differentiable.
 macro_rules! coupling_layer {
     ($ty:ident) => {
+        impl<T: Real> $ty<T> {
+            /// The mask.
+            pub fn mask(&self) -> &CouplingMask {
+                &self.mask
+            }
+
+            /// The conditioner network.
+            pub fn net(&self) -> &Mlp<T> {
+                &self.net
+            }
+
+            /// All parameters (the conditioner's) in one buffer.
+            pub fn params(&self) -> &[T] {
+                self.net.params()
+            }
+
+            /// Mutable parameter buffer.
+            pub fn params_mut(&mut self) -> &mut [T] {
+                self.net.params_mut()
+            }
+
+            /// Number of parameters.
+            pub fn num_params(&self) -> usize {
+                self.net.num_params()
+            }
+        }
+
         impl<T: Real> $crate::bijector::Bijector<T> for $ty<T> {
             $crate::bijector::fused::maps_from_apply!($crate::bijector::coupling::apply);
             fn dim(&self) -> Option<usize> {

@@ -221,11 +221,6 @@ impl<T: Real> SplineCoupling<T> {
         })
     }
 
-    /// Which coordinates are transformed.
-    pub fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-
     /// Number of bins `K` of every spline.
     pub fn bins(&self) -> usize {
         self.bins
@@ -234,26 +229,6 @@ impl<T: Real> SplineCoupling<T> {
     /// The half-width `B` of the interval `[−B, B]` the splines act on.
     pub fn bound(&self) -> T {
         self.bound
-    }
-
-    /// The conditioner.
-    pub fn net(&self) -> &Mlp<T> {
-        &self.net
-    }
-
-    /// All parameters (the MLP's) in one buffer.
-    pub fn params(&self) -> &[T] {
-        self.net.params()
-    }
-
-    /// Mutable parameter buffer.
-    pub fn params_mut(&mut self) -> &mut [T] {
-        self.net.params_mut()
-    }
-
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.net.num_params()
     }
 
     /// The raw spline parameters of every sample: `|B|·(3K − 1) × n`, one
@@ -339,11 +314,8 @@ impl<T: Real> SplineCoupling<T> {
 /// parameters from the conditioner's output column by column.
 impl<T: Real> super::coupling::CouplingKernel<T> for SplineCoupling<T> {
     const NAME: &'static str = "SplineCoupling";
-    fn mask(&self) -> &CouplingMask {
-        &self.mask
-    }
-    fn net(&self) -> &Mlp<T> {
-        &self.net
+    fn parts(&self) -> (&CouplingMask, &Mlp<T>) {
+        (&self.mask, &self.net)
     }
     fn apply_with(
         &self,

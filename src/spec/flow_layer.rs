@@ -29,8 +29,17 @@ pub enum FlowLayer<T: Real> {
     Softplus,
 }
 
+/// Runs `$e` with `$b` bound to the layer inside: `dispatch!(self, b => …)`
+/// by shared reference, `dispatch!(mut self, b => …)` by mutable one (the
+/// parameter-free unit layers are bound to a value of their type).
 macro_rules! dispatch {
     ($self:expr, $b:ident => $e:expr) => {
+        dispatch!(@arms $self, $b => $e, (&))
+    };
+    (mut $self:expr, $b:ident => $e:expr) => {
+        dispatch!(@arms $self, $b => $e, (&mut))
+    };
+    (@arms $self:expr, $b:ident => $e:expr, ($($r:tt)+)) => {
         match $self {
             FlowLayer::Maf($b) => $e,
             FlowLayer::Iaf($b) => $e,
@@ -45,44 +54,21 @@ macro_rules! dispatch {
             FlowLayer::Lu($b) => $e,
             FlowLayer::Permute($b) => $e,
             FlowLayer::Exp => {
-                let $b = &Exp;
+                let $b = $($r)+ Exp;
                 $e
             }
             FlowLayer::Sigmoid => {
-                let $b = &Sigmoid;
+                let $b = $($r)+ Sigmoid;
                 $e
             }
             FlowLayer::Tanh => {
-                let $b = &Tanh;
+                let $b = $($r)+ Tanh;
                 $e
             }
             FlowLayer::Softplus => {
-                let $b = &Softplus;
+                let $b = $($r)+ Softplus;
                 $e
             }
-        }
-    };
-}
-
-macro_rules! dispatch_mut {
-    ($self:expr, $b:ident => $e:expr, $unit:expr) => {
-        match $self {
-            FlowLayer::Maf($b) => $e,
-            FlowLayer::Iaf($b) => $e,
-            FlowLayer::Nice($b) => $e,
-            FlowLayer::RealNvp($b) => $e,
-            FlowLayer::SplineCoupling($b) => $e,
-            FlowLayer::SplineAr($b) => $e,
-            FlowLayer::Planar($b) => $e,
-            FlowLayer::Radial($b) => $e,
-            FlowLayer::BatchNorm($b) => $e,
-            FlowLayer::ActNorm($b) => $e,
-            FlowLayer::Lu($b) => $e,
-            FlowLayer::Permute(_)
-            | FlowLayer::Exp
-            | FlowLayer::Sigmoid
-            | FlowLayer::Tanh
-            | FlowLayer::Softplus => $unit,
         }
     };
 }
@@ -107,19 +93,19 @@ impl<T: Real> crate::Parameters<T> for FlowLayer<T> {
         self.as_trainable().visit_params(f)
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        dispatch_mut!(self, b => b.visit_params_mut(f), ())
+        dispatch!(mut self, b => b.visit_params_mut(f))
     }
     fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
         self.as_trainable().visit_state(f)
     }
     fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        dispatch_mut!(self, b => b.visit_state_mut(f), ())
+        dispatch!(mut self, b => b.visit_state_mut(f))
     }
     fn params_changed(&mut self) {
-        dispatch_mut!(self, b => b.params_changed(), ())
+        dispatch!(mut self, b => crate::Parameters::<T>::params_changed(b))
     }
     fn set_training(&mut self, training: bool) {
-        dispatch_mut!(self, b => b.set_training(training), ())
+        dispatch!(mut self, b => crate::Parameters::<T>::set_training(b, training))
     }
 }
 
@@ -128,8 +114,7 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
         Box::new(self.clone())
     }
     fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        let inv = self.inverse(y);
-        dispatch_mut!(self, b => b.prepare_with_data(y, stage), inv)
+        dispatch!(mut self, b => b.prepare_with_data(y, stage))
     }
     fn prepare_with_data_given(
         &mut self,
@@ -137,8 +122,7 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
         c: &DMatrix<T>,
         stage: DataStage,
     ) -> DMatrix<T> {
-        let inv = self.inverse_given(y, c);
-        dispatch_mut!(self, b => b.prepare_with_data_given(y, c, stage), inv)
+        dispatch!(mut self, b => b.prepare_with_data_given(y, c, stage))
     }
     crate::bijector::fused::training_by_delegate!(s => Ok::<_, Error>(s.as_trainable()));
 }
