@@ -217,3 +217,39 @@ fn unconditioned_layers_of_a_conditional_flow_ignore_its_context() {
     assert_eq!(nice.forward_and_log_det_given(&x, &c).1.amax(), 0.0);
     assert_eq!(nice.forward_given(&x, &c), nice.forward(&x));
 }
+
+/// One set of kit checks: `check_bijector` takes a conditioned layer too
+/// (at fixed probe contexts); `check_gradients` sends one to
+/// `check_gradients_given`, which also checks the context's gradient.
+#[test]
+fn the_kit_checks_conditioned_layers() {
+    use normflow::testing::{
+        check_bijector, check_gradients, check_gradients_given, probe_contexts,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let cfg = ConditionerConfig {
+        hidden: 8,
+        activation: Activation::Tanh,
+        identity_init: false,
+        ..Default::default()
+    };
+    let x = DMatrix::from_fn(3, 5, |i, j| (i as f64 - 1.0) * 0.6 + j as f64 * 0.2 - 0.4);
+    let maf = MaskedAutoregressiveFlow::<f64>::conditional(3, 2, &cfg, &mut rng).unwrap();
+    let report = check_bijector(&maf, &x).unwrap();
+    assert!(report.max_log_det_error < 1e-6, "{report}");
+    let e = check_gradients(&maf, &x).unwrap_err();
+    assert!(e.to_string().contains("check_gradients_given"), "{e}");
+    let coupling = SplineCoupling::<f64>::conditional(
+        CouplingMask::half(3, false).unwrap(),
+        2,
+        4,
+        3.0,
+        &cfg,
+        &mut rng,
+    )
+    .unwrap();
+    check_bijector(&coupling, &x).unwrap();
+    let g = check_gradients_given(&coupling, &x, &probe_contexts(2, 5)).unwrap();
+    assert_eq!(g.directions, ["forward", "inverse"]);
+    assert!(g.max_input_error < 1e-6); // x and the context
+}

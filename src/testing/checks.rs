@@ -103,6 +103,14 @@ fn worst_vector<T: Real>(a: &DVector<T>, b: &DVector<T>) -> (f64, usize, f64, f6
     worst
 }
 
+/// Deterministic contexts for checking a conditioned layer: `C × n`
+/// entries spread over `[−1, 1]`, different in every column.
+pub fn probe_contexts<T: Real>(context_dim: usize, n: usize) -> DMatrix<T> {
+    DMatrix::from_fn(context_dim, n, |i, j| {
+        T::lit(((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0)
+    })
+}
+
 /// [`check_bijector_with`] with the default tolerances of `T` ([`Tolerances::for_type`]).
 pub fn check_bijector<T: Real, B: Bijector<T> + ?Sized>(
     b: &B,
@@ -116,7 +124,26 @@ pub fn check_bijector<T: Real, B: Bijector<T> + ?Sized>(
 ///
 /// `x` must lie in the bijector's domain (any finite point for most; e.g.
 /// positive points for `Invert(Exp)`).
+///
+/// A layer conditioned on a context (`context_dim() = C > 0`) is checked at
+/// fixed probe contexts ([`probe_contexts`]) by
+/// [`check_bijector_given_with`](super::check_bijector_given_with), so every
+/// bijector goes through the same checks.
 pub fn check_bijector_with<T: Real, B: Bijector<T> + ?Sized>(
+    b: &B,
+    x: &DMatrix<T>,
+    tol: &Tolerances,
+) -> Result<CheckReport, CheckFailure> {
+    if b.context_dim() > 0 {
+        let c = probe_contexts::<T>(b.context_dim(), x.ncols());
+        return super::check_bijector_given_with(&b, x, &c, tol);
+    }
+    check_maps(b, x, tol)
+}
+
+/// The checks of [`check_bijector_with`] for a map without a context (a
+/// conditioned layer is checked as its [`JointBijector`](crate::conditional::JointBijector)).
+pub(crate) fn check_maps<T: Real, B: Bijector<T> + ?Sized>(
     b: &B,
     x: &DMatrix<T>,
     tol: &Tolerances,

@@ -4,8 +4,7 @@
 use nalgebra::DMatrix;
 
 use super::{
-    CheckFailure, CheckReport, GRADIENT_TOLERANCE, GradientReport, Tolerances, check_bijector_with,
-    check_gradients_with,
+    CheckFailure, CheckReport, GRADIENT_TOLERANCE, GradientReport, Tolerances, check_gradients_with,
 };
 use crate::Real;
 use crate::bijector::{Bijector, Differentiable};
@@ -66,7 +65,7 @@ pub fn check_bijector_given_with<T: Real, B: Bijector<T>>(
     if let Some(failure) = shape_failure(b.dim(), b.context_dim(), x, c) {
         return Err(failure);
     }
-    check_bijector_with(&joint, &stack_context(x, c), tol)
+    super::checks::check_maps(&joint, &stack_context(x, c), tol)
 }
 
 /// [`check_gradients_given_with`] with tolerance [`GRADIENT_TOLERANCE`].

@@ -36,6 +36,10 @@ pub fn check_gradients<B: Differentiable<f64> + Clone>(
 
 /// Checks both backward passes of `b` against central finite differences.
 ///
+/// A layer conditioned on a context is refused with a failure that names
+/// [`check_gradients_given`](super::check_gradients_given), which also checks
+/// the gradient with respect to the context.
+///
 /// For each direction — `forward_and_log_det` at `x`, and
 /// `inverse_and_log_det` at `y = forward(x)` (so the input is in the image) —
 /// the scalar loss `L = Σ W ⊙ out + Σ w ⊙ log_det` with fixed pseudo-random
@@ -74,6 +78,24 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
     x: &DMatrix<f64>,
     tolerance: f64,
 ) -> Result<GradientReport, CheckFailure> {
+    if b.context_dim() > 0 {
+        return Err(fail(
+            Property::Input,
+            None,
+            None,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            format!(
+                "the bijector is conditioned on a context of dimension {}: check it with \
+                 check_gradients_given (the gradients in the context too), for instance at \
+                 probe_contexts({}, n)",
+                b.context_dim(),
+                b.context_dim()
+            ),
+        ));
+    }
     let mut report = GradientReport {
         params: b.num_params(),
         ..GradientReport::default()

@@ -36,7 +36,7 @@ mod jacobian;
 mod report;
 pub mod strategies;
 
-pub use checks::{check_bijector, check_bijector_with, check_equivalent};
+pub use checks::{check_bijector, check_bijector_with, check_equivalent, probe_contexts};
 #[allow(deprecated)]
 pub use conditional::{
     check_bijector_given, check_bijector_given_with, check_conditional_bijector,
