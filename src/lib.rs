@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod autodiff;
 mod batch;
 pub mod bijector;
 pub mod conditional;
@@ -56,6 +57,10 @@ pub use nalgebra;
 /// The random-number crate `sample` takes (`&mut dyn rand::Rng`),
 /// re-exported so that users need not match its version by hand.
 pub use rand;
+/// The dual numbers users' layers and targets are written over
+/// ([`autodiff::Scalar`]), re-exported so that users need not match its
+/// version by hand.
+pub use num_dual;
 
 // Every bijector and distribution at the crate root: `normflow::Exp`, …
 pub use bijector::*;

@@ -19,10 +19,12 @@ use std::fmt;
 
 mod diagnostic;
 mod parse;
+mod registry;
 mod table;
 
 pub use diagnostic::{ParseError, QUOTE_CHARS, SOURCE_WINDOW, quote};
 pub use parse::{parse, parse_with_limit};
+pub use registry::{RegisterError, register_layer, registered_def, registered_names};
 pub use table::{KeyDef, LAYERS, LayerDef, Repeat, ValueKind, layer_def};
 
 /// A value written after `key =`.
@@ -247,6 +249,7 @@ pub fn check_layer(
         let names: Vec<&str> = LAYERS
             .iter()
             .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+            .chain(registered_names())
             .collect();
         return Err(Problem {
             at: Location::Name,

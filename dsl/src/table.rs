@@ -314,4 +314,5 @@ pub fn layer_def(name: &str) -> Option<&'static LayerDef> {
     LAYERS
         .iter()
         .find(|d| d.name == name || d.aliases.contains(&name))
+        .or_else(|| crate::registry::registered_def(name))
 }

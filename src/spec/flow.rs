@@ -159,7 +159,15 @@ impl<T: Real> Flow<T> {
                     "sigmoid" => Ok(FlowLayer::Sigmoid),
                     "tanh" => Ok(FlowLayer::Tanh),
                     "softplus" => Ok(FlowLayer::Softplus),
-                    other => unreachable!("layer `{other}` is in the DSL table but has no builder"),
+                    other => super::registry::build::<T>(other, dim)
+                        .map(FlowLayer::User)
+                        .ok_or_else(|| Error::Unsupported {
+                            context: "FlowSpec::build".into(),
+                            reason: format!(
+                                "layer `{other}` is known to the DSL but no type is registered \
+                                 under it; register one with normflow::spec::register_layer"
+                            ),
+                        }),
                 }
                 .map_err(wrap)?;
                 layers.push(layer);

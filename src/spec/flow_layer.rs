@@ -27,6 +27,9 @@ pub enum FlowLayer<T: Real> {
     Sigmoid,
     Tanh,
     Softplus,
+    /// A user's layer, registered under a name
+    /// ([`register_layer`](super::register_layer)).
+    User(Box<dyn super::UserLayer<T>>),
 }
 
 /// Runs `$e` with `$b` bound to the layer inside: `dispatch!(self, b => …)`
@@ -67,6 +70,10 @@ macro_rules! dispatch {
             }
             FlowLayer::Softplus => {
                 let $b = $($r)+ Softplus;
+                $e
+            }
+            FlowLayer::User(boxed) => {
+                let $b = $($r)+ **boxed;
                 $e
             }
         }

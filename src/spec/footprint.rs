@@ -146,7 +146,12 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
             words: mul(d, Some(2)),
             ..elementwise
         },
-        _ => elementwise,
+        "exp" | "sigmoid" | "tanh" | "softplus" => elementwise,
+        // A registered user layer: its parameters per coordinate.
+        other => Cost {
+            params: mul(d, n(super::registry::params_per_coord(other).unwrap_or(0))),
+            ..elementwise
+        },
     }
 }
 

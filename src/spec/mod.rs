@@ -21,6 +21,7 @@ mod builder;
 mod flow;
 mod flow_layer;
 mod footprint;
+mod registry;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use builder::FlowBuilder;
 pub use flow::Flow;
 pub use flow_layer::FlowLayer;
+pub use registry::{UserLayer, register_layer, registered_layers};
 
 /// A conditional flow is a [`Flow`] built by [`FlowSpec::build_conditional`].
 #[deprecated(note = "use Flow: FlowSpec::build_conditional returns one")]

@@ -515,3 +515,37 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
         if self.has_batch_norm() { 2 } else { 1 }
     }
 }
+
+impl<T: Real> super::VariationalFamily<T> for FlowModel<T> {
+    fn dim(&self) -> usize {
+        self.flow.dim()
+    }
+    fn base_sample_and_log_prob(
+        &self,
+        n: usize,
+        rng: &mut dyn rand::Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.base.get().sample_and_log_prob(n, rng)
+    }
+    fn transform(&self) -> &dyn Differentiable<T> {
+        &self.flow
+    }
+    fn transform_mut(&mut self) -> &mut dyn Differentiable<T> {
+        &mut self.flow
+    }
+    /// A conditional or standardised model is refused: variational fitting
+    /// draws from the unconditional base in the flow's own units.
+    fn check_variational(&self) -> Result<(), Error> {
+        let why = if self.context_dim() > 0 {
+            "the model is conditional; variational fitting needs an unconditional model"
+        } else if self.standardization.is_some() {
+            "the model has a data standardisation; variational fitting needs a model without one"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Unsupported {
+            context: "fit_variational".into(),
+            reason: why.into(),
+        })
+    }
+}

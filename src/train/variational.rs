@@ -15,8 +15,10 @@ use crate::{Error, Real};
 /// variational inference.
 ///
 /// Implemented for every [`Distribution`] that provides `∇ log p` (through
-/// [`DistributionTarget`]), for closures (through [`FnTarget`]) and for the
-/// built-in energies in [`targets`](super::targets).
+/// [`DistributionTarget`]), for closures (through [`FnTarget`]), for targets
+/// written one point at a time with exact automatic gradients (every
+/// [`PointTarget`](super::PointTarget)) and for the built-in energies in
+/// [`targets`](super::targets).
 pub trait LogDensity<T: Real> {
     /// The dimension `D`.
     fn dim(&self) -> usize;
@@ -132,6 +134,66 @@ pub struct VariationalReport {
     pub interrupted: bool,
 }
 
+/// What [`fit_variational`] trains: a fixed base to draw from and a
+/// trainable flow that pushes the draws forward (`q(x)`, with `x = f(u)`,
+/// `u ~ base`).
+///
+/// Implemented by [`TransformedDistribution`] and by
+/// [`FlowModel`](super::FlowModel), so a
+/// variational fit is saved like any model fitted to data:
+///
+/// ```
+/// use normflow::FlowSpec;
+/// use normflow::train::{DistributionTarget, FlowModel, VariationalOptions, fit_variational};
+/// use normflow::distribution::Normal;
+///
+/// let target = DistributionTarget(Normal::from_slices(&[1.0, -1.0], &[0.5, 2.0])?);
+/// let mut q = FlowModel::<f64>::new(&FlowSpec::parse("realnvp(2, hidden = 8)")?, 2, 0)?;
+/// let opts = VariationalOptions { steps: 30, ..Default::default() };
+/// let report = fit_variational(&mut q, &target, &opts, &mut |_, _| true)?;
+/// assert_eq!(report.steps, 30);
+/// # Ok::<(), normflow::Error>(())
+/// ```
+pub trait VariationalFamily<T: Real> {
+    /// The dimension of the samples.
+    fn dim(&self) -> usize;
+    /// `n` draws `u` of the base and their `log p_base(u)`.
+    fn base_sample_and_log_prob(
+        &self,
+        n: usize,
+        rng: &mut dyn rand::Rng,
+    ) -> (DMatrix<T>, DVector<T>);
+    /// The flow `f` (its forward direction is differentiated).
+    fn transform(&self) -> &dyn Differentiable<T>;
+    /// The flow, to set its parameters.
+    fn transform_mut(&mut self) -> &mut dyn Differentiable<T>;
+    /// An error if this family cannot be fitted variationally as it is.
+    fn check_variational(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<T: Real, D: Distribution<T>, B: Differentiable<T>> VariationalFamily<T>
+    for TransformedDistribution<T, D, B>
+{
+    fn dim(&self) -> usize {
+        Distribution::dim(self)
+    }
+    fn base_sample_and_log_prob(
+        &self,
+        n: usize,
+        rng: &mut dyn rand::Rng,
+    ) -> (DMatrix<T>, DVector<T>) {
+        self.base().sample_and_log_prob(n, rng)
+    }
+    fn transform(&self) -> &dyn Differentiable<T> {
+        self.bijector()
+    }
+    fn transform_mut(&mut self) -> &mut dyn Differentiable<T> {
+        self.bijector_mut()
+    }
+}
+
 /// One step's ELBO estimate and its gradient.
 ///
 /// Draws `n` base samples `u`, pushes them through the flow in one fused
@@ -140,19 +202,19 @@ pub struct VariationalReport {
 /// `grad` the gradient of the loss `E_q[log q(x) − log p̃(x)]` (the negative
 /// ELBO) by the reparameterisation trick: the backward pass of the forward
 /// direction with cotangents `−∇ log p̃(x)/n` for `x` and `−1/n` for the log-det.
-pub fn elbo_and_grad<T: Real, D: Distribution<T>, B: Differentiable<T>>(
-    q: &TransformedDistribution<T, D, B>,
+pub fn elbo_and_grad<T: Real, Q: VariationalFamily<T> + ?Sized>(
+    q: &Q,
     target: &dyn LogDensity<T>,
     n: usize,
     rng: &mut dyn rand::Rng,
     grad: &mut [T],
 ) -> Result<T, Error> {
-    let (u, lp_base) = q.base().sample_and_log_prob(n, rng);
+    let (u, lp_base) = q.base_sample_and_log_prob(n, rng);
     let inv_n = T::one() / T::lit(n as f64);
     let mut elbo = T::zero();
     // One fused pass: the flow's value, the target at the samples, and the
     // flow's backward pass, evaluating every network once.
-    q.bijector()
+    q.transform()
         .forward_and_log_det_through(&u, grad, &mut |x, fldj| {
             let (lp, glp) = target.log_density_and_grad(x);
             elbo = (lp - (&lp_base - fldj)).sum() * inv_n;
@@ -170,12 +232,13 @@ pub fn elbo_and_grad<T: Real, D: Distribution<T>, B: Differentiable<T>>(
 /// sequential). The observer sees `(step, elbo)` and may stop the run by
 /// returning `false`. A non-finite ELBO or gradient stops with
 /// [`Error::Training`] and leaves `q` at its last parameters with a finite ELBO.
-pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
-    q: &mut TransformedDistribution<T, D, B>,
+pub fn fit_variational<T: Real, Q: VariationalFamily<T> + ?Sized>(
+    q: &mut Q,
     target: &dyn LogDensity<T>,
     options: &VariationalOptions,
     observer: &mut dyn FnMut(u64, f64) -> bool,
 ) -> Result<VariationalReport, Error> {
+    q.check_variational()?;
     crate::error::check::same_dim("fit_variational", "target", q.dim(), target.dim())?;
     if options.batch_size == 0 {
         return Err(crate::error::check::invalid(
@@ -232,15 +295,15 @@ pub fn fit_variational<T: Real, D: Distribution<T>, B: Differentiable<T>>(
 }
 
 /// The steps of [`fit_variational`] with a chosen optimiser.
-fn variational_loop<T: Real, D: Distribution<T>, B: Differentiable<T>, O: Optimizer>(
-    q: &mut TransformedDistribution<T, D, B>,
+fn variational_loop<T: Real, Q: VariationalFamily<T> + ?Sized, O: Optimizer>(
+    q: &mut Q,
     target: &dyn LogDensity<T>,
     options: &VariationalOptions,
     observer: &mut dyn FnMut(u64, f64) -> bool,
     mut optimizer: O,
 ) -> Result<VariationalReport, Error> {
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let p = q.bijector().num_params();
+    let p = q.transform().num_params();
     let mut grad = vec![T::zero(); p];
     let mut params = Vec::with_capacity(p);
     let mut last_good: Vec<T> = Vec::with_capacity(p);
@@ -257,7 +320,7 @@ fn variational_loop<T: Real, D: Distribution<T>, B: Differentiable<T>, O: Optimi
             Ok(e) if e.is_finite() && grad.iter().all(|g| g.is_finite()) => e,
             other => {
                 if last_good.len() == p {
-                    q.bijector_mut().set_params(&last_good)?;
+                    q.transform_mut().set_params(&last_good)?;
                 }
                 return Err(Error::Training {
                     epoch: step as usize + 1,
@@ -277,7 +340,7 @@ fn variational_loop<T: Real, D: Distribution<T>, B: Differentiable<T>, O: Optimi
             clip_grad_norm(&mut grad, c);
         }
         params.clear();
-        q.bijector()
+        q.transform()
             .visit_params(&mut |s| params.extend_from_slice(s));
         last_good.clear();
         last_good.extend_from_slice(&params);
@@ -286,7 +349,7 @@ fn variational_loop<T: Real, D: Distribution<T>, B: Differentiable<T>, O: Optimi
             &grad,
             options.learning_rate * options.schedule.factor(step),
         );
-        q.bijector_mut().set_params(&params)?;
+        q.transform_mut().set_params(&params)?;
         report.steps = step + 1;
         report.elbo_history.push(elbo.to_f64());
         if !observer(step + 1, elbo.to_f64()) {
