@@ -54,13 +54,13 @@ pub mod train;
 /// The linear-algebra crate batches are made of (`DMatrix`, `DVector`),
 /// re-exported so that users need not match its version by hand.
 pub use nalgebra;
-/// The random-number crate `sample` takes (`&mut dyn rand::Rng`),
-/// re-exported so that users need not match its version by hand.
-pub use rand;
 /// The dual numbers users' layers and targets are written over
 /// ([`autodiff::Scalar`]), re-exported so that users need not match its
 /// version by hand.
 pub use num_dual;
+/// The random-number crate `sample` takes (`&mut dyn rand::Rng`),
+/// re-exported so that users need not match its version by hand.
+pub use rand;
 
 // Every bijector and distribution at the crate root: `normflow::Exp`, …
 pub use bijector::*;
@@ -108,3 +108,6 @@ pub struct TrainingDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/conditional.md")]
 pub struct ConditionalDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/extending.md")]
+pub struct ExtendingDoctests;

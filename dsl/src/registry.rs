@@ -66,10 +66,7 @@ pub fn register_layer(def: &'static LayerDef) -> Result<(), RegisterError> {
         if !is_word(n) {
             return Err(RegisterError::NotAName(n));
         }
-        if LAYERS
-            .iter()
-            .any(|d| d.name == n || d.aliases.contains(&n))
-        {
+        if LAYERS.iter().any(|d| d.name == n || d.aliases.contains(&n)) {
             return Err(RegisterError::BuiltIn(n));
         }
     }

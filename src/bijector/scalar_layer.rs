@@ -7,6 +7,9 @@ use std::fmt::Debug;
 use nalgebra::{DMatrix, DVector};
 
 use super::{Bijector, Differentiable, assert_rows};
+use nalgebra::{Const, U1};
+use num_dual::DualSVec64;
+
 use crate::autodiff::{Dual, Scalar};
 use crate::{Error, Parameters, Real};
 
@@ -176,16 +179,53 @@ impl<L: ScalarBijector, T: Real> Elementwise<L, T> {
         (out, ld)
     }
 
-    /// Exact partials at `(x, p)`: `(f, ∂f/∂x, ∂f/∂pₖ…)` and
-    /// `(ℓ, ∂ℓ/∂x, ∂ℓ/∂pₖ…)` of the map and its log-derivative, by one dual
-    /// evaluation per input.
+    /// Exact partials at `(x, p)`: `(∂f/∂x, ∂f/∂pₖ…)` into `df` and
+    /// `(∂ℓ/∂x, ∂ℓ/∂pₖ…)` into `dl`, of the map and its log-derivative.
+    /// Up to 7 parameters per coordinate: one evaluation of each at a vector
+    /// dual number carrying all the partials; more: one evaluation per input.
     fn partials(&self, x: f64, p: &[f64], df: &mut [f64], dl: &mut [f64]) {
+        match p.len() {
+            0 => self.partials_n::<1>(x, p, df, dl),
+            1 => self.partials_n::<2>(x, p, df, dl),
+            2 => self.partials_n::<3>(x, p, df, dl),
+            3 => self.partials_n::<4>(x, p, df, dl),
+            4..=7 => self.partials_n::<8>(x, p, df, dl),
+            _ => self.partials_one_by_one(x, p, df, dl),
+        }
+    }
+
+    /// [`partials`](Self::partials) at one vector dual number of `N ≥ 1 + k`
+    /// components (input 0 is `x`, input `1 + k` is `pₖ`).
+    fn partials_n<const N: usize>(&self, x: f64, p: &[f64], df: &mut [f64], dl: &mut [f64]) {
+        let seed = |i: usize, v: f64| DualSVec64::<N>::from_re(v).derivative(i);
+        let inputs: [DualSVec64<N>; N] = std::array::from_fn(|i| {
+            if i == 0 {
+                seed(0, x)
+            } else {
+                seed(i, *p.get(i - 1).unwrap_or(&0.0))
+            }
+        });
+        let args = &inputs[1..=p.len()];
+        let y = self
+            .layer
+            .forward(inputs[0], args)
+            .eps
+            .unwrap_generic(Const::<N>, U1);
+        let l = self
+            .layer
+            .log_derivative(inputs[0], args)
+            .eps
+            .unwrap_generic(Const::<N>, U1);
+        df.copy_from_slice(&y.as_slice()[..=p.len()]);
+        dl.copy_from_slice(&l.as_slice()[..=p.len()]);
+    }
+
+    /// [`partials`](Self::partials) by one scalar dual evaluation per input.
+    fn partials_one_by_one(&self, x: f64, p: &[f64], df: &mut [f64], dl: &mut [f64]) {
         let mut xd = Dual::from_re(x).derivative();
         let mut pd: Vec<Dual> = p.iter().map(|&v| Dual::from_re(v)).collect();
-        let y = self.layer.forward(xd, &pd);
-        let l = self.layer.log_derivative(xd, &pd);
-        df[0] = y.eps;
-        dl[0] = l.eps;
+        df[0] = self.layer.forward(xd, &pd).eps;
+        dl[0] = self.layer.log_derivative(xd, &pd).eps;
         xd = Dual::from_re(x);
         for k in 0..p.len() {
             pd[k] = pd[k].derivative();

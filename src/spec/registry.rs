@@ -100,7 +100,9 @@ pub fn register_layer<L: ScalarBijector + Default>() -> Result<(), Error> {
     let refuse = |e: RegisterError| Error::InvalidParameter {
         context: "register_layer".into(),
         argument: format!("{}::NAME", std::any::type_name::<L>()),
-        expected: "a word (letters, digits, `_`) that no built-in layer and no other registered type uses".into(),
+        expected:
+            "a word (letters, digits, `_`) that no built-in layer and no other registered type uses"
+                .into(),
         got: e.to_string(),
     };
     let mut reg = REGISTRY.write().unwrap_or_else(|p| p.into_inner());

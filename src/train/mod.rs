@@ -53,12 +53,11 @@ pub use fit::{FitData, FitOptions, Validation, fit, fit_with_observer};
 #[allow(deprecated)]
 pub use model::{BaseSpec, ConditionalBaseSpec, ConditionalFlowModel, FlowModel};
 pub use model_file::{CONDITIONAL_MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION};
-pub use point_target::PointTarget;
 pub use optimizer::{Adam, Optimizer, OptimizerKind, Schedule, Sgd, clip_grad_norm};
+pub use point_target::PointTarget;
 pub use report::{EpochRecord, FitEvent, FitReport};
 pub use standardization::Standardization;
 pub use variational::{
-    VariationalFamily,
-    DistributionTarget, FnTarget, LogDensity, VariationalOptions, VariationalReport, elbo_and_grad,
-    fit_variational,
+    DistributionTarget, FnTarget, LogDensity, VariationalFamily, VariationalOptions,
+    VariationalReport, elbo_and_grad, fit_variational,
 };

@@ -269,9 +269,15 @@ fn check_base_size(
 /// caret under the offending text) when that is short, else without quoting
 /// the line.
 pub(crate) fn spec_parse_error(e: &normflow_dsl::ParseError) -> String {
+    let hint = if e.message().starts_with("unknown layer") {
+        "\n(a layer of your own must be registered with `normflow::spec::register_layer` \
+         before a model that names it is loaded)"
+    } else {
+        ""
+    };
     let full = e.to_string();
     if full.chars().count() <= 4 * crate::error::CLIP_CHARS {
-        return full;
+        return full + hint;
     }
     let mut s = format!(
         "error: {} at line {}, column {}; expected {}",
@@ -283,7 +289,7 @@ pub(crate) fn spec_parse_error(e: &normflow_dsl::ParseError) -> String {
     if let Some(h) = e.suggestion() {
         s.push_str(&format!(" (did you mean `{}`?)", clip(h)));
     }
-    s
+    s + hint
 }
 
 /// The fields every model file has, read and checked before anything is
