@@ -59,7 +59,8 @@ fn is_word(s: &str) -> bool {
 /// };
 /// register_layer(&DEF).unwrap();
 /// assert_eq!(parse("my_layer(2)").unwrap().layers[0].count, 2);
-/// assert!(register_layer(&LayerDef { name: "maf", ..DEF }).is_err());
+/// let built_in: &'static LayerDef = Box::leak(Box::new(LayerDef { name: "maf", ..DEF }));
+/// assert!(register_layer(built_in).is_err());
 /// ```
 pub fn register_layer(def: &'static LayerDef) -> Result<(), RegisterError> {
     for n in std::iter::once(def.name).chain(def.aliases.iter().copied()) {
