@@ -315,3 +315,54 @@ proptest! {
         check_bijector(&CORRECT, &x).map_err(|f| TestCaseError::fail(f.to_string()))?;
     }
 }
+
+/// A type that implements `Differentiable` but leaves `trainable!` out of
+/// its `impl Bijector` would not be trained inside a chain; the gradient
+/// check says so and names the macro.
+#[test]
+fn check_gradients_catches_a_forgotten_trainable_marker() {
+    use nalgebra::DVector;
+    use normflow::bijector::{Bijector, Differentiable};
+    use normflow::{Error, Parameters};
+
+    #[derive(Debug, Clone)]
+    struct Forgetful;
+    impl Bijector<f64> for Forgetful {
+        fn forward(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
+            x * 2.0
+        }
+        fn inverse(&self, y: &DMatrix<f64>) -> DMatrix<f64> {
+            y / 2.0
+        }
+        fn forward_log_det_jacobian(&self, x: &DMatrix<f64>) -> DVector<f64> {
+            DVector::from_element(x.ncols(), x.nrows() as f64 * 2f64.ln())
+        }
+    }
+    impl Parameters<f64> for Forgetful {}
+    impl Differentiable<f64> for Forgetful {
+        fn boxed_clone(&self) -> Box<dyn Bijector<f64>> {
+            Box::new(self.clone())
+        }
+        fn forward_and_log_det_backward(
+            &self,
+            _x: &DMatrix<f64>,
+            gy: &DMatrix<f64>,
+            _gl: &DVector<f64>,
+            _gp: &mut [f64],
+        ) -> Result<DMatrix<f64>, Error> {
+            Ok(gy * 2.0)
+        }
+        fn inverse_and_log_det_backward(
+            &self,
+            _y: &DMatrix<f64>,
+            gx: &DMatrix<f64>,
+            _gl: &DVector<f64>,
+            _gp: &mut [f64],
+        ) -> Result<DMatrix<f64>, Error> {
+            Ok(gx / 2.0)
+        }
+    }
+    let x = DMatrix::from_element(2, 3, 0.5);
+    let e = normflow::testing::check_gradients(&Forgetful, &x).unwrap_err();
+    assert!(e.to_string().contains("normflow::trainable!"), "{e}");
+}

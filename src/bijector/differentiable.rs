@@ -283,23 +283,70 @@ pub(crate) fn not_differentiable(context: &str, what: &str) -> Error {
     Error::Unsupported {
         context: context.into(),
         reason: format!(
-            "{what} does not implement `Differentiable`, so no gradient can pass through it"
+            "{what} is not trainable, so no gradient can pass through it: implement \
+             `Differentiable` for it and put `normflow::trainable!(T);` in its `impl Bijector`, \
+             or write it as a `ScalarBijector` (docs/extending.md), whose gradients are derived \
+             for it"
         ),
     }
 }
 
-/// Implements the two `as_differentiable` hooks of [`Bijector`] for a type
-/// that implements [`Differentiable`].
-macro_rules! differentiable_hooks {
-    () => {
-        fn as_differentiable(&self) -> Option<&dyn $crate::bijector::Differentiable<T>> {
+/// Inside an `impl Bijector<T> for X` of a type that also implements
+/// [`Differentiable`]: tells the trait objects that hold it (`Chain`,
+/// `Invert`, `Blockwise`, a `Box<dyn Bijector>`) that it is trainable.
+/// `trainable!(f64)` names the scalar type of the impl (`trainable!(T)` in
+/// a generic one). `normflow::testing::check_gradients` fails, naming this
+/// macro, when a `Differentiable` type leaves it out.
+///
+/// ```
+/// use nalgebra::{DMatrix, DVector};
+/// use normflow::bijector::{Bijector, Chain, Differentiable};
+/// use normflow::{Error, Parameters};
+///
+/// /// y = 2x, parameter-free, with its backward passes.
+/// #[derive(Debug, Clone)]
+/// struct Double;
+/// impl Bijector<f64> for Double {
+///     fn forward(&self, x: &DMatrix<f64>) -> DMatrix<f64> { x * 2.0 }
+///     fn inverse(&self, y: &DMatrix<f64>) -> DMatrix<f64> { y / 2.0 }
+///     fn forward_log_det_jacobian(&self, x: &DMatrix<f64>) -> DVector<f64> {
+///         DVector::from_element(x.ncols(), x.nrows() as f64 * 2f64.ln())
+///     }
+///     normflow::trainable!(f64);
+/// }
+/// impl Parameters<f64> for Double {}
+/// impl Differentiable<f64> for Double {
+///     fn boxed_clone(&self) -> Box<dyn Bijector<f64>> { Box::new(self.clone()) }
+///     fn forward_and_log_det_backward(&self, _x: &DMatrix<f64>, gy: &DMatrix<f64>,
+///         _gl: &DVector<f64>, _gp: &mut [f64]) -> Result<DMatrix<f64>, Error> { Ok(gy * 2.0) }
+///     fn inverse_and_log_det_backward(&self, _y: &DMatrix<f64>, gx: &DMatrix<f64>,
+///         _gl: &DVector<f64>, _gp: &mut [f64]) -> Result<DMatrix<f64>, Error> { Ok(gx / 2.0) }
+/// }
+///
+/// let chain = Chain::new(vec![Box::new(Double) as Box<dyn Bijector<f64>>])?;
+/// let x = DMatrix::from_element(1, 3, 1.0);
+/// let g = chain.forward_and_log_det_backward(&x, &x, &DVector::zeros(3), &mut [])?;
+/// assert_eq!(g, x * 2.0);
+/// # Ok::<(), Error>(())
+/// ```
+#[macro_export]
+macro_rules! trainable {
+    ($t:ty) => {
+        fn as_differentiable(&self) -> Option<&dyn $crate::bijector::Differentiable<$t>> {
             Some(self)
         }
         fn as_differentiable_mut(
             &mut self,
-        ) -> Option<&mut dyn $crate::bijector::Differentiable<T>> {
+        ) -> Option<&mut dyn $crate::bijector::Differentiable<$t>> {
             Some(self)
         }
+    };
+}
+
+/// [`trainable!`](crate::trainable) for the crate's own impls, generic in `T`.
+macro_rules! differentiable_hooks {
+    () => {
+        $crate::trainable!(T);
     };
 }
 pub(crate) use differentiable_hooks;

@@ -197,8 +197,10 @@ pub trait Bijector<T: Real>: Debug + Send + Sync {
     }
 
     /// This bijector as a [`Differentiable`] one, if it is trainable (every
-    /// built-in is; a user type that implements [`Differentiable`] overrides
-    /// this to return `Some(self)` so that chains can train it).
+    /// built-in is). A type that implements [`Differentiable`] says so with
+    /// [`trainable!`](crate::trainable) in its `impl Bijector`, which writes
+    /// this method and [`as_differentiable_mut`](Bijector::as_differentiable_mut);
+    /// `testing::check_gradients` catches a type that leaves it out.
     fn as_differentiable(&self) -> Option<&dyn Differentiable<T>> {
         None
     }

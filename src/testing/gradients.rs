@@ -96,6 +96,23 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
             ),
         ));
     }
+    if b.as_differentiable().is_none() {
+        return Err(fail(
+            Property::Input,
+            None,
+            None,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            format!(
+                "`{b:?}` implements Differentiable, but its Bijector impl does not say so: a \
+                 Chain, Invert or boxed flow holding it would not train it. Add \
+                 `normflow::trainable!(f64);` (or `trainable!(T);` in a generic impl) to its \
+                 `impl Bijector`"
+            ),
+        ));
+    }
     let mut report = GradientReport {
         params: b.num_params(),
         ..GradientReport::default()
