@@ -299,6 +299,36 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Helpers shared by constructors to build errors and validate inputs.
 pub(crate) mod check {
+    /// The same error with `context` as the function that rejected the
+    /// input (a constructor that delegates reports its own name).
+    pub(crate) fn rename_context(e: Error, context: &str) -> Error {
+        match e {
+            Error::InvalidDimension {
+                argument,
+                expected,
+                got,
+                ..
+            } => Error::InvalidDimension {
+                context: context.into(),
+                argument,
+                expected,
+                got,
+            },
+            Error::InvalidParameter {
+                argument,
+                expected,
+                got,
+                ..
+            } => Error::InvalidParameter {
+                context: context.into(),
+                argument,
+                expected,
+                got,
+            },
+            other => other,
+        }
+    }
+
     use super::Error;
     use crate::Real;
     use nalgebra::{DMatrix, DVector};

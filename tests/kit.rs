@@ -318,7 +318,8 @@ proptest! {
 
 /// A type that implements `Differentiable` but leaves `trainable!` out of
 /// its `impl Bijector` would not be trained inside a chain; the gradient
-/// check says so and names the macro.
+/// check's report warns and names the macro, and a chain holding it says
+/// what to implement.
 #[test]
 fn check_gradients_catches_a_forgotten_trainable_marker() {
     use nalgebra::DVector;
@@ -363,6 +364,17 @@ fn check_gradients_catches_a_forgotten_trainable_marker() {
         }
     }
     let x = DMatrix::from_element(2, 3, 0.5);
-    let e = normflow::testing::check_gradients(&Forgetful, &x).unwrap_err();
-    assert!(e.to_string().contains("normflow::trainable!"), "{e}");
+    let report = normflow::testing::check_gradients(&Forgetful, &x).unwrap();
+    assert_eq!(report.warnings.len(), 1);
+    assert!(
+        report.warnings[0].contains("normflow::trainable!"),
+        "{:?}",
+        report.warnings
+    );
+    let chain = Chain::new(vec![Box::new(Forgetful) as Box<dyn Bijector<f64>>]).unwrap();
+    let e = chain
+        .forward_and_log_det_backward(&x, &x, &DVector::zeros(3), &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("part 0") && e.contains("trainable!"), "{e}");
 }

@@ -1,9 +1,10 @@
-use nalgebra::{DMatrix, DVector};
-use rand::Rng;
-use serde::{Deserialize, Serialize};
+//! RealNVP: the coupling structure with the affine transformer.
 
-use super::CouplingMask;
-use crate::nn::{ConditionerConfig, Mlp, positive_scale};
+use rand::Rng;
+
+use super::transformer::Affine;
+use super::{Coupling, CouplingMask};
+use crate::nn::ConditionerConfig;
 use crate::{Error, Real};
 
 /// Affine coupling layer (RealNVP; Dinh, Sohl-Dickstein & Bengio 2016).
@@ -40,93 +41,16 @@ use crate::{Error, Real};
 /// assert!((layer.inverse(&y) - &x).amax() < 1e-12);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-#[serde(try_from = "CouplingRepr<T>", into = "CouplingRepr<T>")]
-pub struct AffineCoupling<T: Real> {
-    mask: CouplingMask,
-    net: Mlp<T>,
-}
+pub type AffineCoupling<T> = Coupling<T, Affine>;
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-pub(crate) struct CouplingRepr<T: Real> {
-    pub(crate) mask: CouplingMask,
-    pub(crate) net: Mlp<T>,
-}
-
-impl<T: Real> TryFrom<CouplingRepr<T>> for AffineCoupling<T> {
-    type Error = Error;
-    fn try_from(r: CouplingRepr<T>) -> Result<Self, Error> {
-        check_net("AffineCoupling", &r.mask, &r.net, 2)?;
-        Ok(Self {
-            mask: r.mask,
-            net: r.net,
-        })
-    }
-}
-
-impl<T: Real> From<AffineCoupling<T>> for CouplingRepr<T> {
-    fn from(c: AffineCoupling<T>) -> Self {
-        CouplingRepr {
-            mask: c.mask,
-            net: c.net,
-        }
-    }
-}
-
-/// Checks that a conditioner maps `|A|` inputs (plus a context's, if any) to
-/// `per_coord · |B|` outputs.
-pub(crate) fn check_net<T: Real>(
-    context: &str,
-    mask: &CouplingMask,
-    net: &Mlp<T>,
-    per_coord: usize,
-) -> Result<(), Error> {
-    net.validate(context)?;
-    let (a, b) = (
-        mask.identity_indices().len(),
-        mask.transformed_indices().len(),
-    );
-    if net.input_dim() < a || net.output_dim() != per_coord * b {
-        return Err(crate::error::check::invalid(
-            context,
-            "net",
-            &format!(
-                "a network from {a} inputs (and as many more as the context has) to {} outputs",
-                per_coord * b
-            ),
-            format!(
-                "a network from {} inputs to {} outputs",
-                net.input_dim(),
-                net.output_dim()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-impl<T: Real> AffineCoupling<T> {
+impl<T: Real> Coupling<T, Affine> {
     /// An affine coupling with the given mask and conditioner shape.
     pub fn new(
         mask: CouplingMask,
         config: &ConditionerConfig,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
-        config.validate("AffineCoupling::new")?;
-        let net = Mlp::from_config(
-            mask.identity_indices().len(),
-            2 * mask.transformed_indices().len(),
-            config,
-            rng,
-        )?;
-        Ok(Self { mask, net })
+        Self::build("AffineCoupling::new", mask, 0, Affine {}, config, rng)
     }
 
     /// A conditional affine coupling `x ↦ f(x; c)`: [`AffineCoupling::new`]
@@ -157,87 +81,6 @@ impl<T: Real> AffineCoupling<T> {
     ) -> Result<Self, Error> {
         const CTX: &str = "AffineCoupling::conditional";
         crate::error::check::dim_at_least_one(CTX, "context_dim", context_dim)?;
-        config.validate(CTX)?;
-        let net = Mlp::from_config(
-            mask.identity_indices().len() + context_dim,
-            2 * mask.transformed_indices().len(),
-            config,
-            rng,
-        )
-        .map_err(|e| super::maf::rename_context(e, CTX))?;
-        Ok(Self { mask, net })
+        Self::build(CTX, mask, context_dim, Affine {}, config, rng)
     }
 }
-
-/// `x_B = y_B ⊙ s + t` in the density direction (`inverse`), its inverse in
-/// the sampling direction; the conditioner's output rows `0..|B|` are the
-/// shifts, rows `|B|..2|B|` the raw scales.
-impl<T: Real> super::coupling::CouplingKernel<T> for AffineCoupling<T> {
-    const NAME: &'static str = "AffineCoupling";
-    fn parts(&self) -> (&CouplingMask, &Mlp<T>) {
-        (&self.mask, &self.net)
-    }
-    fn apply_with(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DVector<T>) {
-        let ib = self.mask.transformed_indices();
-        let nb = ib.len();
-        let mut y = x.clone();
-        let mut ldj = DVector::zeros(x.ncols());
-        for s in 0..x.ncols() {
-            let mut acc = T::zero();
-            for (r, &i) in ib.iter().enumerate() {
-                let (scale, log_scale) = positive_scale(out[(nb + r, s)]);
-                let t = out[(r, s)];
-                // The density direction (inverse) multiplies: x_B = y_B s + t.
-                y[(i, s)] = if inverse {
-                    x[(i, s)] * scale + t
-                } else {
-                    (x[(i, s)] - t) / scale
-                };
-                acc += log_scale;
-            }
-            ldj[s] = if inverse { acc } else { -acc };
-        }
-        (y, ldj)
-    }
-    fn cotangents(
-        &self,
-        input: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let ib = self.mask.transformed_indices();
-        let nb = ib.len();
-        let n = input.ncols();
-        let mut grad_in = grad_out.clone();
-        let mut grad_net = DMatrix::zeros(2 * nb, n);
-        for s in 0..n {
-            for (r, &i) in ib.iter().enumerate() {
-                let a = out[(nb + r, s)];
-                let (scale, _) = positive_scale(a);
-                let dscale_da = crate::nn::positive_scale_derivative(a);
-                let g = grad_out[(i, s)];
-                let (g_input, g_t, g_scale) = if inverse {
-                    // x_B = y_B s + t, log-det log s.
-                    (g * scale, g, g * input[(i, s)] + grad_log_det[s] / scale)
-                } else {
-                    // y_B = (x_B − t)/s, log-det −log s.
-                    let yb = (input[(i, s)] - out[(r, s)]) / scale;
-                    (g / scale, -g / scale, -(g * yb + grad_log_det[s]) / scale)
-                };
-                grad_in[(i, s)] = g_input;
-                grad_net[(r, s)] = g_t;
-                grad_net[(nb + r, s)] = g_scale * dscale_da;
-            }
-        }
-        (grad_in, grad_net)
-    }
-}
-
-super::coupling::coupling_layer!(AffineCoupling);

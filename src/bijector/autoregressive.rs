@@ -1,46 +1,150 @@
 //! The autoregressive structure: a [`Made`] conditioner (reading the data
-//! and, optionally, a context of MADE degree 0) and an elementwise transform
-//! of each coordinate given the MADE's outputs for it. The MAF and the
-//! autoregressive spline are this structure with two transforms; one set of
-//! passes serves both, with and without a context.
+//! and, optionally, a context of MADE degree 0) and an elementwise
+//! [`Transformer`] of each coordinate given the MADE's outputs for it. The
+//! MAF and the autoregressive spline are this structure with two
+//! transformers; one set of passes serves both, with and without a context.
 
 use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
 
+use super::transformer::Transformer;
 use super::{Continuation, assert_pair};
 use crate::batch::own_context;
 use crate::nn::Made;
 use crate::{Error, Real};
 
-/// What the shared autoregressive passes need from a layer: its MADE and the
-/// elementwise transform given the MADE's output. The density direction
-/// (data → base) is one MADE pass; sampling is `D` sequential steps.
-pub(crate) trait AutoregressiveKernel<T: Real> {
-    /// The layer's name in messages.
-    const NAME: &'static str;
-    /// Why the sampling direction has no backward pass (and what to do).
-    const SEQUENTIAL: &'static str;
-    /// The conditioner.
-    fn made(&self) -> &Made<T>;
-    /// `(u, log|det ∂u/∂x|)` given the MADE's output at `x`.
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>);
-    /// `(∂L/∂x` along the direct path, `∂L/∂out)` of the density direction.
-    fn density_cotangents(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-    ) -> (DMatrix<T>, DMatrix<T>);
-    /// Length of the scratch buffer of [`AutoregressiveKernel::generate_step`].
-    fn scratch(&self) -> usize;
-    /// `(xᵢ, log dxᵢ/duᵢ)` of sample `s`, given one sequential MADE step's
-    /// output (row `p` is raw parameter `p` of the coordinate).
-    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, scratch: &mut [T]) -> (T, T);
+/// An autoregressive layer: coordinate `i` goes through the transformer `Tr`
+/// with raw parameters from a [`Made`] of the coordinates before it (in the
+/// MADE's order) and of a context, for a conditioned layer. The density
+/// direction (data → base) is one MADE pass and is differentiable; sampling
+/// is `D` sequential steps (together about one pass) and has no backward
+/// pass ([`InverseAutoregressiveFlow`](super::InverseAutoregressiveFlow)
+/// swaps the two).
+///
+/// The instances are [`MaskedAutoregressiveFlow`](super::MaskedAutoregressiveFlow)
+/// and [`SplineAutoregressive`](super::SplineAutoregressive); their pages
+/// give the constructors and the MADE's output layout (parameter-major: row
+/// `p·D + i` is raw parameter `p` of coordinate `i`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Real + Serialize, Tr: Serialize",
+    deserialize = "T: Real + Deserialize<'de>, Tr: Deserialize<'de>"
+))]
+#[serde(
+    try_from = "AutoregressiveRepr<T, Tr>",
+    into = "AutoregressiveRepr<T, Tr>"
+)]
+pub struct Autoregressive<T: Real, Tr: Transformer<T>> {
+    made: Made<T>,
+    transformer: Tr,
+}
+
+/// The serialised form: the MADE and the transformer's own fields.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Real + Serialize, Tr: Serialize",
+    deserialize = "T: Real + Deserialize<'de>, Tr: Deserialize<'de>"
+))]
+struct AutoregressiveRepr<T: Real, Tr: Transformer<T>> {
+    made: Made<T>,
+    #[serde(flatten)]
+    transformer: Tr,
+}
+
+impl<T: Real, Tr: Transformer<T>> TryFrom<AutoregressiveRepr<T, Tr>> for Autoregressive<T, Tr> {
+    type Error = Error;
+    fn try_from(r: AutoregressiveRepr<T, Tr>) -> Result<Self, Error> {
+        Self::from_parts(Tr::AUTOREGRESSIVE_NAME, r.made, r.transformer)
+    }
+}
+
+impl<T: Real, Tr: Transformer<T>> From<Autoregressive<T, Tr>> for AutoregressiveRepr<T, Tr> {
+    fn from(l: Autoregressive<T, Tr>) -> Self {
+        AutoregressiveRepr {
+            made: l.made,
+            transformer: l.transformer,
+        }
+    }
+}
+
+impl<T: Real, Tr: Transformer<T>> Autoregressive<T, Tr> {
+    /// The layer of `transformer` over an existing MADE, which must give as
+    /// many outputs per dimension as the transformer has raw parameters.
+    /// Errors name `caller`.
+    pub(crate) fn from_parts(caller: &str, made: Made<T>, transformer: Tr) -> Result<Self, Error> {
+        transformer.validate(caller)?;
+        let p = transformer.params_per_coord();
+        if made.params_per_dim() != p {
+            return Err(crate::error::check::invalid(
+                caller,
+                "made",
+                &format!("a MADE with {p} outputs per dimension"),
+                format!("{} outputs per dimension", made.params_per_dim()),
+            ));
+        }
+        Ok(Self { made, transformer })
+    }
+
+    /// The layer of `transformer` with a fresh MADE of `config`'s shape over
+    /// `dim` coordinates in `order`, conditioned on `context_dim` more
+    /// inputs (0: none). Errors name `caller`.
+    pub(crate) fn build(
+        caller: &str,
+        dim: usize,
+        context_dim: usize,
+        order: Vec<usize>,
+        transformer: Tr,
+        config: &crate::nn::ConditionerConfig,
+        rng: &mut dyn rand::Rng,
+    ) -> Result<Self, Error> {
+        transformer.validate(caller)?;
+        let p = transformer.params_per_coord();
+        let made = Made::with_order(dim, context_dim, p, order, config, rng)
+            .map_err(|e| crate::error::check::rename_context(e, caller))?;
+        Ok(Self { made, transformer })
+    }
+
+    /// The MADE conditioner.
+    pub fn made(&self) -> &Made<T> {
+        &self.made
+    }
+
+    /// The transformer.
+    pub fn transformer(&self) -> &Tr {
+        &self.transformer
+    }
+
+    /// The autoregressive order (`order[k]` is the k-th coordinate).
+    pub fn order(&self) -> &[usize] {
+        self.made.order()
+    }
+
+    /// All parameters (the MADE's) in one buffer.
+    pub fn params(&self) -> &[T] {
+        self.made.params()
+    }
+
+    /// Mutable parameter buffer. After writing, call
+    /// [`enforce_masks`](Self::enforce_masks) (the trainers do), so that
+    /// masked-out weights stay exactly zero.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        self.made.params_mut()
+    }
+
+    /// Re-zeroes the masked-out weights.
+    pub fn enforce_masks(&mut self) {
+        self.made.enforce_masks()
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.made.num_params()
+    }
 }
 
 /// The density direction in one MADE pass.
-pub(crate) fn invert<T: Real, K: AutoregressiveKernel<T>>(
-    k: &K,
+fn invert<T: Real, Tr: Transformer<T>>(
+    k: &Autoregressive<T, Tr>,
     caller: &str,
     x: &DMatrix<T>,
     c: &DMatrix<T>,
@@ -48,14 +152,14 @@ pub(crate) fn invert<T: Real, K: AutoregressiveKernel<T>>(
     let made = k.made();
     assert_pair(caller, Some(made.dim()), made.context_dim(), x, c);
     let c = own_context(made.context_dim(), c);
-    k.invert_with(x, &made.forward_with_context(x, &c))
+    k.transformer.density(x, &made.forward_with_context(x, &c))
 }
 
 /// The sampling direction in `D` sequential steps; each evaluates only the
 /// MADE units that its coordinate needs and that are not known yet
 /// ([`Made::sequential`]), so the steps add up to about one pass.
-pub(crate) fn generate<T: Real, K: AutoregressiveKernel<T>>(
-    k: &K,
+fn generate<T: Real, Tr: Transformer<T>>(
+    k: &Autoregressive<T, Tr>,
     caller: &str,
     u: &DMatrix<T>,
     c: &DMatrix<T>,
@@ -63,7 +167,7 @@ pub(crate) fn generate<T: Real, K: AutoregressiveKernel<T>>(
     let made = k.made();
     assert_pair(caller, Some(made.dim()), made.context_dim(), u, c);
     let c = own_context(made.context_dim(), c);
-    let mut scratch = vec![T::zero(); k.scratch()];
+    let mut theta = vec![T::zero(); k.transformer.params_per_coord()];
     let mut x = DMatrix::zeros(made.dim(), u.ncols());
     let mut ldj = DVector::zeros(u.ncols());
     let mut seq = if made.context_dim() == 0 {
@@ -75,7 +179,11 @@ pub(crate) fn generate<T: Real, K: AutoregressiveKernel<T>>(
         // Coordinates not yet generated are 0; output i does not depend on them.
         let step = seq.step(&x);
         for s in 0..u.ncols() {
-            let (v, l) = k.generate_step(step, u[(i, s)], s, &mut scratch);
+            // Row p of a step's output is raw parameter p of the coordinate.
+            for (p, t) in theta.iter_mut().enumerate() {
+                *t = step[(p, s)];
+            }
+            let (v, l) = k.transformer.sample_one(u[(i, s)], &theta);
             x[(i, s)] = v;
             ldj[s] += l;
         }
@@ -85,8 +193,8 @@ pub(crate) fn generate<T: Real, K: AutoregressiveKernel<T>>(
 
 /// The fused density direction: one cached MADE pass serves the value and
 /// the backward pass; adds `∂L/∂θ` and `∂L/∂c`, returns `∂L/∂x`.
-pub(crate) fn invert_through<T: Real, K: AutoregressiveKernel<T>>(
-    k: &K,
+fn invert_through<T: Real, Tr: Transformer<T>>(
+    k: &Autoregressive<T, Tr>,
     x: &DMatrix<T>,
     c: &DMatrix<T>,
     grad_params: &mut [T],
@@ -94,12 +202,20 @@ pub(crate) fn invert_through<T: Real, K: AutoregressiveKernel<T>>(
     rest: &mut Continuation<'_, T>,
 ) -> Result<DMatrix<T>, Error> {
     let made = k.made();
-    assert_pair(K::NAME, Some(made.dim()), made.context_dim(), x, c);
+    assert_pair(
+        Tr::AUTOREGRESSIVE_NAME,
+        Some(made.dim()),
+        made.context_dim(),
+        x,
+        c,
+    );
     let c = own_context(made.context_dim(), c);
     let (out, cache) = made.forward_cached_with_context(x, &c);
-    let (u, ldj) = k.invert_with(x, &out);
+    let (u, ldj) = k.transformer.density(x, &out);
     let (grad_u, grad_log_det) = rest(&u, &ldj)?;
-    let (mut grad_x, grad_out) = k.density_cotangents(x, &out, &grad_u, &grad_log_det);
+    let (mut grad_x, grad_out) = k
+        .transformer
+        .density_backward(x, &out, &grad_u, &grad_log_det);
     let (gx, gc) = made.backward_with_context(&cache, &grad_out, grad_params);
     grad_x += gx;
     if gc.nrows() > 0 {
@@ -110,24 +226,24 @@ pub(crate) fn invert_through<T: Real, K: AutoregressiveKernel<T>>(
 
 /// Either direction: the density direction (`inverse`) in one MADE pass,
 /// sampling in `D` steps.
-pub(crate) fn apply<T: Real, K: AutoregressiveKernel<T>>(
-    k: &K,
+fn apply<T: Real, Tr: Transformer<T>>(
+    k: &Autoregressive<T, Tr>,
     input: &DMatrix<T>,
     c: &DMatrix<T>,
     inverse: bool,
 ) -> (DMatrix<T>, DVector<T>) {
     if inverse {
-        invert(k, K::NAME, input, c)
+        invert(k, Tr::AUTOREGRESSIVE_NAME, input, c)
     } else {
-        generate(k, K::NAME, input, c)
+        generate(k, Tr::AUTOREGRESSIVE_NAME, input, c)
     }
 }
 
 /// The fused pass of either direction: the density direction's (one cached
 /// MADE pass); the sampling direction has none and is an
 /// [`Error::Unsupported`] that says why and what to do.
-pub(crate) fn through<T: Real, K: AutoregressiveKernel<T>>(
-    k: &K,
+fn through<T: Real, Tr: Transformer<T>>(
+    k: &Autoregressive<T, Tr>,
     input: &DMatrix<T>,
     c: &DMatrix<T>,
     grad_params: &mut [T],
@@ -137,57 +253,45 @@ pub(crate) fn through<T: Real, K: AutoregressiveKernel<T>>(
 ) -> Result<DMatrix<T>, Error> {
     if !inverse {
         return Err(Error::Unsupported {
-            context: format!("{}::forward_and_log_det_backward", K::NAME),
-            reason: K::SEQUENTIAL.into(),
+            context: format!("{}::forward_and_log_det_backward", Tr::AUTOREGRESSIVE_NAME),
+            reason: Tr::SEQUENTIAL.into(),
         });
     }
     invert_through(k, input, c, grad_params, grad_context, rest)
 }
 
-/// Implements [`Bijector`](super::Bijector) and
-/// [`Differentiable`](super::Differentiable) for an autoregressive layer
-/// through the shared passes above: both directions with and without a
-/// context; trainable through the density direction (one MADE pass); the
-/// sampling direction's backward pass returns [`Error::Unsupported`].
-macro_rules! autoregressive_layer {
-    ($ty:ident) => {
-        impl<T: Real> $crate::bijector::Bijector<T> for $ty<T> {
-            $crate::bijector::fused::maps_from_apply!($crate::bijector::autoregressive::apply);
-            fn dim(&self) -> Option<usize> {
-                Some(self.made().dim())
-            }
-            fn context_dim(&self) -> usize {
-                self.made().context_dim()
-            }
-            $crate::bijector::differentiable_hooks!();
-        }
-
-        impl<T: Real> $crate::Parameters<T> for $ty<T> {
-            fn num_params(&self) -> usize {
-                self.made().num_params()
-            }
-            fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-                f(self.params())
-            }
-            fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-                f(self.params_mut())
-            }
-            fn params_changed(&mut self) {
-                self.enforce_masks();
-            }
-        }
-
-        /// Trainable through the density direction (data → base, one MADE
-        /// pass), the direction of maximum-likelihood training; the sampling
-        /// direction's backward pass returns [`Error::Unsupported`].
-        impl<T: Real> $crate::bijector::Differentiable<T> for $ty<T> {
-            fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
-                Box::new(self.clone())
-            }
-            $crate::bijector::fused::training_from_through!(
-                $crate::bijector::autoregressive::through
-            );
-        }
-    };
+impl<T: Real, Tr: Transformer<T>> super::Bijector<T> for Autoregressive<T, Tr> {
+    super::fused::maps_from_apply!(apply);
+    fn dim(&self) -> Option<usize> {
+        Some(self.made.dim())
+    }
+    fn context_dim(&self) -> usize {
+        self.made.context_dim()
+    }
+    super::differentiable_hooks!();
 }
-pub(crate) use autoregressive_layer;
+
+impl<T: Real, Tr: Transformer<T>> crate::Parameters<T> for Autoregressive<T, Tr> {
+    fn num_params(&self) -> usize {
+        self.made.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.made.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.made.params_mut())
+    }
+    fn params_changed(&mut self) {
+        self.made.enforce_masks();
+    }
+}
+
+/// Trainable through the density direction (data → base, one MADE pass),
+/// the direction of maximum-likelihood training; the sampling direction's
+/// backward pass returns [`Error::Unsupported`].
+impl<T: Real, Tr: Transformer<T>> super::Differentiable<T> for Autoregressive<T, Tr> {
+    fn boxed_clone(&self) -> Box<dyn super::Bijector<T>> {
+        Box::new(self.clone())
+    }
+    super::fused::training_from_through!(through);
+}

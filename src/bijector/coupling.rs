@@ -1,94 +1,284 @@
 //! The coupling structure: a [`CouplingMask`] splits the coordinates into an
 //! identity half `A` and a transformed half `B`; a conditioner network reads
-//! `x_A` (and, optionally, a context `c`, as `[x_A; c]`) and gives the
-//! parameters of an elementwise transform of `x_B`. RealNVP and the spline
-//! coupling are this structure with two transforms; one set of passes serves
-//! both, with and without a context, in both directions.
+//! `x_A` (and, optionally, a context `c`, as `[x_A; c]`) and gives the raw
+//! parameters of an elementwise [`Transformer`] of `x_B`. NICE, RealNVP and
+//! the spline coupling are this structure with three transformers; one set
+//! of passes serves all, with and without a context, in both directions.
 
 use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 
+use super::transformer::{Transformer, from_param_major, to_param_major};
 use super::{Continuation, CouplingMask, assert_pair};
 use crate::batch::own_context;
-use crate::nn::Mlp;
+use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
 
-/// What the shared coupling passes need from a layer: its mask, its
-/// conditioner and the transform of the `B` half given the conditioner's
-/// output.
-pub(crate) trait CouplingKernel<T: Real> {
-    /// The layer's name in messages.
-    const NAME: &'static str;
-    /// The split into the identity and transformed halves, and the
-    /// conditioner (`|A| + C` inputs).
-    fn parts(&self) -> (&CouplingMask, &Mlp<T>);
-    /// The split into the identity and transformed halves.
-    fn mask(&self) -> &CouplingMask {
-        self.parts().0
+/// A coupling layer: `y_A = x_A` and each coordinate of `x_B` goes through
+/// the transformer `Tr` with raw parameters from an [`Mlp`] of `x_A` (and of
+/// a context, for a conditioned layer). Since `y_A = x_A`, both directions
+/// see the same conditioner input, so **both cost one conditioner pass** and
+/// both are differentiable; the Jacobian is block triangular and
+/// `log|det ∂y/∂x|` is the sum of the transformer's log-derivatives over `B`.
+///
+/// The instances are [`AdditiveCoupling`](super::AdditiveCoupling) (NICE),
+/// [`AffineCoupling`](super::AffineCoupling) (RealNVP) and
+/// [`SplineCoupling`](super::SplineCoupling); their pages give the
+/// constructors and the conditioner's output layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Real + Serialize, Tr: Serialize",
+    deserialize = "T: Real + Deserialize<'de>, Tr: Deserialize<'de>"
+))]
+#[serde(try_from = "CouplingRepr<T, Tr>", into = "CouplingRepr<T, Tr>")]
+pub struct Coupling<T: Real, Tr: Transformer<T>> {
+    mask: CouplingMask,
+    net: Mlp<T>,
+    transformer: Tr,
+}
+
+/// The serialised form: the mask, the conditioner and the transformer's
+/// own fields (none for the affine and additive transformers).
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Real + Serialize, Tr: Serialize",
+    deserialize = "T: Real + Deserialize<'de>, Tr: Deserialize<'de>"
+))]
+struct CouplingRepr<T: Real, Tr: Transformer<T>> {
+    mask: CouplingMask,
+    #[serde(flatten)]
+    transformer: Tr,
+    net: Mlp<T>,
+}
+
+impl<T: Real, Tr: Transformer<T>> TryFrom<CouplingRepr<T, Tr>> for Coupling<T, Tr> {
+    type Error = Error;
+    fn try_from(r: CouplingRepr<T, Tr>) -> Result<Self, Error> {
+        r.transformer.validate(Tr::COUPLING_NAME)?;
+        check_net(
+            Tr::COUPLING_NAME,
+            &r.mask,
+            &r.net,
+            r.transformer.params_per_coord(),
+        )?;
+        Ok(Self {
+            mask: r.mask,
+            net: r.net,
+            transformer: r.transformer,
+        })
     }
-    /// The conditioner.
-    fn net(&self) -> &Mlp<T> {
-        self.parts().1
+}
+
+impl<T: Real, Tr: Transformer<T>> From<Coupling<T, Tr>> for CouplingRepr<T, Tr> {
+    fn from(c: Coupling<T, Tr>) -> Self {
+        CouplingRepr {
+            mask: c.mask,
+            transformer: c.transformer,
+            net: c.net,
+        }
     }
-    /// Either direction at `input` given the conditioner's output there.
+}
+
+/// Checks that a conditioner maps `|A|` inputs (plus a context's, if any) to
+/// `per_coord · |B|` outputs.
+fn check_net<T: Real>(
+    context: &str,
+    mask: &CouplingMask,
+    net: &Mlp<T>,
+    per_coord: usize,
+) -> Result<(), Error> {
+    net.validate(context)?;
+    let (a, b) = (
+        mask.identity_indices().len(),
+        mask.transformed_indices().len(),
+    );
+    if net.input_dim() < a || net.output_dim() != per_coord * b {
+        return Err(crate::error::check::invalid(
+            context,
+            "net",
+            &format!(
+                "a network from {a} inputs (and as many more as the context has) to {} outputs",
+                per_coord * b
+            ),
+            format!(
+                "a network from {} inputs to {} outputs",
+                net.input_dim(),
+                net.output_dim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
+    /// A coupling of `transformer` with a fresh conditioner of `config`'s
+    /// shape reading `[x_A; c]` (`context_dim = 0`: `x_A` only). Errors
+    /// name `caller`.
+    pub(crate) fn build(
+        caller: &str,
+        mask: CouplingMask,
+        context_dim: usize,
+        transformer: Tr,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        transformer.validate(caller)?;
+        config.validate(caller)?;
+        let net = Mlp::from_config(
+            mask.identity_indices().len() + context_dim,
+            transformer.params_per_coord() * mask.transformed_indices().len(),
+            config,
+            rng,
+        )
+        .map_err(|e| crate::error::check::rename_context(e, caller))?;
+        Ok(Self {
+            mask,
+            net,
+            transformer,
+        })
+    }
+
+    /// A coupling from an existing conditioner, which must map `|A|` inputs
+    /// (plus a context's) to `|B|·P` outputs (`P` the transformer's raw
+    /// parameters per coordinate, in the layout of the instance's docs).
+    pub fn from_net(mask: CouplingMask, transformer: Tr, net: Mlp<T>) -> Result<Self, Error> {
+        transformer.validate(Tr::COUPLING_NAME)?;
+        check_net(
+            Tr::COUPLING_NAME,
+            &mask,
+            &net,
+            transformer.params_per_coord(),
+        )?;
+        Ok(Self {
+            mask,
+            net,
+            transformer,
+        })
+    }
+
+    /// The mask.
+    pub fn mask(&self) -> &CouplingMask {
+        &self.mask
+    }
+
+    /// The conditioner network.
+    pub fn net(&self) -> &Mlp<T> {
+        &self.net
+    }
+
+    /// The transformer.
+    pub fn transformer(&self) -> &Tr {
+        &self.transformer
+    }
+
+    /// All parameters (the conditioner's) in one buffer.
+    pub fn params(&self) -> &[T] {
+        self.net.params()
+    }
+
+    /// Mutable parameter buffer.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        self.net.params_mut()
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+
+    /// The conditioner's context dimension: its inputs beyond `|A|`.
+    fn context_dim_(&self) -> usize {
+        self.net.input_dim() - self.mask.identity_indices().len()
+    }
+
+    /// The conditioner input `[x_A; c]`.
+    fn conditioner_input(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+        let idx = self.mask.identity_indices();
+        if c.nrows() == 0 {
+            return CouplingMask::gather(idx, x);
+        }
+        let a = idx.len();
+        DMatrix::from_fn(a + c.nrows(), x.ncols(), |r, j| {
+            if r < a { x[(idx[r], j)] } else { c[(r - a, j)] }
+        })
+    }
+
+    /// Either direction at `input` given the conditioner's output there:
+    /// the transformer on the `B` rows, the `A` rows passed through.
     fn apply_with(
         &self,
         input: &DMatrix<T>,
         out: &DMatrix<T>,
         inverse: bool,
-    ) -> (DMatrix<T>, DVector<T>);
+    ) -> (DMatrix<T>, DVector<T>) {
+        let ib = self.mask.transformed_indices();
+        let raw = to_param_major(
+            Tr::COUPLING_LAYOUT,
+            out,
+            self.transformer.params_per_coord(),
+        );
+        let xb = CouplingMask::gather(ib, input);
+        let (zb, ldj) = if inverse {
+            self.transformer.density(&xb, &raw)
+        } else {
+            self.transformer.sample(&xb, &raw)
+        };
+        let mut z = input.clone();
+        for (r, &i) in ib.iter().enumerate() {
+            z.row_mut(i).copy_from(&zb.row(r));
+        }
+        (z, ldj)
+    }
+
     /// `(∂L/∂input` along the direct paths, `∂L/∂out)` of either direction.
     fn cotangents(
         &self,
         input: &DMatrix<T>,
         out: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
+        grad_z: &DMatrix<T>,
         grad_log_det: &DVector<T>,
         inverse: bool,
-    ) -> (DMatrix<T>, DMatrix<T>);
-}
-
-/// The context dimension of a coupling whose conditioner reads `[x_A; c]`.
-pub(crate) fn context_dim_of<T: Real>(mask: &CouplingMask, net: &Mlp<T>) -> usize {
-    net.input_dim() - mask.identity_indices().len()
-}
-
-/// The conditioner input `[rows idx of x; c]` of a coupling.
-pub(crate) fn gather_with_context<T: Real>(
-    idx: &[usize],
-    x: &DMatrix<T>,
-    c: &DMatrix<T>,
-) -> DMatrix<T> {
-    if c.nrows() == 0 {
-        return CouplingMask::gather(idx, x);
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        let ib = self.mask.transformed_indices();
+        let p = self.transformer.params_per_coord();
+        let raw = to_param_major(Tr::COUPLING_LAYOUT, out, p);
+        let xb = CouplingMask::gather(ib, input);
+        let gb = CouplingMask::gather(ib, grad_z);
+        let (g_xb, g_raw) = if inverse {
+            self.transformer
+                .density_backward(&xb, &raw, &gb, grad_log_det)
+        } else {
+            self.transformer
+                .sample_backward(&xb, &raw, &gb, grad_log_det)
+        };
+        let mut grad_in = grad_z.clone();
+        for (r, &i) in ib.iter().enumerate() {
+            grad_in.row_mut(i).copy_from(&g_xb.row(r));
+        }
+        (grad_in, from_param_major(Tr::COUPLING_LAYOUT, g_raw, p))
     }
-    let a = idx.len();
-    DMatrix::from_fn(a + c.nrows(), x.ncols(), |r, j| {
-        if r < a { x[(idx[r], j)] } else { c[(r - a, j)] }
-    })
 }
 
 /// Either direction in one conditioner pass of `[x_A; c]`.
-pub(crate) fn apply<T: Real, K: CouplingKernel<T>>(
-    k: &K,
+fn apply<T: Real, Tr: Transformer<T>>(
+    k: &Coupling<T, Tr>,
     input: &DMatrix<T>,
     c: &DMatrix<T>,
     inverse: bool,
 ) -> (DMatrix<T>, DVector<T>) {
-    let mask = k.mask();
-    let context_dim = context_dim_of(mask, k.net());
-    assert_pair(K::NAME, Some(mask.dim()), context_dim, input, c);
+    let context_dim = k.context_dim_();
+    assert_pair(Tr::COUPLING_NAME, Some(k.mask.dim()), context_dim, input, c);
     let c = own_context(context_dim, c);
-    let out = k
-        .net()
-        .forward(&gather_with_context(mask.identity_indices(), input, &c));
+    let out = k.net.forward(&k.conditioner_input(input, &c));
     k.apply_with(input, &out, inverse)
 }
 
 /// The fused pass of either direction: one cached conditioner pass; the
 /// conditioner's input gradient splits into the identity half's (added to
 /// its pass-through cotangent) and the context's.
-pub(crate) fn through<T: Real, K: CouplingKernel<T>>(
-    k: &K,
+fn through<T: Real, Tr: Transformer<T>>(
+    k: &Coupling<T, Tr>,
     input: &DMatrix<T>,
     c: &DMatrix<T>,
     grad_params: &mut [T],
@@ -96,16 +286,15 @@ pub(crate) fn through<T: Real, K: CouplingKernel<T>>(
     rest: &mut Continuation<'_, T>,
     inverse: bool,
 ) -> Result<DMatrix<T>, Error> {
-    let mask = k.mask();
-    let context_dim = context_dim_of(mask, k.net());
-    assert_pair(K::NAME, Some(mask.dim()), context_dim, input, c);
+    let context_dim = k.context_dim_();
+    assert_pair(Tr::COUPLING_NAME, Some(k.mask.dim()), context_dim, input, c);
     let c = own_context(context_dim, c);
-    let ia = mask.identity_indices();
-    let (out, cache) = k.net().forward_cached(&gather_with_context(ia, input, &c));
+    let ia = k.mask.identity_indices();
+    let (out, cache) = k.net.forward_cached(&k.conditioner_input(input, &c));
     let (z, ldj) = k.apply_with(input, &out, inverse);
     let (grad_z, grad_log_det) = rest(&z, &ldj)?;
     let (mut grad_in, grad_net) = k.cotangents(input, &out, &grad_z, &grad_log_det, inverse);
-    let g = k.net().backward(&cache, &grad_net, grad_params, None);
+    let g = k.net.backward(&cache, &grad_net, grad_params, None);
     for (r, &i) in ia.iter().enumerate() {
         for s in 0..input.ncols() {
             grad_in[(i, s)] += g[(r, s)];
@@ -117,69 +306,33 @@ pub(crate) fn through<T: Real, K: CouplingKernel<T>>(
     Ok(grad_in)
 }
 
-/// Implements [`Bijector`](super::Bijector) and
-/// [`Differentiable`](super::Differentiable) for a coupling layer through
-/// the shared passes above: both directions are one conditioner pass, with
-/// or without a context, and both are differentiable.
-macro_rules! coupling_layer {
-    ($ty:ident) => {
-        impl<T: Real> $ty<T> {
-            /// The mask.
-            pub fn mask(&self) -> &CouplingMask {
-                &self.mask
-            }
-
-            /// The conditioner network.
-            pub fn net(&self) -> &Mlp<T> {
-                &self.net
-            }
-
-            /// All parameters (the conditioner's) in one buffer.
-            pub fn params(&self) -> &[T] {
-                self.net.params()
-            }
-
-            /// Mutable parameter buffer.
-            pub fn params_mut(&mut self) -> &mut [T] {
-                self.net.params_mut()
-            }
-
-            /// Number of parameters.
-            pub fn num_params(&self) -> usize {
-                self.net.num_params()
-            }
-        }
-
-        impl<T: Real> $crate::bijector::Bijector<T> for $ty<T> {
-            $crate::bijector::fused::maps_from_apply!($crate::bijector::coupling::apply);
-            fn dim(&self) -> Option<usize> {
-                Some(self.mask().dim())
-            }
-            fn context_dim(&self) -> usize {
-                $crate::bijector::coupling::context_dim_of(self.mask(), self.net())
-            }
-            $crate::bijector::differentiable_hooks!();
-        }
-
-        impl<T: Real> $crate::Parameters<T> for $ty<T> {
-            fn num_params(&self) -> usize {
-                self.net().num_params()
-            }
-            fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-                f(self.params())
-            }
-            fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-                f(self.params_mut())
-            }
-        }
-
-        /// Both directions are one conditioner pass, and both are differentiable.
-        impl<T: Real> $crate::bijector::Differentiable<T> for $ty<T> {
-            fn boxed_clone(&self) -> Box<dyn $crate::bijector::Bijector<T>> {
-                Box::new(self.clone())
-            }
-            $crate::bijector::fused::training_from_through!($crate::bijector::coupling::through);
-        }
-    };
+impl<T: Real, Tr: Transformer<T>> super::Bijector<T> for Coupling<T, Tr> {
+    super::fused::maps_from_apply!(apply);
+    fn dim(&self) -> Option<usize> {
+        Some(self.mask.dim())
+    }
+    fn context_dim(&self) -> usize {
+        self.context_dim_()
+    }
+    super::differentiable_hooks!();
 }
-pub(crate) use coupling_layer;
+
+impl<T: Real, Tr: Transformer<T>> crate::Parameters<T> for Coupling<T, Tr> {
+    fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+        f(self.net.params())
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+        f(self.net.params_mut())
+    }
+}
+
+/// Both directions are one conditioner pass, and both are differentiable.
+impl<T: Real, Tr: Transformer<T>> super::Differentiable<T> for Coupling<T, Tr> {
+    fn boxed_clone(&self) -> Box<dyn super::Bijector<T>> {
+        Box::new(self.clone())
+    }
+    super::fused::training_from_through!(through);
+}

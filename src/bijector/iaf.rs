@@ -51,8 +51,9 @@ impl<T: Real> InverseAutoregressiveFlow<T> {
         config: &ConditionerConfig,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
-        let maf = MaskedAutoregressiveFlow::with_order(dim, order, config, rng)
-            .map_err(|e| super::maf::rename_context(e, "InverseAutoregressiveFlow::new"))?;
+        let maf = MaskedAutoregressiveFlow::with_order(dim, order, config, rng).map_err(|e| {
+            crate::error::check::rename_context(e, "InverseAutoregressiveFlow::new")
+        })?;
         Ok(Self {
             inner: Invert::new(maf),
         })
@@ -67,8 +68,10 @@ impl<T: Real> InverseAutoregressiveFlow<T> {
         config: &ConditionerConfig,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
-        let maf = MaskedAutoregressiveFlow::conditional(dim, context_dim, config, rng)
-            .map_err(|e| super::maf::rename_context(e, "InverseAutoregressiveFlow::conditional"))?;
+        let maf =
+            MaskedAutoregressiveFlow::conditional(dim, context_dim, config, rng).map_err(|e| {
+                crate::error::check::rename_context(e, "InverseAutoregressiveFlow::conditional")
+            })?;
         Ok(Self::from_maf(maf))
     }
 

@@ -1,8 +1,11 @@
-use nalgebra::{DMatrix, DVector};
-use rand::Rng;
-use serde::{Deserialize, Serialize};
+//! The masked autoregressive flow: the autoregressive structure with the
+//! affine transformer.
 
-use crate::nn::{ConditionerConfig, Made, positive_scale};
+use rand::Rng;
+
+use super::Autoregressive;
+use super::transformer::Affine;
+use crate::nn::{ConditionerConfig, Made};
 use crate::{Error, Real};
 
 /// Masked autoregressive flow layer (Papamakarios, Pavlakou & Murray 2017).
@@ -48,16 +51,9 @@ use crate::{Error, Real};
 /// assert!((ldj + ildj).amax() < 1e-10);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-pub struct MaskedAutoregressiveFlow<T: Real> {
-    made: Made<T>,
-}
+pub type MaskedAutoregressiveFlow<T> = Autoregressive<T, Affine>;
 
-impl<T: Real> MaskedAutoregressiveFlow<T> {
+impl<T: Real> Autoregressive<T, Affine> {
     /// A MAF layer over `dim` coordinates in natural order.
     pub fn new(dim: usize, config: &ConditionerConfig, rng: &mut dyn Rng) -> Result<Self, Error> {
         Self::with_order(dim, (0..dim).collect(), config, rng)
@@ -71,9 +67,15 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
         config: &ConditionerConfig,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
-        let made = Made::with_order(dim, 0, 2, order, config, rng)
-            .map_err(|e| rename_context(e, "MaskedAutoregressiveFlow::new"))?;
-        Ok(Self { made })
+        Self::build(
+            "MaskedAutoregressiveFlow::new",
+            dim,
+            0,
+            order,
+            Affine {},
+            config,
+            rng,
+        )
     }
 
     /// A conditional MAF layer `x ↦ f(x; c)` over `dim` coordinates in
@@ -122,211 +124,12 @@ impl<T: Real> MaskedAutoregressiveFlow<T> {
     ) -> Result<Self, Error> {
         const CTX: &str = "MaskedAutoregressiveFlow::conditional";
         crate::error::check::dim_at_least_one(CTX, "context_dim", context_dim)?;
-        let made = Made::with_order(dim, context_dim, 2, order, config, rng)
-            .map_err(|e| rename_context(e, CTX))?;
-        Ok(Self { made })
+        Self::build(CTX, dim, context_dim, order, Affine {}, config, rng)
     }
 
     /// Wraps an existing MADE with 2 outputs per dimension (and any context
     /// dimension: a MADE with a context makes a conditional layer).
     pub fn from_made(made: Made<T>) -> Result<Self, Error> {
-        if made.params_per_dim() != 2 {
-            return Err(crate::error::check::invalid(
-                "MaskedAutoregressiveFlow::from_made",
-                "made",
-                "a MADE with 2 outputs per dimension",
-                format!("{} outputs per dimension", made.params_per_dim()),
-            ));
-        }
-        Ok(Self { made })
-    }
-
-    /// The conditioner.
-    pub fn made(&self) -> &Made<T> {
-        &self.made
-    }
-
-    /// The autoregressive order.
-    pub fn order(&self) -> &[usize] {
-        self.made.order()
-    }
-
-    /// All parameters in one buffer.
-    pub fn params(&self) -> &[T] {
-        self.made.params()
-    }
-
-    /// Mutable parameter buffer; call [`MaskedAutoregressiveFlow::enforce_masks`]
-    /// after writing to it from outside a training loop.
-    pub fn params_mut(&mut self) -> &mut [T] {
-        self.made.params_mut()
-    }
-
-    /// Re-zeroes masked weights.
-    pub fn enforce_masks(&mut self) {
-        self.made.enforce_masks()
-    }
-
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.made.num_params()
-    }
-
-    fn dim_(&self) -> usize {
-        self.made.dim()
+        Self::from_parts("MaskedAutoregressiveFlow::from_made", made, Affine {})
     }
 }
-
-/// The scales of every coordinate and sample of a batch, from the MADE's
-/// output (`2D × n`, rows `D..2D` the raw scales): `s`, `ds/da` and (with
-/// `with_log`; else left empty) `log s`, each `D × n` column-major, in
-/// buffers from the thread's pool.
-struct Scales<T: Real> {
-    s: crate::nn::ScratchVec<T>,
-    log_s: crate::nn::ScratchVec<T>,
-    ds: crate::nn::ScratchVec<T>,
-}
-
-impl<T: Real> Scales<T> {
-    fn of(d: usize, out: &DMatrix<T>, with_log: bool) -> Self {
-        let len = d * out.ncols();
-        let mut a = crate::nn::take_scratch_vec::<T>(len);
-        for (ac, oc) in a
-            .chunks_exact_mut(d)
-            .zip(out.as_slice().chunks_exact(2 * d))
-        {
-            ac.copy_from_slice(&oc[d..]);
-        }
-        let mut sc = Scales {
-            s: crate::nn::take_scratch_vec(len),
-            log_s: if with_log {
-                crate::nn::take_scratch_vec(len)
-            } else {
-                crate::nn::ScratchVec::empty()
-            },
-            ds: crate::nn::take_scratch_vec(len),
-        };
-        let log_s = with_log.then_some(sc.log_s.as_mut_slice());
-        crate::nn::positive_scales(&a, &mut sc.s, log_s, &mut sc.ds);
-        drop(a);
-        sc
-    }
-}
-
-pub(crate) fn rename_context(e: Error, context: &str) -> Error {
-    match e {
-        Error::InvalidDimension {
-            argument,
-            expected,
-            got,
-            ..
-        } => Error::InvalidDimension {
-            context: context.into(),
-            argument,
-            expected,
-            got,
-        },
-        Error::InvalidParameter {
-            argument,
-            expected,
-            got,
-            ..
-        } => Error::InvalidParameter {
-            context: context.into(),
-            argument,
-            expected,
-            got,
-        },
-        other => other,
-    }
-}
-
-impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for MaskedAutoregressiveFlow<T> {
-    const NAME: &'static str = "MaskedAutoregressiveFlow";
-    const SEQUENTIAL: &'static str = "the sampling direction of a MAF is D sequential passes and has no backward pass; \
-         train a MAF by maximum likelihood (the inverse direction), or use an \
-         InverseAutoregressiveFlow when gradients must flow through samples";
-    fn made(&self) -> &Made<T> {
-        &self.made
-    }
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        let d = self.dim_();
-        let mut u = DMatrix::zeros(d, x.ncols());
-        let mut ldj = DVector::zeros(x.ncols());
-        let sc = Scales::of(d, out, true);
-        // Column slices (no index checks), so the inner loop vectorises.
-        for (((((uc, xc), oc), scc), lsc), l) in u
-            .as_mut_slice()
-            .chunks_exact_mut(d)
-            .zip(x.as_slice().chunks_exact(d))
-            .zip(out.as_slice().chunks_exact(2 * d))
-            .zip(sc.s.chunks_exact(d))
-            .zip(sc.log_s.chunks_exact(d))
-            .zip(ldj.iter_mut())
-        {
-            let mut acc = T::zero();
-            for (((ui, xi), ti), (si, li)) in
-                uc.iter_mut().zip(xc).zip(&oc[..d]).zip(scc.iter().zip(lsc))
-            {
-                // u = x·s + t: the density direction multiplies.
-                *ui = *xi * *si + *ti;
-                acc += *li;
-            }
-            *l = acc;
-        }
-        drop(sc);
-        (u, ldj)
-    }
-    fn density_cotangents(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let d = self.dim_();
-        let n = x.ncols();
-        let mut grad_x = DMatrix::zeros(d, n);
-        let mut grad_net = DMatrix::zeros(2 * d, n);
-        let sc = Scales::of(d, out, false);
-        // Column slices (no index checks), so the inner loop vectorises.
-        for ((((((gxc, gnc), xc), scc), dsc), guc), gl) in grad_x
-            .as_mut_slice()
-            .chunks_exact_mut(d)
-            .zip(grad_net.as_mut_slice().chunks_exact_mut(2 * d))
-            .zip(x.as_slice().chunks_exact(d))
-            .zip(sc.s.chunks_exact(d))
-            .zip(sc.ds.chunks_exact(d))
-            .zip(grad_u.as_slice().chunks_exact(d))
-            .zip(grad_log_det.iter())
-        {
-            let (g_t, g_a) = gnc.split_at_mut(d);
-            for (((((gx, gt), ga), xi), (si, dsi)), gu) in gxc
-                .iter_mut()
-                .zip(g_t)
-                .zip(g_a)
-                .zip(xc)
-                .zip(scc.iter().zip(dsc))
-                .zip(guc)
-            {
-                // u = x·s(a) + t, log-det log s(a).
-                *gx = *gu * *si;
-                *gt = *gu;
-                let g_scale = *gu * *xi + *gl / *si;
-                *ga = g_scale * *dsi;
-            }
-        }
-        drop(sc);
-        (grad_x, grad_net)
-    }
-    fn scratch(&self) -> usize {
-        0
-    }
-    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, _: &mut [T]) -> (T, T) {
-        // The inverse is u = x·s + t; a step's rows are (t, a) of the coordinate.
-        let (scale, log_scale) = positive_scale(step[(1, s)]);
-        ((u - step[(0, s)]) / scale, -log_scale)
-    }
-}
-
-super::autoregressive::autoregressive_layer!(MaskedAutoregressiveFlow);

@@ -16,7 +16,7 @@ use crate::{Error, Real};
 
 mod backward;
 mod kernel;
-pub(crate) use backward::{BackwardKernel, rqs_forward_backward, rqs_inverse_backward};
+pub(crate) use backward::{rqs_forward_backward, rqs_inverse_backward};
 use kernel::{Bin, MAX_BINS, MIN_BIN, Side, split};
 pub(crate) use kernel::{
     check_spline_shape, params_per_coord, rqs_forward, rqs_inverse, rqs_knots,

@@ -1,13 +1,10 @@
-//! The MADE-conditioned autoregressive rational-quadratic spline layer of
-//! Neural Spline Flows.
+//! The autoregressive rational-quadratic spline (the autoregressive neural
+//! spline flow): the autoregressive structure with the spline transformer.
 
-use nalgebra::{DMatrix, DVector};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-use super::rq_spline::{
-    check_spline_shape, params_per_coord, rqs_forward, rqs_inverse, rqs_inverse_backward,
-};
+use super::Autoregressive;
+use super::transformer::Spline;
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Made};
 use crate::{Error, Real};
@@ -65,47 +62,9 @@ use crate::{Error, Real};
 /// assert!((ldj + ildj).amax() < 1e-10);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "AutoregressiveRepr<T>", into = "AutoregressiveRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-pub struct SplineAutoregressive<T: Real> {
-    made: Made<T>,
-    bins: usize,
-    bound: T,
-}
+pub type SplineAutoregressive<T> = Autoregressive<T, Spline<T>>;
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct AutoregressiveRepr<T: Real> {
-    made: Made<T>,
-    bins: usize,
-    bound: T,
-}
-
-impl<T: Real> From<SplineAutoregressive<T>> for AutoregressiveRepr<T> {
-    fn from(l: SplineAutoregressive<T>) -> Self {
-        AutoregressiveRepr {
-            made: l.made,
-            bins: l.bins,
-            bound: l.bound,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<AutoregressiveRepr<T>> for SplineAutoregressive<T> {
-    type Error = Error;
-    fn try_from(r: AutoregressiveRepr<T>) -> Result<Self, Error> {
-        Self::from_made(r.made, r.bins, r.bound)
-    }
-}
-
-impl<T: Real> SplineAutoregressive<T> {
+impl<T: Real> Autoregressive<T, Spline<T>> {
     /// A layer over `dim` coordinates in natural order, with `bins` bins on
     /// `[−bound, bound]`.
     pub fn new(
@@ -134,10 +93,7 @@ impl<T: Real> SplineAutoregressive<T> {
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
         const CTX: &str = "SplineAutoregressive::new";
-        check_spline_shape(CTX, bins, bound)?;
-        let made = Made::with_order(dim, 0, params_per_coord(bins), order, config, rng)
-            .map_err(|e| super::maf::rename_context(e, CTX))?;
-        Ok(Self { made, bins, bound })
+        Self::build(CTX, dim, 0, order, Spline { bins, bound }, config, rng)
     }
 
     /// A conditional layer `x ↦ f(x; c)`: [`SplineAutoregressive::new`]
@@ -174,156 +130,34 @@ impl<T: Real> SplineAutoregressive<T> {
     ) -> Result<Self, Error> {
         const CTX: &str = "SplineAutoregressive::conditional";
         check::dim_at_least_one(CTX, "context_dim", context_dim)?;
-        check_spline_shape(CTX, bins, bound)?;
-        let made = Made::with_order(dim, context_dim, params_per_coord(bins), order, config, rng)
-            .map_err(|e| super::maf::rename_context(e, CTX))?;
-        Ok(Self { made, bins, bound })
+        Self::build(
+            CTX,
+            dim,
+            context_dim,
+            order,
+            Spline { bins, bound },
+            config,
+            rng,
+        )
     }
 
     /// Wraps an existing MADE with `3·bins − 1` outputs per dimension (and
     /// any context dimension: a MADE with a context makes a conditional layer).
     pub fn from_made(made: Made<T>, bins: usize, bound: T) -> Result<Self, Error> {
-        const CTX: &str = "SplineAutoregressive::from_made";
-        check_spline_shape(CTX, bins, bound)?;
-        if made.params_per_dim() != params_per_coord(bins) {
-            return Err(check::invalid(
-                CTX,
-                "made",
-                &format!(
-                    "a MADE with {} outputs per dimension",
-                    params_per_coord(bins)
-                ),
-                format!("{} outputs per dimension", made.params_per_dim()),
-            ));
-        }
-        Ok(Self { made, bins, bound })
-    }
-
-    /// The conditioner.
-    pub fn made(&self) -> &Made<T> {
-        &self.made
-    }
-
-    /// The autoregressive order.
-    pub fn order(&self) -> &[usize] {
-        self.made.order()
+        Self::from_parts(
+            "SplineAutoregressive::from_made",
+            made,
+            Spline { bins, bound },
+        )
     }
 
     /// Number of bins `K` of every spline.
     pub fn bins(&self) -> usize {
-        self.bins
+        self.transformer().bins
     }
 
     /// The half-width `B` of the interval `[−B, B]` the splines act on.
     pub fn bound(&self) -> T {
-        self.bound
-    }
-
-    /// All parameters in one buffer.
-    pub fn params(&self) -> &[T] {
-        self.made.params()
-    }
-
-    /// Mutable parameter buffer; call [`SplineAutoregressive::enforce_masks`]
-    /// after writing to it from outside a training loop.
-    pub fn params_mut(&mut self) -> &mut [T] {
-        self.made.params_mut()
-    }
-
-    /// Re-zeroes masked weights.
-    pub fn enforce_masks(&mut self) {
-        self.made.enforce_masks()
-    }
-
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.made.num_params()
-    }
-
-    fn dim_(&self) -> usize {
-        self.made.dim()
-    }
-
-    /// Gathers coordinate `i`'s raw parameters (rows `p·D + i`) of sample `s`.
-    #[inline]
-    fn gather(&self, out: &DMatrix<T>, i: usize, s: usize, theta: &mut [T]) {
-        let d = self.dim_();
-        for (p, t) in theta.iter_mut().enumerate() {
-            *t = out[(p * d + i, s)];
-        }
+        self.transformer().bound
     }
 }
-
-impl<T: Real> super::autoregressive::AutoregressiveKernel<T> for SplineAutoregressive<T> {
-    const NAME: &'static str = "SplineAutoregressive";
-    const SEQUENTIAL: &'static str = "the forward (sampling) direction takes D sequential MADE passes and has \
-         no backward pass; train through the inverse direction (data → base, one \
-         MADE pass, as maximum likelihood does), or, if the loss differentiates \
-         through sampling, wrap the layer in `Invert` so that sampling is the \
-         one-pass direction";
-    fn made(&self) -> &Made<T> {
-        &self.made
-    }
-    fn invert_with(&self, x: &DMatrix<T>, out: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        let d = self.dim_();
-        let mut theta = vec![T::zero(); params_per_coord(self.bins)];
-        let mut u = DMatrix::zeros(d, x.ncols());
-        let mut ldj = DVector::zeros(x.ncols());
-        for s in 0..x.ncols() {
-            let mut acc = T::zero();
-            for i in 0..d {
-                self.gather(out, i, s, &mut theta);
-                let (v, l) = rqs_inverse(x[(i, s)], &theta, self.bins, self.bound);
-                u[(i, s)] = v;
-                acc += l;
-            }
-            ldj[s] = acc;
-        }
-        (u, ldj)
-    }
-    fn density_cotangents(
-        &self,
-        x: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let d = self.dim_();
-        let p = params_per_coord(self.bins);
-        let mut grad_out = DMatrix::zeros(out.nrows(), x.ncols());
-        let mut grad_x = DMatrix::zeros(d, x.ncols());
-        let mut theta = vec![T::zero(); p];
-        let mut g_theta = vec![T::zero(); p];
-        for s in 0..x.ncols() {
-            for i in 0..d {
-                self.gather(out, i, s, &mut theta);
-                g_theta.iter_mut().for_each(|g| *g = T::zero());
-                grad_x[(i, s)] = rqs_inverse_backward(
-                    x[(i, s)],
-                    &theta,
-                    self.bins,
-                    self.bound,
-                    grad_u[(i, s)],
-                    grad_log_det[s],
-                    &mut g_theta,
-                );
-                for (q, g) in g_theta.iter().enumerate() {
-                    grad_out[(q * d + i, s)] = *g;
-                }
-            }
-        }
-        (grad_x, grad_out)
-    }
-    fn scratch(&self) -> usize {
-        params_per_coord(self.bins)
-    }
-    fn generate_step(&self, step: &DMatrix<T>, u: T, s: usize, theta: &mut [T]) -> (T, T) {
-        // Row p of a step's output is parameter p of the coordinate.
-        for (p, t) in theta.iter_mut().enumerate() {
-            *t = step[(p, s)];
-        }
-        rqs_forward(u, theta, self.bins, self.bound)
-    }
-}
-
-super::autoregressive::autoregressive_layer!(SplineAutoregressive);

@@ -1,20 +1,15 @@
-//! The rational-quadratic spline coupling layer of Neural Spline Flows.
+//! The rational-quadratic spline coupling layer of Neural Spline Flows: the
+//! coupling structure with the spline transformer.
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-use super::rq_spline::{
-    BackwardKernel, check_spline_shape, params_per_coord, rqs_forward, rqs_forward_backward,
-    rqs_inverse, rqs_inverse_backward,
-};
-use super::{CouplingMask, assert_rows};
+use super::rq_spline::{check_spline_shape, params_per_coord};
+use super::transformer::Spline;
+use super::{Coupling, CouplingMask, assert_rows};
 use crate::error::check;
 use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
-
-/// A spline kernel of one direction: `(input, θ, bins, bound) → (output, log-det)`.
-type ForwardKernel<T> = fn(T, &[T], usize, T) -> (T, T);
 
 /// A coupling layer whose transform is a rational-quadratic spline
 /// (Durkan, Bekasov, Murray & Papamakarios 2019, *Neural Spline Flows*).
@@ -77,58 +72,9 @@ type ForwardKernel<T> = fn(T, &[T], usize, T) -> (T, T);
 /// assert!((ldj + ildj).amax() < 1e-10);
 /// # Ok::<(), normflow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "CouplingRepr<T>", into = "CouplingRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-pub struct SplineCoupling<T: Real> {
-    mask: CouplingMask,
-    bins: usize,
-    bound: T,
-    net: Mlp<T>,
-}
+pub type SplineCoupling<T> = Coupling<T, Spline<T>>;
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct CouplingRepr<T: Real> {
-    mask: CouplingMask,
-    bins: usize,
-    bound: T,
-    net: Mlp<T>,
-}
-
-impl<T: Real> From<SplineCoupling<T>> for CouplingRepr<T> {
-    fn from(c: SplineCoupling<T>) -> Self {
-        CouplingRepr {
-            mask: c.mask,
-            bins: c.bins,
-            bound: c.bound,
-            net: c.net,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<CouplingRepr<T>> for SplineCoupling<T> {
-    type Error = Error;
-    fn try_from(r: CouplingRepr<T>) -> Result<Self, Error> {
-        const CTX: &str = "SplineCoupling";
-        check_spline_shape(CTX, r.bins, r.bound)?;
-        super::affine_coupling::check_net(CTX, &r.mask, &r.net, params_per_coord(r.bins))?;
-        Ok(Self {
-            mask: r.mask,
-            bins: r.bins,
-            bound: r.bound,
-            net: r.net,
-        })
-    }
-}
-
-impl<T: Real> SplineCoupling<T> {
+impl<T: Real> Coupling<T, Spline<T>> {
     /// A spline coupling with the given mask, `bins` bins on `[−bound, bound]`
     /// and an MLP conditioner shaped by `config`.
     ///
@@ -145,19 +91,7 @@ impl<T: Real> SplineCoupling<T> {
         const CTX: &str = "SplineCoupling::new";
         check_spline_shape(CTX, bins, bound)?;
         config.validate(CTX)?;
-        let net = Mlp::from_config(
-            mask.identity_indices().len(),
-            mask.transformed_indices().len() * params_per_coord(bins),
-            config,
-            rng,
-        )
-        .map_err(|e| super::maf::rename_context(e, CTX))?;
-        Ok(Self {
-            mask,
-            bins,
-            bound,
-            net,
-        })
+        Self::build(CTX, mask, 0, Spline { bins, bound }, config, rng)
     }
 
     /// A conditional spline coupling `x ↦ f(x; c)`: [`SplineCoupling::new`]
@@ -175,19 +109,7 @@ impl<T: Real> SplineCoupling<T> {
         check::dim_at_least_one(CTX, "context_dim", context_dim)?;
         check_spline_shape(CTX, bins, bound)?;
         config.validate(CTX)?;
-        let net = Mlp::from_config(
-            mask.identity_indices().len() + context_dim,
-            mask.transformed_indices().len() * params_per_coord(bins),
-            config,
-            rng,
-        )
-        .map_err(|e| super::maf::rename_context(e, CTX))?;
-        Ok(Self {
-            mask,
-            bins,
-            bound,
-            net,
-        })
+        Self::build(CTX, mask, context_dim, Spline { bins, bound }, config, rng)
     }
 
     /// A spline coupling from an existing conditioner, which must map `|A|`
@@ -213,134 +135,24 @@ impl<T: Real> SplineCoupling<T> {
             mask.transformed_indices().len() * params_per_coord(bins),
             net.output_dim(),
         )?;
-        Ok(Self {
-            mask,
-            bins,
-            bound,
-            net,
-        })
+        Self::from_net(mask, Spline { bins, bound }, net)
     }
 
     /// Number of bins `K` of every spline.
     pub fn bins(&self) -> usize {
-        self.bins
+        self.transformer().bins
     }
 
     /// The half-width `B` of the interval `[−B, B]` the splines act on.
     pub fn bound(&self) -> T {
-        self.bound
+        self.transformer().bound
     }
 
     /// The raw spline parameters of every sample: `|B|·(3K − 1) × n`, one
     /// column per sample, in the layout of the type's docs.
     pub fn spline_params(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("SplineCoupling::spline_params", self.mask.dim(), x);
-        self.net
-            .forward(&x.select_rows(self.mask.identity_indices()))
-    }
-
-    /// `kernel` on every transformed entry given the conditioner's output at
-    /// `x`; returns the output and the per-sample log-dets.
-    fn apply_with(
-        &self,
-        x: &DMatrix<T>,
-        raw: &DMatrix<T>,
-        kernel: ForwardKernel<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        let p = params_per_coord(self.bins);
-        let mut y = x.clone();
-        let mut ldj = DVector::zeros(x.ncols());
-        for (s, col) in raw.as_slice().chunks_exact(raw.nrows()).enumerate() {
-            let mut acc = T::zero();
-            for (&i, theta) in self
-                .mask
-                .transformed_indices()
-                .iter()
-                .zip(col.chunks_exact(p))
-            {
-                let (v, l) = kernel(x[(i, s)], theta, self.bins, self.bound);
-                y[(i, s)] = v;
-                acc += l;
-            }
-            ldj[s] = acc;
-        }
-        (y, ldj)
+        assert_rows("SplineCoupling::spline_params", self.mask().dim(), x);
+        self.net()
+            .forward(&x.select_rows(self.mask().identity_indices()))
     }
 }
-
-impl<T: Real> SplineCoupling<T> {
-    /// The cotangents of one direction at `input` given the raw spline
-    /// parameters `raw` there: `(∂L/∂input` along the direct paths, `∂L/∂raw)`.
-    fn cotangents_with(
-        &self,
-        input: &DMatrix<T>,
-        raw: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        kernel: BackwardKernel<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let ib = self.mask.transformed_indices();
-        let p = params_per_coord(self.bins);
-        let rows = raw.nrows();
-        let mut grad_raw = DMatrix::zeros(rows, input.ncols());
-        let mut grad_in = grad_out.clone();
-        for (s, (col, gcol)) in raw
-            .as_slice()
-            .chunks_exact(rows)
-            .zip(grad_raw.as_mut_slice().chunks_exact_mut(rows))
-            .enumerate()
-        {
-            for ((&i, theta), g_theta) in ib
-                .iter()
-                .zip(col.chunks_exact(p))
-                .zip(gcol.chunks_exact_mut(p))
-            {
-                grad_in[(i, s)] = kernel(
-                    input[(i, s)],
-                    theta,
-                    self.bins,
-                    self.bound,
-                    grad_out[(i, s)],
-                    grad_log_det[s],
-                    g_theta,
-                );
-            }
-        }
-        (grad_in, grad_raw)
-    }
-}
-
-/// Rational-quadratic splines on the transformed half, their raw
-/// parameters from the conditioner's output column by column.
-impl<T: Real> super::coupling::CouplingKernel<T> for SplineCoupling<T> {
-    const NAME: &'static str = "SplineCoupling";
-    fn parts(&self) -> (&CouplingMask, &Mlp<T>) {
-        (&self.mask, &self.net)
-    }
-    fn apply_with(
-        &self,
-        input: &DMatrix<T>,
-        out: &DMatrix<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DVector<T>) {
-        let kernel: ForwardKernel<T> = if inverse { rqs_inverse } else { rqs_forward };
-        SplineCoupling::apply_with(self, input, out, kernel)
-    }
-    fn cotangents(
-        &self,
-        input: &DMatrix<T>,
-        out: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        inverse: bool,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let kernel: BackwardKernel<T> = if inverse {
-            rqs_inverse_backward
-        } else {
-            rqs_forward_backward
-        };
-        self.cotangents_with(input, out, grad_out, grad_log_det, kernel)
-    }
-}
-
-super::coupling::coupling_layer!(SplineCoupling);

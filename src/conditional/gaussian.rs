@@ -42,7 +42,7 @@ impl<T: Real> ContextAffine<T> {
         check::dim_at_least_one(CTX, "context_dim", context_dim)?;
         config.validate(CTX)?;
         let net = Mlp::from_config(context_dim, 2 * dim, config, rng)
-            .map_err(|e| crate::bijector::rename_context(e, CTX))?;
+            .map_err(|e| crate::error::check::rename_context(e, CTX))?;
         Ok(Self {
             dim,
             context_dim,
@@ -225,8 +225,9 @@ impl<T: Real> ConditionalDiagonalGaussian<T> {
         config: &ConditionerConfig,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
-        let affine = ContextAffine::new(dim, context_dim, config, rng)
-            .map_err(|e| crate::bijector::rename_context(e, "ConditionalDiagonalGaussian::new"))?;
+        let affine = ContextAffine::new(dim, context_dim, config, rng).map_err(|e| {
+            crate::error::check::rename_context(e, "ConditionalDiagonalGaussian::new")
+        })?;
         Ok(Self { affine })
     }
 

@@ -21,6 +21,11 @@ pub struct GradientReport {
     pub max_param_error: f64,
     /// The same over input gradients.
     pub max_input_error: f64,
+    /// Problems that are not wrong gradients: a type that implements
+    /// `Differentiable` but whose `impl Bijector` leaves out
+    /// [`trainable!`](crate::trainable), so that a chain holding it would
+    /// not train it.
+    pub warnings: Vec<String>,
 }
 
 /// Default relative tolerance of [`check_gradients`].
@@ -96,27 +101,18 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
             ),
         ));
     }
-    if b.as_differentiable().is_none() {
-        return Err(fail(
-            Property::Input,
-            None,
-            None,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            format!(
-                "`{b:?}` implements Differentiable, but its Bijector impl does not say so: a \
-                 Chain, Invert or boxed flow holding it would not train it. Add \
-                 `normflow::trainable!(f64);` (or `trainable!(T);` in a generic impl) to its \
-                 `impl Bijector`"
-            ),
-        ));
-    }
     let mut report = GradientReport {
         params: b.num_params(),
         ..GradientReport::default()
     };
+    if b.as_differentiable().is_none() {
+        report.warnings.push(format!(
+            "`{}` implements Differentiable, but its `impl Bijector` does not say so: a Chain, \
+             Invert or Box<dyn Bijector> holding it would not train it; add \
+             `normflow::trainable!(f64);` (`trainable!(T);` in a generic impl) to it",
+            std::any::type_name::<B>()
+        ));
+    }
     let y = b.forward(x);
     for (name, input) in [("forward", x), ("inverse", &y)] {
         let forward = name == "forward";

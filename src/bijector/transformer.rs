@@ -1,0 +1,219 @@
+//! Elementwise transformers: the monotone map of one coordinate given raw
+//! parameters from a conditioner, shared by the coupling and the
+//! autoregressive structures.
+//!
+//! A flow layer of either structure is a conditioner (an MLP or a MADE) that
+//! reads some coordinates (and a context) and gives raw parameters, and a
+//! transformer that maps each transformed coordinate with its parameters. A
+//! transformer is written once — its two directions, their log-derivatives
+//! and their backward passes — and every structure uses it:
+//! [`Coupling`](super::Coupling) and [`Autoregressive`](super::Autoregressive)
+//! are generic over it. The affine transformer of MAF and RealNVP, the
+//! additive one of NICE and the rational-quadratic spline of the neural
+//! spline flows are the instances.
+
+use std::fmt::Debug;
+
+use nalgebra::{DMatrix, DVector};
+
+use crate::Real;
+
+mod additive;
+mod affine;
+mod spline;
+
+pub use additive::Additive;
+pub use affine::Affine;
+pub use spline::Spline;
+
+/// How a coupling conditioner orders its outputs: each transformer keeps the
+/// order its layer was first published with, so that saved models keep
+/// their meaning. (An autoregressive conditioner is always
+/// [`ParamMajor`](Layout::ParamMajor): a MADE groups its outputs by
+/// parameter.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Row `p·k + r` is parameter `p` of coordinate `r` (of `k`).
+    ParamMajor,
+    /// Row `r·P + p` is parameter `p` of coordinate `r` (`P` per coordinate).
+    CoordMajor,
+}
+
+/// The monotone map of one coordinate given `P` raw parameters `θ`.
+///
+/// Directions are named by what they do in a flow: the **density**
+/// direction maps data to base (what maximum likelihood evaluates), the
+/// **sample** direction maps base to data. Each has its value with
+/// `log|d out/d in|` and a backward pass that, given the cotangents of the
+/// output and of the log-derivative, adds `∂L/∂θ` into `g_theta` and returns
+/// `∂L/∂in`.
+///
+/// The block methods act on `k` coordinates of `n` samples at once (`k × n`
+/// inputs, raw parameters `(P·k) × n` in [`Layout::ParamMajor`] order) and
+/// sum the log-derivatives per sample in coordinate order; their defaults
+/// loop over the one-coordinate methods, and a transformer overrides them
+/// where a vectorised pass is faster.
+pub trait Transformer<T: Real>: Debug + Clone + PartialEq + Send + Sync + 'static {
+    /// The transformer's name in messages.
+    const NAME: &'static str;
+    /// How a coupling conditioner orders this transformer's parameters.
+    const COUPLING_LAYOUT: Layout = Layout::ParamMajor;
+    /// The name of its coupling layer in messages.
+    const COUPLING_NAME: &'static str = "Coupling";
+    /// The name of its autoregressive layer in messages.
+    const AUTOREGRESSIVE_NAME: &'static str = "Autoregressive";
+    /// Why its autoregressive layer's sampling direction has no backward
+    /// pass, and what to do instead.
+    const SEQUENTIAL: &'static str = "the sampling direction of an autoregressive layer takes D \
+         sequential MADE passes and has no backward pass; train through the density direction \
+         (data → base, one MADE pass, as maximum likelihood does), or wrap the layer in `Invert` \
+         so that sampling is the one-pass direction";
+
+    /// Raw parameters per coordinate, `P`.
+    fn params_per_coord(&self) -> usize;
+
+    /// An error (naming `context`) if the transformer's own settings are
+    /// invalid. Default: none are.
+    fn validate(&self, context: &str) -> Result<(), crate::Error> {
+        let _ = context;
+        Ok(())
+    }
+
+    /// Density direction of one coordinate: `(u, log|du/dx|)`.
+    fn density_one(&self, x: T, theta: &[T]) -> (T, T);
+    /// Sample direction of one coordinate: `(x, log|dx/du|)`.
+    fn sample_one(&self, u: T, theta: &[T]) -> (T, T);
+    /// Backward pass of [`density_one`](Transformer::density_one).
+    fn density_one_backward(&self, x: T, theta: &[T], g_u: T, g_ld: T, g_theta: &mut [T]) -> T;
+    /// Backward pass of [`sample_one`](Transformer::sample_one).
+    fn sample_one_backward(&self, u: T, theta: &[T], g_x: T, g_ld: T, g_theta: &mut [T]) -> T;
+
+    /// The density direction on a block.
+    fn density(&self, x: &DMatrix<T>, raw: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        block_map(self, x, raw, |t, v, th| t.density_one(v, th))
+    }
+    /// The sample direction on a block.
+    fn sample(&self, u: &DMatrix<T>, raw: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+        block_map(self, u, raw, |t, v, th| t.sample_one(v, th))
+    }
+    /// Backward pass of [`density`](Transformer::density): `(∂L/∂x, ∂L/∂raw)`.
+    fn density_backward(
+        &self,
+        x: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        g_u: &DMatrix<T>,
+        g_ld: &DVector<T>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        block_backward(self, x, raw, g_u, g_ld, |t, v, th, g, gl, gt| {
+            t.density_one_backward(v, th, g, gl, gt)
+        })
+    }
+    /// Backward pass of [`sample`](Transformer::sample): `(∂L/∂u, ∂L/∂raw)`.
+    fn sample_backward(
+        &self,
+        u: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        g_x: &DMatrix<T>,
+        g_ld: &DVector<T>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
+        block_backward(self, u, raw, g_x, g_ld, |t, v, th, g, gl, gt| {
+            t.sample_one_backward(v, th, g, gl, gt)
+        })
+    }
+}
+
+/// Coordinate `r`'s parameters (of `k`) in sample `s` of a param-major block.
+fn gather<T: Real>(raw: &DMatrix<T>, k: usize, r: usize, s: usize, theta: &mut [T]) {
+    for (p, t) in theta.iter_mut().enumerate() {
+        *t = raw[(p * k + r, s)];
+    }
+}
+
+/// `f` on every entry of a block, the log-derivatives summed per sample in
+/// coordinate order.
+fn block_map<T: Real, Tr: Transformer<T>>(
+    tr: &Tr,
+    input: &DMatrix<T>,
+    raw: &DMatrix<T>,
+    f: impl Fn(&Tr, T, &[T]) -> (T, T),
+) -> (DMatrix<T>, DVector<T>) {
+    let (k, n) = input.shape();
+    let mut theta = vec![T::zero(); tr.params_per_coord()];
+    let mut out = DMatrix::zeros(k, n);
+    let mut ld = DVector::zeros(n);
+    for s in 0..n {
+        let mut acc = T::zero();
+        for r in 0..k {
+            gather(raw, k, r, s, &mut theta);
+            let (v, l) = f(tr, input[(r, s)], &theta);
+            out[(r, s)] = v;
+            acc += l;
+        }
+        ld[s] = acc;
+    }
+    (out, ld)
+}
+
+/// The backward pass `f` on every entry of a block.
+fn block_backward<T: Real, Tr: Transformer<T>>(
+    tr: &Tr,
+    input: &DMatrix<T>,
+    raw: &DMatrix<T>,
+    g_out: &DMatrix<T>,
+    g_ld: &DVector<T>,
+    f: impl Fn(&Tr, T, &[T], T, T, &mut [T]) -> T,
+) -> (DMatrix<T>, DMatrix<T>) {
+    let (k, n) = input.shape();
+    let p = tr.params_per_coord();
+    let mut theta = vec![T::zero(); p];
+    let mut g_theta = vec![T::zero(); p];
+    let mut g_in = DMatrix::zeros(k, n);
+    let mut g_raw = DMatrix::zeros(raw.nrows(), n);
+    for s in 0..n {
+        for r in 0..k {
+            gather(raw, k, r, s, &mut theta);
+            g_theta.iter_mut().for_each(|g| *g = T::zero());
+            g_in[(r, s)] = f(
+                tr,
+                input[(r, s)],
+                &theta,
+                g_out[(r, s)],
+                g_ld[s],
+                &mut g_theta,
+            );
+            for (q, g) in g_theta.iter().enumerate() {
+                g_raw[(q * k + r, s)] = *g;
+            }
+        }
+    }
+    (g_in, g_raw)
+}
+
+/// A coupling conditioner's output in param-major order (a copy when the
+/// transformer's coupling layout is coordinate-major).
+pub(crate) fn to_param_major<T: Real>(layout: Layout, raw: &DMatrix<T>, p: usize) -> DMatrix<T> {
+    match layout {
+        Layout::ParamMajor => raw.clone(),
+        Layout::CoordMajor => {
+            let k = raw.nrows() / p.max(1);
+            DMatrix::from_fn(raw.nrows(), raw.ncols(), |row, s| {
+                let (q, r) = (row / k, row % k);
+                raw[(r * p + q, s)]
+            })
+        }
+    }
+}
+
+/// The inverse of [`to_param_major`].
+pub(crate) fn from_param_major<T: Real>(layout: Layout, g: DMatrix<T>, p: usize) -> DMatrix<T> {
+    match layout {
+        Layout::ParamMajor => g,
+        Layout::CoordMajor => {
+            let k = g.nrows() / p.max(1);
+            DMatrix::from_fn(g.nrows(), g.ncols(), |row, s| {
+                let (r, q) = (row / p, row % p);
+                g[(q * k + r, s)]
+            })
+        }
+    }
+}
