@@ -7,7 +7,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::transformer::Transformer;
+use super::transformer::{Layout, Transformer};
 use super::{Continuation, assert_pair};
 use crate::batch::own_context;
 use crate::nn::Made;
@@ -152,7 +152,8 @@ fn invert<T: Real, Tr: Transformer<T>>(
     let made = k.made();
     assert_pair(caller, Some(made.dim()), made.context_dim(), x, c);
     let c = own_context(made.context_dim(), c);
-    k.transformer.density(x, &made.forward_with_context(x, &c))
+    k.transformer
+        .density(x, &made.forward_with_context(x, &c), Layout::ParamMajor)
 }
 
 /// The sampling direction in `D` sequential steps; each evaluates only the
@@ -167,7 +168,7 @@ fn generate<T: Real, Tr: Transformer<T>>(
     let made = k.made();
     assert_pair(caller, Some(made.dim()), made.context_dim(), u, c);
     let c = own_context(made.context_dim(), c);
-    let mut theta = vec![T::zero(); k.transformer.params_per_coord()];
+    let p = k.transformer.params_per_coord();
     let mut x = DMatrix::zeros(made.dim(), u.ncols());
     let mut ldj = DVector::zeros(u.ncols());
     let mut seq = if made.context_dim() == 0 {
@@ -178,12 +179,10 @@ fn generate<T: Real, Tr: Transformer<T>>(
     while let Some(i) = seq.next_coordinate() {
         // Coordinates not yet generated are 0; output i does not depend on them.
         let step = seq.step(&x);
-        for s in 0..u.ncols() {
-            // Row p of a step's output is raw parameter p of the coordinate.
-            for (p, t) in theta.iter_mut().enumerate() {
-                *t = step[(p, s)];
-            }
-            let (v, l) = k.transformer.sample_one(u[(i, s)], &theta);
+        // Row q of a step's output is raw parameter q of the coordinate, so
+        // sample s's parameters are column s, contiguous.
+        for (s, theta) in step.as_slice().chunks_exact(p).enumerate() {
+            let (v, l) = k.transformer.sample_one(u[(i, s)], theta);
             x[(i, s)] = v;
             ldj[s] += l;
         }
@@ -211,11 +210,11 @@ fn invert_through<T: Real, Tr: Transformer<T>>(
     );
     let c = own_context(made.context_dim(), c);
     let (out, cache) = made.forward_cached_with_context(x, &c);
-    let (u, ldj) = k.transformer.density(x, &out);
+    let (u, ldj) = k.transformer.density(x, &out, Layout::ParamMajor);
     let (grad_u, grad_log_det) = rest(&u, &ldj)?;
-    let (mut grad_x, grad_out) = k
-        .transformer
-        .density_backward(x, &out, &grad_u, &grad_log_det);
+    let (mut grad_x, grad_out) =
+        k.transformer
+            .density_backward(x, &out, Layout::ParamMajor, &grad_u, &grad_log_det);
     let (gx, gc) = made.backward_with_context(&cache, &grad_out, grad_params);
     grad_x += gx;
     if gc.nrows() > 0 {

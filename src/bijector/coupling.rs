@@ -9,7 +9,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::transformer::{Transformer, from_param_major, to_param_major};
+use super::transformer::Transformer;
 use super::{Continuation, CouplingMask, assert_pair};
 use crate::batch::own_context;
 use crate::nn::{ConditionerConfig, Mlp};
@@ -213,16 +213,11 @@ impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
         inverse: bool,
     ) -> (DMatrix<T>, DVector<T>) {
         let ib = self.mask.transformed_indices();
-        let raw = to_param_major(
-            Tr::COUPLING_LAYOUT,
-            out,
-            self.transformer.params_per_coord(),
-        );
         let xb = CouplingMask::gather(ib, input);
         let (zb, ldj) = if inverse {
-            self.transformer.density(&xb, &raw)
+            self.transformer.density(&xb, out, Tr::COUPLING_LAYOUT)
         } else {
-            self.transformer.sample(&xb, &raw)
+            self.transformer.sample(&xb, out, Tr::COUPLING_LAYOUT)
         };
         let mut z = input.clone();
         for (r, &i) in ib.iter().enumerate() {
@@ -241,22 +236,21 @@ impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
         inverse: bool,
     ) -> (DMatrix<T>, DMatrix<T>) {
         let ib = self.mask.transformed_indices();
-        let p = self.transformer.params_per_coord();
-        let raw = to_param_major(Tr::COUPLING_LAYOUT, out, p);
+        let layout = Tr::COUPLING_LAYOUT;
         let xb = CouplingMask::gather(ib, input);
         let gb = CouplingMask::gather(ib, grad_z);
         let (g_xb, g_raw) = if inverse {
             self.transformer
-                .density_backward(&xb, &raw, &gb, grad_log_det)
+                .density_backward(&xb, out, layout, &gb, grad_log_det)
         } else {
             self.transformer
-                .sample_backward(&xb, &raw, &gb, grad_log_det)
+                .sample_backward(&xb, out, layout, &gb, grad_log_det)
         };
         let mut grad_in = grad_z.clone();
         for (r, &i) in ib.iter().enumerate() {
             grad_in.row_mut(i).copy_from(&g_xb.row(r));
         }
-        (grad_in, from_param_major(Tr::COUPLING_LAYOUT, g_raw, p))
+        (grad_in, g_raw)
     }
 }
 

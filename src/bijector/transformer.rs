@@ -89,22 +89,28 @@ pub trait Transformer<T: Real>: Debug + Clone + PartialEq + Send + Sync + 'stati
     fn sample_one_backward(&self, u: T, theta: &[T], g_x: T, g_ld: T, g_theta: &mut [T]) -> T;
 
     /// The density direction on a block.
-    fn density(&self, x: &DMatrix<T>, raw: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        block_map(self, x, raw, |t, v, th| t.density_one(v, th))
+    fn density(
+        &self,
+        x: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        layout: Layout,
+    ) -> (DMatrix<T>, DVector<T>) {
+        block_map(self, x, raw, layout, |t, v, th| t.density_one(v, th))
     }
     /// The sample direction on a block.
-    fn sample(&self, u: &DMatrix<T>, raw: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        block_map(self, u, raw, |t, v, th| t.sample_one(v, th))
+    fn sample(&self, u: &DMatrix<T>, raw: &DMatrix<T>, layout: Layout) -> (DMatrix<T>, DVector<T>) {
+        block_map(self, u, raw, layout, |t, v, th| t.sample_one(v, th))
     }
     /// Backward pass of [`density`](Transformer::density): `(∂L/∂x, ∂L/∂raw)`.
     fn density_backward(
         &self,
         x: &DMatrix<T>,
         raw: &DMatrix<T>,
+        layout: Layout,
         g_u: &DMatrix<T>,
         g_ld: &DVector<T>,
     ) -> (DMatrix<T>, DMatrix<T>) {
-        block_backward(self, x, raw, g_u, g_ld, |t, v, th, g, gl, gt| {
+        block_backward(self, x, raw, layout, g_u, g_ld, |t, v, th, g, gl, gt| {
             t.density_one_backward(v, th, g, gl, gt)
         })
     }
@@ -113,19 +119,36 @@ pub trait Transformer<T: Real>: Debug + Clone + PartialEq + Send + Sync + 'stati
         &self,
         u: &DMatrix<T>,
         raw: &DMatrix<T>,
+        layout: Layout,
         g_x: &DMatrix<T>,
         g_ld: &DVector<T>,
     ) -> (DMatrix<T>, DMatrix<T>) {
-        block_backward(self, u, raw, g_x, g_ld, |t, v, th, g, gl, gt| {
+        block_backward(self, u, raw, layout, g_x, g_ld, |t, v, th, g, gl, gt| {
             t.sample_one_backward(v, th, g, gl, gt)
         })
     }
 }
 
-/// Coordinate `r`'s parameters (of `k`) in sample `s` of a param-major block.
-fn gather<T: Real>(raw: &DMatrix<T>, k: usize, r: usize, s: usize, theta: &mut [T]) {
-    for (p, t) in theta.iter_mut().enumerate() {
-        *t = raw[(p * k + r, s)];
+/// Coordinate `r`'s parameters (of `k`, `p` each) in one column `col` of
+/// raw parameters: read in place when they are contiguous
+/// ([`Layout::CoordMajor`]), else gathered into `buf`.
+#[inline(always)]
+fn coordinate<'a, T: Real>(
+    col: &'a [T],
+    layout: Layout,
+    k: usize,
+    p: usize,
+    r: usize,
+    buf: &'a mut [T],
+) -> &'a [T] {
+    match layout {
+        Layout::CoordMajor => &col[r * p..(r + 1) * p],
+        Layout::ParamMajor => {
+            for (q, b) in buf.iter_mut().enumerate() {
+                *b = col[q * k + r];
+            }
+            buf
+        }
     }
 }
 
@@ -135,21 +158,31 @@ fn block_map<T: Real, Tr: Transformer<T>>(
     tr: &Tr,
     input: &DMatrix<T>,
     raw: &DMatrix<T>,
+    layout: Layout,
     f: impl Fn(&Tr, T, &[T]) -> (T, T),
 ) -> (DMatrix<T>, DVector<T>) {
     let (k, n) = input.shape();
-    let mut theta = vec![T::zero(); tr.params_per_coord()];
+    let p = tr.params_per_coord();
+    let mut buf = vec![T::zero(); p];
     let mut out = DMatrix::zeros(k, n);
     let mut ld = DVector::zeros(n);
-    for s in 0..n {
+    if k == 0 {
+        return (out, ld);
+    }
+    for (((oc, ic), rc), l) in out
+        .as_mut_slice()
+        .chunks_exact_mut(k)
+        .zip(input.as_slice().chunks_exact(k))
+        .zip(raw.as_slice().chunks_exact(p * k))
+        .zip(ld.iter_mut())
+    {
         let mut acc = T::zero();
-        for r in 0..k {
-            gather(raw, k, r, s, &mut theta);
-            let (v, l) = f(tr, input[(r, s)], &theta);
-            out[(r, s)] = v;
-            acc += l;
+        for (r, (o, v)) in oc.iter_mut().zip(ic).enumerate() {
+            let (y, lr) = f(tr, *v, coordinate(rc, layout, k, p, r, &mut buf));
+            *o = y;
+            acc += lr;
         }
-        ld[s] = acc;
+        *l = acc;
     }
     (out, ld)
 }
@@ -159,61 +192,45 @@ fn block_backward<T: Real, Tr: Transformer<T>>(
     tr: &Tr,
     input: &DMatrix<T>,
     raw: &DMatrix<T>,
+    layout: Layout,
     g_out: &DMatrix<T>,
     g_ld: &DVector<T>,
     f: impl Fn(&Tr, T, &[T], T, T, &mut [T]) -> T,
 ) -> (DMatrix<T>, DMatrix<T>) {
     let (k, n) = input.shape();
     let p = tr.params_per_coord();
-    let mut theta = vec![T::zero(); p];
+    let mut buf = vec![T::zero(); p];
     let mut g_theta = vec![T::zero(); p];
     let mut g_in = DMatrix::zeros(k, n);
     let mut g_raw = DMatrix::zeros(raw.nrows(), n);
-    for s in 0..n {
-        for r in 0..k {
-            gather(raw, k, r, s, &mut theta);
-            g_theta.iter_mut().for_each(|g| *g = T::zero());
-            g_in[(r, s)] = f(
-                tr,
-                input[(r, s)],
-                &theta,
-                g_out[(r, s)],
-                g_ld[s],
-                &mut g_theta,
-            );
-            for (q, g) in g_theta.iter().enumerate() {
-                g_raw[(q * k + r, s)] = *g;
+    if k == 0 {
+        return (g_in, g_raw);
+    }
+    for (((((gic, ic), rc), grc), goc), gl) in g_in
+        .as_mut_slice()
+        .chunks_exact_mut(k)
+        .zip(input.as_slice().chunks_exact(k))
+        .zip(raw.as_slice().chunks_exact(p * k))
+        .zip(g_raw.as_mut_slice().chunks_exact_mut(p * k))
+        .zip(g_out.as_slice().chunks_exact(k))
+        .zip(g_ld.iter())
+    {
+        for (r, ((gi, v), go)) in gic.iter_mut().zip(ic).zip(goc).enumerate() {
+            let theta = coordinate(rc, layout, k, p, r, &mut buf);
+            match layout {
+                // The kernels add into the zeroed slice in place.
+                Layout::CoordMajor => {
+                    *gi = f(tr, *v, theta, *go, *gl, &mut grc[r * p..(r + 1) * p]);
+                }
+                Layout::ParamMajor => {
+                    g_theta.iter_mut().for_each(|g| *g = T::zero());
+                    *gi = f(tr, *v, theta, *go, *gl, &mut g_theta);
+                    for (q, g) in g_theta.iter().enumerate() {
+                        grc[q * k + r] = *g;
+                    }
+                }
             }
         }
     }
     (g_in, g_raw)
-}
-
-/// A coupling conditioner's output in param-major order (a copy when the
-/// transformer's coupling layout is coordinate-major).
-pub(crate) fn to_param_major<T: Real>(layout: Layout, raw: &DMatrix<T>, p: usize) -> DMatrix<T> {
-    match layout {
-        Layout::ParamMajor => raw.clone(),
-        Layout::CoordMajor => {
-            let k = raw.nrows() / p.max(1);
-            DMatrix::from_fn(raw.nrows(), raw.ncols(), |row, s| {
-                let (q, r) = (row / k, row % k);
-                raw[(r * p + q, s)]
-            })
-        }
-    }
-}
-
-/// The inverse of [`to_param_major`].
-pub(crate) fn from_param_major<T: Real>(layout: Layout, g: DMatrix<T>, p: usize) -> DMatrix<T> {
-    match layout {
-        Layout::ParamMajor => g,
-        Layout::CoordMajor => {
-            let k = g.nrows() / p.max(1);
-            DMatrix::from_fn(g.nrows(), g.ncols(), |row, s| {
-                let (r, q) = (row / p, row % p);
-                g[(q * k + r, s)]
-            })
-        }
-    }
 }

@@ -19,19 +19,23 @@ impl<T: Real> Transformer<T> for Additive {
         1
     }
 
+    #[inline]
     fn density_one(&self, x: T, theta: &[T]) -> (T, T) {
         (x - theta[0], T::zero())
     }
 
+    #[inline]
     fn sample_one(&self, u: T, theta: &[T]) -> (T, T) {
         (u + theta[0], T::zero())
     }
 
+    #[inline]
     fn density_one_backward(&self, _x: T, _theta: &[T], g_u: T, _g_ld: T, g_theta: &mut [T]) -> T {
         g_theta[0] -= g_u;
         g_u
     }
 
+    #[inline]
     fn sample_one_backward(&self, _u: T, _theta: &[T], g_x: T, _g_ld: T, g_theta: &mut [T]) -> T {
         g_theta[0] += g_x;
         g_x

@@ -3,7 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::Transformer;
+use super::{Layout, Transformer};
 use crate::Real;
 use crate::nn::{ScratchVec, positive_scale, positive_scale_derivative, take_scratch_vec};
 
@@ -32,16 +32,19 @@ impl<T: Real> Transformer<T> for Affine {
         2
     }
 
+    #[inline]
     fn density_one(&self, x: T, theta: &[T]) -> (T, T) {
         let (s, log_s) = positive_scale(theta[1]);
         (x * s + theta[0], log_s)
     }
 
+    #[inline]
     fn sample_one(&self, u: T, theta: &[T]) -> (T, T) {
         let (s, log_s) = positive_scale(theta[1]);
         ((u - theta[0]) / s, -log_s)
     }
 
+    #[inline]
     fn density_one_backward(&self, x: T, theta: &[T], g_u: T, g_ld: T, g_theta: &mut [T]) -> T {
         let (s, _) = positive_scale(theta[1]);
         g_theta[0] += g_u;
@@ -49,6 +52,7 @@ impl<T: Real> Transformer<T> for Affine {
         g_u * s
     }
 
+    #[inline]
     fn sample_one_backward(&self, u: T, theta: &[T], g_x: T, g_ld: T, g_theta: &mut [T]) -> T {
         let (s, _) = positive_scale(theta[1]);
         let x = (u - theta[0]) / s;
@@ -59,7 +63,17 @@ impl<T: Real> Transformer<T> for Affine {
 
     /// Vectorised: all scales of the block in one pass, then one loop over
     /// column slices (no index checks), so the inner loop vectorises.
-    fn density(&self, x: &DMatrix<T>, raw: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+    fn density(
+        &self,
+        x: &DMatrix<T>,
+        raw: &DMatrix<T>,
+        layout: Layout,
+    ) -> (DMatrix<T>, DVector<T>) {
+        debug_assert_eq!(
+            layout,
+            Layout::ParamMajor,
+            "the affine layout is param-major"
+        );
         let d = x.nrows();
         let mut u = DMatrix::zeros(d, x.ncols());
         let mut ldj = DVector::zeros(x.ncols());
@@ -90,9 +104,15 @@ impl<T: Real> Transformer<T> for Affine {
         &self,
         x: &DMatrix<T>,
         raw: &DMatrix<T>,
+        layout: Layout,
         g_u: &DMatrix<T>,
         g_ld: &DVector<T>,
     ) -> (DMatrix<T>, DMatrix<T>) {
+        debug_assert_eq!(
+            layout,
+            Layout::ParamMajor,
+            "the affine layout is param-major"
+        );
         let (d, n) = x.shape();
         let mut grad_x = DMatrix::zeros(d, n);
         let mut grad_raw = DMatrix::zeros(2 * d, n);

@@ -48,18 +48,22 @@ impl<T: Real> Transformer<T> for Spline<T> {
         check_spline_shape(context, self.bins, self.bound)
     }
 
+    #[inline]
     fn density_one(&self, x: T, theta: &[T]) -> (T, T) {
         rqs_inverse(x, theta, self.bins, self.bound)
     }
 
+    #[inline]
     fn sample_one(&self, u: T, theta: &[T]) -> (T, T) {
         rqs_forward(u, theta, self.bins, self.bound)
     }
 
+    #[inline]
     fn density_one_backward(&self, x: T, theta: &[T], g_u: T, g_ld: T, g_theta: &mut [T]) -> T {
         rqs_inverse_backward(x, theta, self.bins, self.bound, g_u, g_ld, g_theta)
     }
 
+    #[inline]
     fn sample_one_backward(&self, u: T, theta: &[T], g_x: T, g_ld: T, g_theta: &mut [T]) -> T {
         rqs_forward_backward(u, theta, self.bins, self.bound, g_x, g_ld, g_theta)
     }
