@@ -85,9 +85,37 @@ impl<T: Real, Tr: Transformer<T>> Autoregressive<T, Tr> {
         Ok(Self { made, transformer })
     }
 
-    /// The layer of `transformer` with a fresh MADE of `config`'s shape over
-    /// `dim` coordinates in `order`, conditioned on `context_dim` more
-    /// inputs (0: none). Errors name `caller`.
+    /// The layer of any transformer with a fresh MADE of `config`'s shape
+    /// over `dim` coordinates in natural order, conditioned on
+    /// `context_dim` more inputs (0: none): how a transformer of your own
+    /// becomes an autoregressive layer.
+    pub fn with_transformer(
+        dim: usize,
+        context_dim: usize,
+        transformer: Tr,
+        config: &crate::nn::ConditionerConfig,
+        rng: &mut dyn rand::Rng,
+    ) -> Result<Self, Error> {
+        let order = (0..dim).collect();
+        Self::build(
+            "Autoregressive::with_transformer",
+            dim,
+            context_dim,
+            order,
+            transformer,
+            config,
+            rng,
+        )
+    }
+
+    /// The layer of `transformer` over an existing MADE, which must give as
+    /// many outputs per dimension as the transformer has raw parameters.
+    pub fn from_made_with(made: Made<T>, transformer: Tr) -> Result<Self, Error> {
+        Self::from_parts("Autoregressive::from_made_with", made, transformer)
+    }
+
+    /// [`with_transformer`](Self::with_transformer) in `order`, errors
+    /// naming `caller`.
     pub(crate) fn build(
         caller: &str,
         dim: usize,

@@ -112,9 +112,27 @@ fn check_net<T: Real>(
 }
 
 impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
-    /// A coupling of `transformer` with a fresh conditioner of `config`'s
-    /// shape reading `[x_A; c]` (`context_dim = 0`: `x_A` only). Errors
-    /// name `caller`.
+    /// A coupling of any transformer with a fresh conditioner of `config`'s
+    /// shape reading `[x_A; c]` (`context_dim = 0`: `x_A` only): how a
+    /// transformer of your own becomes a coupling layer.
+    pub fn with_transformer(
+        mask: CouplingMask,
+        context_dim: usize,
+        transformer: Tr,
+        config: &ConditionerConfig,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        Self::build(
+            "Coupling::with_transformer",
+            mask,
+            context_dim,
+            transformer,
+            config,
+            rng,
+        )
+    }
+
+    /// [`with_transformer`](Self::with_transformer), errors naming `caller`.
     pub(crate) fn build(
         caller: &str,
         mask: CouplingMask,
