@@ -179,10 +179,6 @@ impl<T: Real> Blockwise<T> {
             .map_or(0, |d| d.num_params())
     }
 
-    fn block_mut(&mut self, i: usize) -> &mut dyn Bijector<T> {
-        super::unique_part(&mut self.blocks[i].0)
-    }
-
     fn backward(
         &self,
         input: &DMatrix<T>,
@@ -216,46 +212,7 @@ impl<T: Real> Blockwise<T> {
 }
 
 impl<T: Real> crate::Parameters<T> for Blockwise<T> {
-    fn num_params(&self) -> usize {
-        (0..self.blocks.len()).map(|i| self.block_params(i)).sum()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        for (b, _) in &self.blocks {
-            if let Some(d) = b.as_differentiable() {
-                d.visit_params(f);
-            }
-        }
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        for i in 0..self.blocks.len() {
-            if self.block_params(i) > 0 {
-                self.block_mut(i)
-                    .as_differentiable_mut()
-                    .expect("trainable")
-                    .visit_params_mut(f);
-            }
-        }
-    }
-    fn params_changed(&mut self) {
-        for i in 0..self.blocks.len() {
-            if self.block_params(i) > 0 {
-                self.block_mut(i)
-                    .as_differentiable_mut()
-                    .expect("trainable")
-                    .params_changed();
-            }
-        }
-    }
-    fn set_training(&mut self, training: bool) {
-        for i in 0..self.blocks.len() {
-            if self.block_params(i) > 0 {
-                self.block_mut(i)
-                    .as_differentiable_mut()
-                    .expect("trainable")
-                    .set_training(training);
-            }
-        }
-    }
+    super::parameters_of_parts!(s => s.blocks.iter().map(|(b, _)| b), s.blocks.iter_mut().map(|(b, _)| b));
 }
 
 impl<T: Real> super::Differentiable<T> for Blockwise<T> {
@@ -270,22 +227,5 @@ impl<T: Real> super::Differentiable<T> for Blockwise<T> {
             dim: self.dim,
         })
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.backward(y, grad_x, grad_log_det, grad_params, true)
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.backward(x, grad_y, grad_log_det, grad_params, false)
-    }
+    super::fused::backward_from!(backward);
 }

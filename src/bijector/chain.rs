@@ -210,46 +210,7 @@ impl<T: Real> Chain<T> {
 }
 
 impl<T: Real> crate::Parameters<T> for Chain<T> {
-    fn num_params(&self) -> usize {
-        (0..self.parts.len()).map(|i| self.part_params(i)).sum()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        for p in &self.parts {
-            if let Some(d) = p.as_differentiable() {
-                d.visit_params(f);
-            }
-        }
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        for i in 0..self.parts.len() {
-            if self.part_params(i) > 0 {
-                self.part_mut(i)
-                    .as_differentiable_mut()
-                    .expect("trainable")
-                    .visit_params_mut(f);
-            }
-        }
-    }
-    fn params_changed(&mut self) {
-        for i in 0..self.parts.len() {
-            if self.part_params(i) > 0 {
-                self.part_mut(i)
-                    .as_differentiable_mut()
-                    .expect("trainable")
-                    .params_changed();
-            }
-        }
-    }
-    fn set_training(&mut self, training: bool) {
-        for i in 0..self.parts.len() {
-            if self.part_params(i) > 0 {
-                self.part_mut(i)
-                    .as_differentiable_mut()
-                    .expect("trainable")
-                    .set_training(training);
-            }
-        }
-    }
+    super::parameters_of_parts!(s => s.parts.iter(), s.parts.iter_mut());
 }
 
 impl<T: Real> Differentiable<T> for Chain<T> {

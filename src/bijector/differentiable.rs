@@ -141,12 +141,7 @@ pub trait Differentiable<T: Real>: Bijector<T> + Parameters<T> {
         grad_context: &mut DMatrix<T>,
         rest: &mut Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        if self.context_dim() == 0 {
-            return self.inverse_and_log_det_through(y, grad_params, rest);
-        }
-        let (x, l) = self.inverse_and_log_det_given(y, c);
-        let (gx, gl) = rest(&x, &l)?;
-        self.inverse_and_log_det_backward_given(y, c, &gx, &gl, grad_params, grad_context)
+        through_given_by_parts(self, y, c, grad_params, grad_context, rest, true)
     }
 
     /// The fused pass of the forward direction under the contexts `c`; see
@@ -159,12 +154,7 @@ pub trait Differentiable<T: Real>: Bijector<T> + Parameters<T> {
         grad_context: &mut DMatrix<T>,
         rest: &mut Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        if self.context_dim() == 0 {
-            return self.forward_and_log_det_through(x, grad_params, rest);
-        }
-        let (y, l) = self.forward_and_log_det_given(x, c);
-        let (gy, gl) = rest(&y, &l)?;
-        self.forward_and_log_det_backward_given(x, c, &gy, &gl, grad_params, grad_context)
+        through_given_by_parts(self, x, c, grad_params, grad_context, rest, false)
     }
 
     /// [`prepare_with_data`](Differentiable::prepare_with_data) with the data's
@@ -248,6 +238,34 @@ pub(crate) fn through_sequence<T: Real>(
     Ok((g, gl))
 }
 
+/// The default fused pass under contexts of either direction: the
+/// context-free fused pass for an unconditional layer, else evaluation then
+/// the backward pass under the contexts.
+fn through_given_by_parts<T: Real, B: Differentiable<T> + ?Sized>(
+    b: &B,
+    input: &DMatrix<T>,
+    c: &DMatrix<T>,
+    grad_params: &mut [T],
+    grad_context: &mut DMatrix<T>,
+    rest: &mut Continuation<'_, T>,
+    inverse: bool,
+) -> Result<DMatrix<T>, Error> {
+    match (b.context_dim(), inverse) {
+        (0, true) => b.inverse_and_log_det_through(input, grad_params, rest),
+        (0, false) => b.forward_and_log_det_through(input, grad_params, rest),
+        (_, true) => {
+            let (x, l) = b.inverse_and_log_det_given(input, c);
+            let (gx, gl) = rest(&x, &l)?;
+            b.inverse_and_log_det_backward_given(input, c, &gx, &gl, grad_params, grad_context)
+        }
+        (_, false) => {
+            let (y, l) = b.forward_and_log_det_given(input, c);
+            let (gy, gl) = rest(&y, &l)?;
+            b.forward_and_log_det_backward_given(input, c, &gy, &gl, grad_params, grad_context)
+        }
+    }
+}
+
 /// A part shared between clones of a combinator (`Chain`, `Blockwise`),
 /// made unique before its parameters are written: copied through
 /// [`Differentiable::boxed_clone`] if a clone still shares it (copy on write).
@@ -275,6 +293,57 @@ pub(crate) fn deep_copy_part<T: Real>(
     match part.as_differentiable() {
         Some(d) => std::sync::Arc::from(d.boxed_clone()),
         None => std::sync::Arc::clone(part),
+    }
+}
+
+/// The [`Parameters`] of a combinator whose parts are shared trait objects
+/// (`Chain`, `Blockwise`): `parameters_of_parts!(s => parts, parts_mut)`
+/// with `parts` iterating `&Arc<dyn Bijector<T>>` and `parts_mut` iterating
+/// `&mut Arc<dyn Bijector<T>>` (expressions in the receiver `s`). Parts that
+/// are not trainable hold no parameters; a part shared with a clone is made
+/// unique before it is written.
+macro_rules! parameters_of_parts {
+    ($s:ident => $parts:expr, $parts_mut:expr) => {
+        fn num_params(&self) -> usize {
+            let $s = self;
+            $parts
+                .filter_map(|p| p.as_differentiable())
+                .map(|d| d.num_params())
+                .sum()
+        }
+        fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+            let $s = self;
+            for d in $parts.filter_map(|p| p.as_differentiable()) {
+                d.visit_params(f);
+            }
+        }
+        fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+            let $s = self;
+            $crate::bijector::each_trainable_mut($parts_mut, |d| d.visit_params_mut(f));
+        }
+        fn params_changed(&mut self) {
+            let $s = self;
+            $crate::bijector::each_trainable_mut($parts_mut, |d| d.params_changed());
+        }
+        fn set_training(&mut self, training: bool) {
+            let $s = self;
+            $crate::bijector::each_trainable_mut($parts_mut, |d| d.set_training(training));
+        }
+    };
+}
+pub(crate) use parameters_of_parts;
+
+/// `f` on every part with parameters, each made unique first.
+pub(crate) fn each_trainable_mut<'a, T: Real>(
+    parts: impl Iterator<Item = &'a mut std::sync::Arc<dyn Bijector<T>>>,
+    mut f: impl FnMut(&mut dyn Differentiable<T>),
+) {
+    for p in parts {
+        if p.as_differentiable().is_some_and(|d| d.num_params() > 0) {
+            f(unique_part(p)
+                .as_differentiable_mut()
+                .expect("a part with parameters is trainable"));
+        }
     }
 }
 

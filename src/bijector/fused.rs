@@ -83,101 +83,58 @@ pub(crate) use maps_from_apply;
 /// hands back the given cotangents.
 macro_rules! training_from_through {
     ($through:path) => {
-        fn inverse_and_log_det_backward(
+        $crate::bijector::fused::training_from_through!(@direction $through, true,
+            inverse_and_log_det_backward, inverse_and_log_det_through,
+            inverse_and_log_det_backward_given, inverse_and_log_det_through_given);
+        $crate::bijector::fused::training_from_through!(@direction $through, false,
+            forward_and_log_det_backward, forward_and_log_det_through,
+            forward_and_log_det_backward_given, forward_and_log_det_through_given);
+    };
+    (@direction $through:path, $inverse:expr,
+     $backward:ident, $fused:ident, $backward_given:ident, $fused_given:ident) => {
+        fn $backward(
             &self,
-            y: &DMatrix<T>,
-            grad_x: &DMatrix<T>,
+            input: &DMatrix<T>,
+            grad_out: &DMatrix<T>,
             grad_log_det: &DVector<T>,
             grad_params: &mut [T],
         ) -> Result<DMatrix<T>, Error> {
-            let (c, mut gc) = (
-                $crate::bijector::no_context(y.ncols()),
-                $crate::bijector::no_context(y.ncols()),
-            );
-            let mut rest = $crate::bijector::fused::constant(grad_x, grad_log_det);
-            $through(self, y, &c, grad_params, &mut gc, &mut rest, true)
+            let mut rest = $crate::bijector::fused::constant(grad_out, grad_log_det);
+            self.$fused(input, grad_params, &mut rest)
         }
-        fn forward_and_log_det_backward(
+        fn $fused(
             &self,
-            x: &DMatrix<T>,
-            grad_y: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-        ) -> Result<DMatrix<T>, Error> {
-            let (c, mut gc) = (
-                $crate::bijector::no_context(x.ncols()),
-                $crate::bijector::no_context(x.ncols()),
-            );
-            let mut rest = $crate::bijector::fused::constant(grad_y, grad_log_det);
-            $through(self, x, &c, grad_params, &mut gc, &mut rest, false)
-        }
-        fn inverse_and_log_det_through(
-            &self,
-            y: &DMatrix<T>,
+            input: &DMatrix<T>,
             grad_params: &mut [T],
             rest: &mut $crate::bijector::Continuation<'_, T>,
         ) -> Result<DMatrix<T>, Error> {
             let (c, mut gc) = (
-                $crate::bijector::no_context(y.ncols()),
-                $crate::bijector::no_context(y.ncols()),
+                $crate::bijector::no_context(input.ncols()),
+                $crate::bijector::no_context(input.ncols()),
             );
-            $through(self, y, &c, grad_params, &mut gc, rest, true)
+            $through(self, input, &c, grad_params, &mut gc, rest, $inverse)
         }
-        fn forward_and_log_det_through(
+        fn $backward_given(
             &self,
-            x: &DMatrix<T>,
-            grad_params: &mut [T],
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let (c, mut gc) = (
-                $crate::bijector::no_context(x.ncols()),
-                $crate::bijector::no_context(x.ncols()),
-            );
-            $through(self, x, &c, grad_params, &mut gc, rest, false)
-        }
-        fn inverse_and_log_det_backward_given(
-            &self,
-            y: &DMatrix<T>,
+            input: &DMatrix<T>,
             c: &DMatrix<T>,
-            grad_x: &DMatrix<T>,
+            grad_out: &DMatrix<T>,
             grad_log_det: &DVector<T>,
             grad_params: &mut [T],
             grad_context: &mut DMatrix<T>,
         ) -> Result<DMatrix<T>, Error> {
-            let mut rest = $crate::bijector::fused::constant(grad_x, grad_log_det);
-            $through(self, y, c, grad_params, grad_context, &mut rest, true)
+            let mut rest = $crate::bijector::fused::constant(grad_out, grad_log_det);
+            $through(self, input, c, grad_params, grad_context, &mut rest, $inverse)
         }
-        fn forward_and_log_det_backward_given(
+        fn $fused_given(
             &self,
-            x: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_y: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let mut rest = $crate::bijector::fused::constant(grad_y, grad_log_det);
-            $through(self, x, c, grad_params, grad_context, &mut rest, false)
-        }
-        fn inverse_and_log_det_through_given(
-            &self,
-            y: &DMatrix<T>,
+            input: &DMatrix<T>,
             c: &DMatrix<T>,
             grad_params: &mut [T],
             grad_context: &mut DMatrix<T>,
             rest: &mut $crate::bijector::Continuation<'_, T>,
         ) -> Result<DMatrix<T>, Error> {
-            $through(self, y, c, grad_params, grad_context, rest, true)
-        }
-        fn forward_and_log_det_through_given(
-            &self,
-            x: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            $through(self, x, c, grad_params, grad_context, rest, false)
+            $through(self, input, c, grad_params, grad_context, rest, $inverse)
         }
     };
 }
@@ -373,3 +330,30 @@ macro_rules! maps_by_delegate {
     };
 }
 pub(crate) use maps_by_delegate;
+
+/// Both backward passes of [`Differentiable`](super::Differentiable) from
+/// one method of the type, `backward!(name)` for
+/// `fn name(&self, input, grad_out, grad_log_det, grad_params, inverse: bool)`.
+macro_rules! backward_from {
+    ($method:ident) => {
+        fn inverse_and_log_det_backward(
+            &self,
+            y: &DMatrix<T>,
+            grad_x: &DMatrix<T>,
+            grad_log_det: &DVector<T>,
+            grad_params: &mut [T],
+        ) -> Result<DMatrix<T>, Error> {
+            self.$method(y, grad_x, grad_log_det, grad_params, true)
+        }
+        fn forward_and_log_det_backward(
+            &self,
+            x: &DMatrix<T>,
+            grad_y: &DMatrix<T>,
+            grad_log_det: &DVector<T>,
+            grad_params: &mut [T],
+        ) -> Result<DMatrix<T>, Error> {
+            self.$method(x, grad_y, grad_log_det, grad_params, false)
+        }
+    };
+}
+pub(crate) use backward_from;

@@ -60,8 +60,9 @@ pub use coupling::Coupling;
 pub use coupling_mask::CouplingMask;
 pub use differentiable::{Continuation, DataStage, Differentiable};
 pub(crate) use differentiable::{
-    deep_copy_part, differentiable_hooks, not_differentiable, parameter_free_differentiable,
-    single_buffer, through_sequence, unique_part, zip_elementwise,
+    deep_copy_part, differentiable_hooks, each_trainable_mut, not_differentiable,
+    parameter_free_differentiable, parameters_of_parts, single_buffer, through_sequence,
+    unique_part, zip_elementwise,
 };
 pub use exp::Exp;
 pub use iaf::InverseAutoregressiveFlow;

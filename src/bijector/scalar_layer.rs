@@ -295,70 +295,68 @@ impl<L: ScalarBijector, T: Real> Differentiable<T> for Elementwise<L, T> {
         Box::new(self.clone())
     }
 
-    /// With `ℓ = log|f'|`: `∂L/∂x = ḡ_y·∂f/∂x + ḡ_l·∂ℓ/∂x` and
-    /// `∂L/∂pₖ += ḡ_y·∂f/∂pₖ + ḡ_l·∂ℓ/∂pₖ`, each partial exact.
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows("Elementwise::forward_and_log_det_backward", self.dim, x);
-        self.check_grad("forward_and_log_det_backward", grad_params)?;
-        let k = L::PARAMS.len();
-        let (mut p, mut df, mut dl) = (vec![0.0; k], vec![0.0; k + 1], vec![0.0; k + 1]);
-        let mut gx = DMatrix::zeros(self.dim, x.ncols());
-        for d in 0..self.dim {
-            self.coord_params(d, &mut p);
-            let mut acc = vec![0.0; k];
-            for j in 0..x.ncols() {
-                self.partials(x[(d, j)].to_f64(), &p, &mut df, &mut dl);
-                let (gy, gl) = (grad_y[(d, j)].to_f64(), grad_log_det[j].to_f64());
-                gx[(d, j)] = T::lit(gy * df[0] + gl * dl[0]);
-                for (q, a) in acc.iter_mut().enumerate() {
-                    *a += gy * df[q + 1] + gl * dl[q + 1];
-                }
-            }
-            for (q, a) in acc.iter().enumerate() {
-                grad_params[q * self.dim + d] += T::lit(*a);
-            }
-        }
-        Ok(gx)
-    }
+    // Forward: with `ℓ = log|f'|`, `∂L/∂x = ḡ_y·∂f/∂x + ḡ_l·∂ℓ/∂x` and
+    // `∂L/∂pₖ += ḡ_y·∂f/∂pₖ + ḡ_l·∂ℓ/∂pₖ`, each partial exact. Inverse:
+    // `x = f⁻¹(y)` and `l = −ℓ(x)`, differentiated through the
+    // implicit-function theorem at `x`: with `u = ḡ_x − ḡ_l·∂ℓ/∂x`,
+    // `∂L/∂y = u / f'(x)` and `∂L/∂pₖ += −u·(∂f/∂pₖ)/f'(x) − ḡ_l·∂ℓ/∂pₖ`.
+    super::fused::backward_from!(backward);
+}
 
-    /// The inverse `x = f⁻¹(y)` and `l = −ℓ(x)`, differentiated through the
-    /// implicit-function theorem at `x`: with `u = ḡ_x − ḡ_l·∂ℓ/∂x`,
-    /// `∂L/∂y = u / f'(x)` and `∂L/∂pₖ += −u·(∂f/∂pₖ)/f'(x) − ḡ_l·∂ℓ/∂pₖ`.
-    fn inverse_and_log_det_backward(
+impl<L: ScalarBijector, T: Real> Elementwise<L, T> {
+    /// The backward pass of either direction: for every entry, the exact
+    /// partials of `f` and `ℓ` at the point `x` (the input, or its inverse
+    /// image for the inverse direction), chained as the comment in the
+    /// `Differentiable` impl says.
+    fn backward(
         &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
+        inverse: bool,
     ) -> Result<DMatrix<T>, Error> {
-        assert_rows("Elementwise::inverse_and_log_det_backward", self.dim, y);
-        self.check_grad("inverse_and_log_det_backward", grad_params)?;
+        let caller = if inverse {
+            "inverse_and_log_det_backward"
+        } else {
+            "forward_and_log_det_backward"
+        };
+        assert_rows(&format!("Elementwise::{caller}"), self.dim, input);
+        self.check_grad(caller, grad_params)?;
         let k = L::PARAMS.len();
         let (mut p, mut df, mut dl) = (vec![0.0; k], vec![0.0; k + 1], vec![0.0; k + 1]);
-        let mut gy = DMatrix::zeros(self.dim, y.ncols());
+        let mut g_in = DMatrix::zeros(self.dim, input.ncols());
         for d in 0..self.dim {
             self.coord_params(d, &mut p);
             let mut acc = vec![0.0; k];
-            for j in 0..y.ncols() {
-                let x = self.layer.inverse(y[(d, j)].to_f64(), &p);
+            for j in 0..input.ncols() {
+                let v = input[(d, j)].to_f64();
+                let x = if inverse {
+                    self.layer.inverse(v, &p)
+                } else {
+                    v
+                };
                 self.partials(x, &p, &mut df, &mut dl);
-                let gl = grad_log_det[j].to_f64();
-                let u = grad_x[(d, j)].to_f64() - gl * dl[0];
-                gy[(d, j)] = T::lit(u / df[0]);
+                let (go, gl) = (grad_out[(d, j)].to_f64(), grad_log_det[j].to_f64());
+                // Forward: ḡ_y and ḡ_l straight; inverse: through u = ḡ_x − ḡ_l·∂ℓ/∂x.
+                let (u, scale, sign) = if inverse {
+                    (go - gl * dl[0], 1.0 / df[0], -1.0)
+                } else {
+                    (go, 1.0, 1.0)
+                };
                 for (q, a) in acc.iter_mut().enumerate() {
-                    *a += -u * df[q + 1] / df[0] - gl * dl[q + 1];
+                    *a += sign * u * df[q + 1] * scale + gl * dl[q + 1] * sign;
                 }
+                g_in[(d, j)] = T::lit(if inverse {
+                    u * scale
+                } else {
+                    u * df[0] + gl * dl[0]
+                });
             }
             for (q, a) in acc.iter().enumerate() {
                 grad_params[q * self.dim + d] += T::lit(*a);
             }
         }
-        Ok(gy)
+        Ok(g_in)
     }
 }

@@ -100,6 +100,44 @@ impl<T: Real, B: Bijector<T>> Bijector<T> for JointBijector<B> {
 }
 
 impl<B> JointBijector<B> {
+    /// The backward pass of either direction on stacked `[x; c]`: the inner
+    /// layer's pass under the contexts, its context cotangent stacked below.
+    fn backward_joint<T: Real>(
+        &self,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &mut [T],
+        inverse: bool,
+    ) -> Result<DMatrix<T>, Error>
+    where
+        B: Differentiable<T>,
+    {
+        let (z, c) = self.split(input, self.inner.context_dim());
+        let (g, mut gc) = split_context(grad_out, self.dim);
+        let inner = &self.inner;
+        let gz = if inverse {
+            inner.inverse_and_log_det_backward_given(
+                &z,
+                &c,
+                &g,
+                grad_log_det,
+                grad_params,
+                &mut gc,
+            )?
+        } else {
+            inner.forward_and_log_det_backward_given(
+                &z,
+                &c,
+                &g,
+                grad_log_det,
+                grad_params,
+                &mut gc,
+            )?
+        };
+        Ok(stack_context(&gz, &gc))
+    }
+
     fn through_joint<T: Real>(
         &self,
         input: &DMatrix<T>,
@@ -166,44 +204,7 @@ impl<T: Real, B: Differentiable<T> + Clone + 'static> Differentiable<T> for Join
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        yc: &DMatrix<T>,
-        grad_xc: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (y, c) = self.split(yc, self.inner.context_dim());
-        let (gx, mut grad_c) = split_context(grad_xc, self.dim);
-        let gy = self.inner.inverse_and_log_det_backward_given(
-            &y,
-            &c,
-            &gx,
-            grad_log_det,
-            grad_params,
-            &mut grad_c,
-        )?;
-        Ok(stack_context(&gy, &grad_c))
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        xc: &DMatrix<T>,
-        grad_yc: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        let (x, c) = self.split(xc, self.inner.context_dim());
-        let (gy, mut grad_c) = split_context(grad_yc, self.dim);
-        let gx = self.inner.forward_and_log_det_backward_given(
-            &x,
-            &c,
-            &gy,
-            grad_log_det,
-            grad_params,
-            &mut grad_c,
-        )?;
-        Ok(stack_context(&gx, &grad_c))
-    }
+    crate::bijector::fused::backward_from!(backward_joint);
     fn inverse_and_log_det_through(
         &self,
         yc: &DMatrix<T>,

@@ -146,16 +146,7 @@ impl Optimizer for Adam {
         self.learning_rate
     }
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64) {
-        assert_eq!(
-            params.len(),
-            grads.len(),
-            "Adam::step: {} parameters but {} gradients",
-            params.len(),
-            grads.len()
-        );
-        if self.m.len() != params.len() {
-            self.m = vec![0.0; params.len()];
-            self.v = vec![0.0; params.len()];
+        if resize_state("Adam::step", params, grads, &mut [&mut self.m, &mut self.v]) {
             self.t = 0;
         }
         self.t = self.t.saturating_add(1);
@@ -200,16 +191,7 @@ impl Optimizer for Sgd {
         self.learning_rate
     }
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64) {
-        assert_eq!(
-            params.len(),
-            grads.len(),
-            "Sgd::step: {} parameters but {} gradients",
-            params.len(),
-            grads.len()
-        );
-        if self.buf.len() != params.len() {
-            self.buf = vec![0.0; params.len()];
-        }
+        resize_state("Sgd::step", params, grads, &mut [&mut self.buf]);
         let decay = lr * self.weight_decay;
         for i in 0..params.len() {
             self.buf[i] = self.momentum * self.buf[i] + grads[i].to_f64();
@@ -221,6 +203,34 @@ impl Optimizer for Sgd {
             params[i] = T::lit(next);
         }
     }
+}
+
+/// Checks that there is one gradient per parameter and sizes the
+/// optimiser's per-parameter state to them (zeroed) if it is sized for
+/// another model; returns whether it was.
+///
+/// # Panics
+/// If the lengths differ.
+fn resize_state<T: Real>(
+    caller: &str,
+    params: &[T],
+    grads: &[T],
+    state: &mut [&mut Vec<f64>],
+) -> bool {
+    assert_eq!(
+        params.len(),
+        grads.len(),
+        "{caller}: {} parameters but {} gradients",
+        params.len(),
+        grads.len()
+    );
+    let stale = state.iter().any(|s| s.len() != params.len());
+    if stale {
+        for s in state.iter_mut() {
+            **s = vec![0.0; params.len()];
+        }
+    }
+    stale
 }
 
 /// Scales `grads` so that their global Euclidean norm is at most `max_norm`;
