@@ -27,6 +27,7 @@ mod checkpoint;
 mod checkpointer;
 mod conditional;
 mod density;
+mod diagnostics;
 mod divergence;
 mod early_stopping;
 mod fit;
@@ -49,6 +50,7 @@ pub use atomic::write_atomically;
 #[allow(deprecated)]
 pub use conditional::{fit_conditional, fit_conditional_with_observer};
 pub use density::TrainableDensity;
+pub use diagnostics::{VariationalDiagnostics, diagnose_variational, pareto_k};
 pub use fit::{FitData, FitOptions, Validation, fit, fit_with_observer};
 #[allow(deprecated)]
 pub use model::{BaseSpec, ConditionalBaseSpec, ConditionalFlowModel, FlowModel};

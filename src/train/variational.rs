@@ -106,6 +106,15 @@ pub struct VariationalOptions {
     pub schedule: Schedule,
     /// Seed of the base samples.
     pub seed: u64,
+    /// Draws of the fitted `q` for the importance-sampling diagnostics at
+    /// the end ([`VariationalReport::diagnostics`]; default 1000, 0 for
+    /// none).
+    #[serde(default = "default_diagnostic_draws")]
+    pub diagnostic_draws: usize,
+}
+
+fn default_diagnostic_draws() -> usize {
+    1000
 }
 
 impl Default for VariationalOptions {
@@ -119,6 +128,7 @@ impl Default for VariationalOptions {
             clip_norm: None,
             schedule: Schedule::Constant,
             seed: 0,
+            diagnostic_draws: default_diagnostic_draws(),
         }
     }
 }
@@ -132,6 +142,13 @@ pub struct VariationalReport {
     pub steps: u64,
     /// Whether the observer asked to stop.
     pub interrupted: bool,
+    /// How far to trust the fit: `log Ẑ` with its standard error, the
+    /// effective sample size and the Pareto `k̂` of the importance weights
+    /// of [`VariationalOptions::diagnostic_draws`] fresh draws of `q`
+    /// (`None` with fewer than 2 draws, or when a draw's weight is NaN or
+    /// infinite: the target is NaN there, or `q` vanishes where it does not).
+    #[serde(default)]
+    pub diagnostics: Option<super::VariationalDiagnostics>,
 }
 
 /// What [`fit_variational`] trains: a fixed base to draw from and a
@@ -312,6 +329,7 @@ fn variational_loop<T: Real, Q: VariationalFamily<T> + ?Sized, O: Optimizer>(
         elbo_history: Vec::with_capacity(options.steps.min(1 << 16) as usize),
         steps: 0,
         interrupted: false,
+        diagnostics: None,
     };
     for step in 0..options.steps {
         grad.iter_mut().for_each(|g| *g = T::zero());
@@ -356,6 +374,12 @@ fn variational_loop<T: Real, Q: VariationalFamily<T> + ?Sized, O: Optimizer>(
             report.interrupted = true;
             break;
         }
+    }
+    if options.diagnostic_draws >= 2 {
+        // Fresh draws, independent of the training batches.
+        let seed = options.seed ^ 0x9e37_79b9_7f4a_7c15;
+        report.diagnostics =
+            super::diagnose_variational(q, target, options.diagnostic_draws, seed).ok();
     }
     Ok(report)
 }
