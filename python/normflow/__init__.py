@@ -48,25 +48,26 @@ def _rows(a, name: str, dtype: str, dim: Optional[int] = None) -> np.ndarray:
     Integer arrays are converted. A 1-D array is refused: whether it is one
     sample or one coordinate of many samples is ambiguous.
     """
-    arr = np.asarray(a)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
-        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    kind = arr.dtype.kind
+    if kind not in "fiub":
+        what = "real" if kind == "c" else "a numeric array"
+        raise ValueError(f"{name} must be {what}, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features), got shape {arr.shape}"
         )
-    if arr.shape[0] == 0:
+    n, d = arr.shape
+    if n == 0:
         raise ValueError(f"{name} must have at least one row, got shape {arr.shape}")
-    if dim is not None and arr.shape[1] != dim:
+    if dim is not None and d != dim:
         raise ValueError(
             f"{name} must have {dim} columns (shape (n, {dim})), got shape {arr.shape}"
         )
-    arr = np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
-    if not np.all(np.isfinite(arr)):
+    want = _DTYPES[dtype]
+    if arr.dtype != want or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr, dtype=want)
+    if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"{name} must be finite; {name}[{bad[0]}, {bad[1]}] is {arr[bad[0], bad[1]]}"
@@ -121,7 +122,12 @@ class Flow:
         self.dtype = _dtype_name(dtype)
         self.seed = int(seed)
         self._model = None
+        self._dims = (0, 0)
         self.history_: List[Tuple[int, float, Optional[float]]] = []
+
+    def _set_model(self, model) -> None:
+        self._model = model
+        self._dims = (model.dim, model.context_dim)
 
     # -- fitting -----------------------------------------------------------
     def fit(
@@ -178,7 +184,9 @@ class Flow:
             or self._model.context_dim != context_dim
         )
         if rebuild:
-            self._model = _normflow.Model(self.spec.text, dim, context_dim, self.seed, self.dtype)
+            self._set_model(
+                _normflow.Model(self.spec.text, dim, context_dim, self.seed, self.dtype)
+            )
 
         def observe(epoch, train_nll, valid_nll):
             if verbose:
@@ -209,19 +217,19 @@ class Flow:
         return self._model
 
     def _context(self, context, n: int):
-        model = self._model
-        if model.context_dim == 0:
+        context_dim = self._dims[1]
+        if context_dim == 0:
             if context is not None:
                 raise ValueError("this flow is not conditional; do not pass context")
             return None
         if context is None:
             raise ValueError(
-                f"this flow is conditional on a context of {model.context_dim} columns; pass context"
+                f"this flow is conditional on a context of {context_dim} columns; pass context"
             )
         arr = np.asarray(context)
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)
-        C = _rows(arr, "context", self.dtype, model.context_dim)
+        C = _rows(arr, "context", self.dtype, context_dim)
         if C.shape[0] == 1 and n > 1:
             C = np.ascontiguousarray(np.repeat(C, n, axis=0))
         elif C.shape[0] != n:
@@ -231,7 +239,9 @@ class Flow:
     def log_prob(self, X, context=None) -> np.ndarray:
         """``log p(x)`` of every row of ``X`` (or ``log p(x | c)``), shape ``(n,)``."""
         model = self._fitted()
-        X = _rows(X, "X", self.dtype, model.dim)
+        X = _rows(X, "X", self.dtype, self._dims[0])
+        if self._dims[1] == 0 and context is None:
+            return model.log_prob(X, None)
         return model.log_prob(X, self._context(context, X.shape[0]))
 
     def score_samples(self, X, context=None) -> np.ndarray:
@@ -265,7 +275,7 @@ class Flow:
         """A flow from JSON text written by :meth:`to_json` or the CLI."""
         model = _normflow.Model.from_json(text, _dtype_name(dtype))
         flow = cls(model.spec, dtype=dtype)
-        flow._model = model
+        flow._set_model(model)
         return flow
 
     def save(self, path) -> None:
@@ -298,7 +308,10 @@ class Flow:
         self.seed = state["seed"]
         self.history_ = state.get("history", [])
         model = state["model"]
-        self._model = None if model is None else _normflow.Model.from_json(model, self.dtype)
+        self._model = None
+        self._dims = (0, 0)
+        if model is not None:
+            self._set_model(_normflow.Model.from_json(model, self.dtype))
 
     # -- scikit-learn's parameter protocol ------------------------------------
     def get_params(self, deep: bool = True) -> dict:
@@ -377,7 +390,7 @@ def fit_variational(
     if not (isinstance(dim, (int, np.integer)) and dim >= 1):
         raise ValueError(f"dim must be an integer of at least 1, got {dim!r}")
     flow = Flow(spec, dtype="float64", seed=seed)
-    flow._model = _normflow.Model(flow.spec.text, int(dim), 0, flow.seed, "float64")
+    flow._set_model(_normflow.Model(flow.spec.text, int(dim), 0, flow.seed, "float64"))
     elbo, diagnostics = flow._model.fit_variational(
         log_prob, int(steps), int(batch_size), float(lr), flow.seed
     )

@@ -88,6 +88,10 @@ fn array<'py, T: Real + numpy::Element>(
     PyArray1::from_vec(py, m.as_slice().to_vec()).reshape([n, d])
 }
 
+/// Batches of at most this many numbers are evaluated without releasing
+/// the GIL (releasing and taking it back costs more than they do).
+const SMALL: usize = 512;
+
 /// Whether the time since `last` passed `every`; resets it if so.
 fn due(last: &mut Instant, every: Duration) -> bool {
     if last.elapsed() >= every {
@@ -284,10 +288,12 @@ impl Model {
                 }
                 None => None,
             };
-            let lp: DVector<T> = py.detach(|| match &c {
+            let eval = || match &c {
                 Some(c) => m.log_prob_given(&x, c),
                 None => m.log_prob(&x),
-            });
+            };
+            // A small batch takes microseconds: not worth giving the GIL away.
+            let lp: DVector<T> = if x.len() > SMALL { py.detach(eval) } else { eval() };
             Ok(PyArray1::from_vec(py, lp.as_slice().to_vec()).into_any())
         })
     }
