@@ -11,6 +11,7 @@ use rand_distr::{Distribution as _, Open01};
 use crate::Real;
 
 mod blockwise;
+mod estimate;
 mod gaussian_mixture;
 mod laplace;
 mod loc_scale;
@@ -18,16 +19,19 @@ mod logistic;
 mod multivariate_normal;
 mod normal;
 mod standard_normal;
+mod summary;
 mod transformed;
 mod uniform;
 
 pub use blockwise::BlockwiseDistribution;
+pub use estimate::{Estimate, estimate_entropy, estimate_kl, estimate_mean, estimate_variance};
 pub use gaussian_mixture::GaussianMixture;
 pub use laplace::Laplace;
 pub use logistic::Logistic;
 pub use multivariate_normal::MultivariateNormal;
 pub use normal::Normal;
 pub use standard_normal::StandardNormal;
+pub use summary::{KlDivergence, Marginals, Summary};
 pub use transformed::TransformedDistribution;
 pub(crate) use transformed::log_prob_from;
 pub use uniform::Uniform;
