@@ -161,10 +161,12 @@ def test_a_callback_stops_training():
 
 
 def test_fitting_releases_the_gil():
-    X = moons(4000)
+    # Small data, so that one fit runs on one core (the library splits only
+    # large batches over threads) and two fits can run side by side.
+    X = moons(1500)
 
     def one():
-        normflow.Flow("maf(3, hidden = 64)", seed=0).fit(X, epochs=15, validation=0)
+        normflow.Flow("maf(3, hidden = 64)", seed=0).fit(X, epochs=100, validation=0)
 
     one()  # warm up
     t0 = time.perf_counter()
@@ -180,6 +182,30 @@ def test_fitting_releases_the_gil():
     # Serialised by the GIL, two fits would take twice one; in parallel on
     # two cores, about one.
     assert both < 1.6 * single, f"one fit {single:.2f} s, two at once {both:.2f} s"
+
+
+def test_python_runs_while_a_fit_computes():
+    X = moons(1500)
+    flow = normflow.Flow("maf(3, hidden = 64)", seed=0)
+
+    def spin_until(stop):
+        n = 0
+        while not stop():
+            n += 1
+        return n
+
+    t0 = time.perf_counter()
+    solo = spin_until(lambda: time.perf_counter() - t0 > 0.3) / (time.perf_counter() - t0)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (flow.fit(X, epochs=60, validation=0), done.set()))
+    t0 = time.perf_counter()
+    worker.start()
+    n = spin_until(lambda: done.is_set() and time.perf_counter() > t0)
+    elapsed = time.perf_counter() - t0
+    worker.join()
+    assert elapsed > 0.2, "the fit should take long enough to measure"
+    # With the GIL held by the fit, this thread would barely run.
+    assert n / elapsed > 0.25 * solo, f"{n / elapsed:.0f} loops/s during the fit, {solo:.0f} alone"
 
 
 def test_ctrl_c_interrupts_fit_and_keeps_the_model():
