@@ -88,9 +88,8 @@ impl<T: Real> Coupling<T, Spline<T>> {
         config: &ConditionerConfig,
         rng: &mut dyn Rng,
     ) -> Result<Self, Error> {
+        // `build` checks the spline's shape, then the config, naming CTX.
         const CTX: &str = "SplineCoupling::new";
-        check_spline_shape(CTX, bins, bound)?;
-        config.validate(CTX)?;
         Self::build(CTX, mask, 0, Spline { bins, bound }, config, rng)
     }
 
@@ -107,8 +106,6 @@ impl<T: Real> Coupling<T, Spline<T>> {
     ) -> Result<Self, Error> {
         const CTX: &str = "SplineCoupling::conditional";
         check::dim_at_least_one(CTX, "context_dim", context_dim)?;
-        check_spline_shape(CTX, bins, bound)?;
-        config.validate(CTX)?;
         Self::build(CTX, mask, context_dim, Spline { bins, bound }, config, rng)
     }
 
