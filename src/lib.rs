@@ -36,6 +36,7 @@
 
 pub mod autodiff;
 mod batch;
+pub mod bayes;
 pub mod bijector;
 pub mod conditional;
 pub mod data;

@@ -31,6 +31,7 @@ pub use logistic::Logistic;
 pub use multivariate_normal::MultivariateNormal;
 pub use normal::Normal;
 pub use standard_normal::StandardNormal;
+pub(crate) use summary::normal_quantile;
 pub use summary::{KlDivergence, Marginals, Summary};
 pub use transformed::TransformedDistribution;
 pub(crate) use transformed::log_prob_from;

@@ -96,7 +96,7 @@ fn in_unit<T: Real>(p: T, f: impl FnOnce(f64) -> f64) -> T {
 
 /// `Φ⁻¹(p)`: Acklam's rational approximation (relative error 1.15e-9),
 /// refined by one Halley step on `erfc`, to about machine precision.
-fn normal_quantile(p: f64) -> f64 {
+pub(crate) fn normal_quantile(p: f64) -> f64 {
     if p <= 0.0 {
         return f64::NEG_INFINITY;
     }

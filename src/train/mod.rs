@@ -56,7 +56,7 @@ pub use fit::{FitData, FitOptions, Validation, fit, fit_with_observer};
 pub use model::{BaseSpec, ConditionalBaseSpec, ConditionalFlowModel, FlowModel};
 pub use model_file::{CONDITIONAL_MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION};
 pub use optimizer::{Adam, Optimizer, OptimizerKind, Schedule, Sgd, clip_grad_norm};
-pub use point_target::PointTarget;
+pub use point_target::{PointFnTarget, PointTarget};
 pub use report::{EpochRecord, FitEvent, FitReport};
 pub use standardization::Standardization;
 pub use variational::{

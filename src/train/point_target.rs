@@ -76,4 +76,79 @@ impl<T: Real, P: PointTarget> LogDensity<T> for P {
         }
         (lp, grad)
     }
+
+    fn log_density_and_grad_at(&self, x: &[T], grad: &mut [T]) -> T {
+        let point: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+        let (v, g) = gradient(|z| PointTarget::log_density(self, z), &point);
+        for (o, gi) in grad.iter_mut().zip(g) {
+            *o = T::lit(gi);
+        }
+        T::lit(v)
+    }
+}
+
+/// A target written one point at a time with a hand-written gradient: a
+/// closure `f(x, grad) -> log p̃(x)` that writes `∇ log p̃(x)` into `grad`.
+/// The form samplers call (see
+/// [`LogDensity::log_density_and_grad_at`]); batches are evaluated point by
+/// point, in `f64`.
+///
+/// ```
+/// use normflow::train::{LogDensity, PointFnTarget};
+/// // log p̃(x) = −½‖x‖² and its gradient −x.
+/// let t = PointFnTarget::new(2, |x: &[f64], g: &mut [f64]| {
+///     g.iter_mut().zip(x).for_each(|(g, x)| *g = -x);
+///     -0.5 * x.iter().map(|v| v * v).sum::<f64>()
+/// });
+/// let mut g = [0.0; 2];
+/// assert_eq!(t.log_density_and_grad_at(&[1.0, 2.0], &mut g), -2.5);
+/// assert_eq!(g, [-1.0, -2.0]);
+/// ```
+pub struct PointFnTarget<F> {
+    dim: usize,
+    f: F,
+}
+
+impl<F: Fn(&[f64], &mut [f64]) -> f64> PointFnTarget<F> {
+    /// Wraps `f` for a `dim`-dimensional target.
+    pub fn new(dim: usize, f: F) -> Self {
+        Self { dim, f }
+    }
+}
+
+impl<T: Real, F: Fn(&[f64], &mut [f64]) -> f64> LogDensity<T> for PointFnTarget<F> {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn log_density(&self, x: &DMatrix<T>) -> DVector<T> {
+        self.log_density_and_grad(x).0
+    }
+
+    fn log_density_and_grad(&self, x: &DMatrix<T>) -> (DVector<T>, DMatrix<T>) {
+        let (d, n) = x.shape();
+        let mut lp = DVector::zeros(n);
+        let mut grad = DMatrix::zeros(d, n);
+        let (mut point, mut g) = (vec![0.0; d], vec![0.0; d]);
+        for j in 0..n {
+            for (p, v) in point.iter_mut().zip(x.column(j).iter()) {
+                *p = v.to_f64();
+            }
+            lp[j] = T::lit((self.f)(&point, &mut g));
+            for (o, gi) in grad.column_mut(j).iter_mut().zip(&g) {
+                *o = T::lit(*gi);
+            }
+        }
+        (lp, grad)
+    }
+
+    fn log_density_and_grad_at(&self, x: &[T], grad: &mut [T]) -> T {
+        let point: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+        let mut g = vec![0.0; point.len()];
+        let v = (self.f)(&point, &mut g);
+        for (o, gi) in grad.iter_mut().zip(g) {
+            *o = T::lit(gi);
+        }
+        T::lit(v)
+    }
 }

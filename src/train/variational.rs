@@ -26,6 +26,15 @@ pub trait LogDensity<T: Real> {
     fn log_density(&self, x: &DMatrix<T>) -> DVector<T>;
     /// `(log p̃(x), ∇ₓ log p̃(x))` per column.
     fn log_density_and_grad(&self, x: &DMatrix<T>) -> (DVector<T>, DMatrix<T>);
+    /// `log p̃(x)` at one point `x`, with `∇ₓ log p̃(x)` written into `grad`
+    /// (both `D` long): what a sampler such as NUTS asks for. The default
+    /// evaluates a batch of one column; targets written per point override
+    /// it to skip the matrices.
+    fn log_density_and_grad_at(&self, x: &[T], grad: &mut [T]) -> T {
+        let (lp, g) = self.log_density_and_grad(&DMatrix::from_column_slice(x.len(), 1, x));
+        grad.copy_from_slice(g.as_slice());
+        lp[0]
+    }
 }
 
 /// A [`Distribution`] used as a target (its normalised log-density).
