@@ -100,6 +100,14 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// MCMC sampling stopped: the target (or the flow preconditioning it)
+    /// failed at a point in a way the sampler cannot treat as a divergence.
+    Sampling {
+        /// 0-based chain.
+        chain: usize,
+        /// What happened.
+        reason: String,
+    },
     /// A file could not be read or written.
     Io {
         /// The path.
@@ -200,6 +208,9 @@ impl fmt::Display for Error {
                 } else {
                     write!(f, "fitting stopped at epoch {epoch}: {reason}")
                 }
+            }
+            Error::Sampling { chain, reason } => {
+                write!(f, "sampling stopped in chain {chain}: {reason}")
             }
             Error::Io { path, reason } => write!(f, "{path}: {reason}"),
             Error::Format { location, reason } => write!(f, "{location}: {reason}"),

@@ -112,3 +112,6 @@ pub struct ConditionalDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/extending.md")]
 pub struct ExtendingDoctests;
+#[cfg(all(doctest, feature = "nuts"))]
+#[doc = include_str!("../docs/bayes.md")]
+pub struct BayesDoctests;

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod eval;
 pub mod fit;
 pub mod models;
+pub mod nuts;
 pub mod output;
 pub mod plot;
 pub mod progress;
@@ -18,7 +19,9 @@ pub mod rows;
 pub mod sample;
 pub mod signals;
 pub mod stdio;
+pub mod targets;
 pub mod vae;
+pub mod vi;
 
 /// What a subcommand returns: the error is the one-line message printed
 /// before the tool exits with status 1.

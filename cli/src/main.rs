@@ -16,8 +16,8 @@ use normflow_cli::fit::Outcome;
 use normflow_cli::output::Output;
 use normflow_cli::rows::{RowFormat, write_all_rows};
 use normflow_cli::{
-    Dtype, Result, bench, check, conditional, demo, errln, eval, fit, models, outln, plot, sample,
-    signals, vae,
+    Dtype, Result, bench, check, conditional, demo, errln, eval, fit, models, nuts, outln, plot,
+    sample, signals, vae, vi,
 };
 
 #[derive(Parser)]
@@ -245,6 +245,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fit a flow to a built-in target by variational inference, print the
+    /// importance-sampling diagnostics and save the model.
+    Vi(vi::ViArgs),
+    /// Sample a built-in target with NUTS, preconditioned by a flow fitted
+    /// by `vi` (NeuTra) or plain, and print per-chain diagnostics.
+    Nuts(nuts::NutsArgs),
     /// List the built-in toy data sets, or write one to a file.
     Datasets {
         /// The data set to write (omit to list them).
@@ -538,6 +544,8 @@ fn run(command: Command) -> Result<Outcome> {
             json,
         })
         .map(|()| Outcome::Done),
+        Command::Vi(args) => vi::run(&args),
+        Command::Nuts(args) => nuts::run(&args).map(|()| Outcome::Done),
         Command::Datasets {
             name,
             n,
