@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Side-by-side timing of normflow and its peers (nflows, zuko, FlowJAX).
+
+Run through `benches/compare_peers.sh`, which creates a virtual environment
+with torch, nflows, zuko, jax and flowjax first. Every peer builds the same
+flow, `maf(5, hidden = H)`: 5 masked affine autoregressive layers whose MADE
+has two hidden ReLU layers of width H, permutations between the layers, and a
+standard normal base, in float32:
+
+- normflow: `maf(5, hidden = H)` (the `normflow bench` command, one process
+  per measurement);
+- nflows: `MaskedAffineAutoregressiveTransform(hidden_features=H,
+  num_blocks=2)` ×5 with `ReversePermutation` (its MADE has one H × H
+  product more than the others);
+- zuko: `zuko.flows.MAF(D, transforms=5, hidden_features=(H, H))`;
+- FlowJAX: `masked_autoregressive_flow(flow_layers=5, nn_width=H,
+  nn_depth=2)`, every operation jit-compiled (`equinox.filter_jit`) and
+  timed after compilation.
+
+Each round times every side back to back, rotating which goes first; the
+table gives the median over rounds of each side's per-call median, and the
+ratio of the fastest peer's time to ours. `--fit` adds the end-to-end fit of
+two moons (20 000 points, 100 epochs, batch 256, Adam 1e-3) with each
+library's own training loop and the test log-likelihood of the result on
+5 000 fresh points.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+PEERS = ["nflows", "zuko", "flowjax"]
+
+# (D, hidden, batch, operation): the cells of docs/benchmarks.md.
+CELLS = [
+    (2, 64, 1, "log-prob"),
+    (2, 64, 256, "log-prob"),
+    (8, 64, 256, "log-prob"),
+    (8, 256, 4096, "log-prob"),
+    (64, 256, 256, "log-prob"),
+    (8, 64, 256, "train-step"),
+    (64, 256, 256, "train-step"),
+    (8, 64, 256, "sample"),
+    (64, 64, 256, "sample"),
+]
+
+
+def time_calls(call, warmup, repeat):
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- torch peers
+
+
+def build_nflows(d, hidden):
+    import torch.nn.functional as F
+    from nflows.distributions.normal import StandardNormal
+    from nflows.flows.base import Flow
+    from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
+    from nflows.transforms.base import CompositeTransform
+    from nflows.transforms.permutations import ReversePermutation
+
+    layers = []
+    for i in range(5):
+        if i > 0:
+            layers.append(ReversePermutation(features=d))
+        layers.append(
+            MaskedAffineAutoregressiveTransform(
+                features=d,
+                hidden_features=hidden,
+                num_blocks=2,
+                use_residual_blocks=False,
+                activation=F.relu,
+            )
+        )
+    flow = Flow(CompositeTransform(layers), StandardNormal([d]))
+    return flow, flow.log_prob, flow.sample
+
+
+def build_zuko(d, hidden):
+    import zuko
+
+    flow = zuko.flows.MAF(d, transforms=5, hidden_features=(hidden, hidden))
+    return flow, (lambda x: flow().log_prob(x)), (lambda n: flow().sample((n,)))
+
+
+def time_torch(peer, d, hidden, batch, op, warmup, repeat):
+    import torch
+
+    torch.manual_seed(0)
+    module, log_prob, sample = (build_nflows if peer == "nflows" else build_zuko)(d, hidden)
+    x = torch.randn(batch, d)
+    if op == "log-prob":
+
+        def call():
+            with torch.no_grad():
+                log_prob(x)
+
+    elif op == "sample":
+
+        def call():
+            with torch.no_grad():
+                sample(batch)
+
+    else:
+        opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+
+        def call():
+            opt.zero_grad()
+            loss = -log_prob(x).mean()
+            loss.backward()
+            opt.step()
+
+    return time_calls(call, warmup, repeat)
+
+
+def fit_torch(peer, x, test, epochs, batch, seed):
+    import torch
+
+    torch.manual_seed(seed)
+    module, log_prob, _ = (build_nflows if peer == "nflows" else build_zuko)(2, 128)
+    data = torch.tensor(x, dtype=torch.float32)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(data))
+        for i in range(0, len(data), batch):
+            opt.zero_grad()
+            loss = -log_prob(data[perm[i : i + batch]]).mean()
+            loss.backward()
+            opt.step()
+    wall = time.perf_counter() - start
+    with torch.no_grad():
+        ll = log_prob(torch.tensor(test, dtype=torch.float32)).mean().item()
+    return wall, ll
+
+
+# ---------------------------------------------------------------- FlowJAX
+
+
+def build_flowjax(d, hidden, seed=0):
+    import jax.numpy as jnp
+    import jax.random as jr
+    from flowjax.distributions import Normal
+    from flowjax.flows import masked_autoregressive_flow
+
+    return masked_autoregressive_flow(
+        jr.key(seed),
+        base_dist=Normal(jnp.zeros(d)),
+        flow_layers=5,
+        nn_width=hidden,
+        nn_depth=2,
+    )
+
+
+def time_flowjax(d, hidden, batch, op, warmup, repeat):
+    import equinox as eqx
+    import jax.random as jr
+    import optax
+    import paramax
+    from flowjax.train.losses import MaximumLikelihoodLoss
+    from flowjax.train.train_utils import step
+
+    flow = build_flowjax(d, hidden)
+    x = jr.normal(jr.key(1), (batch, d))
+    if op == "log-prob":
+        f = eqx.filter_jit(lambda dist, x: paramax.unwrap(dist).log_prob(x))
+
+        def call():
+            f(flow, x).block_until_ready()
+
+    elif op == "sample":
+        f = eqx.filter_jit(lambda dist, k: paramax.unwrap(dist).sample(k, (batch,)))
+        key = jr.key(2)
+
+        def call():
+            f(flow, key).block_until_ready()
+
+    else:
+        params, static = eqx.partition(
+            flow, eqx.is_inexact_array, is_leaf=lambda l: isinstance(l, paramax.NonTrainable)
+        )
+        opt = optax.adam(1e-3)
+        state = {"params": params, "opt": opt.init(params)}
+        loss_fn = MaximumLikelihoodLoss()
+
+        def call():
+            p, s, loss = step(
+                state["params"], static, x, optimizer=opt, opt_state=state["opt"], loss_fn=loss_fn
+            )
+            loss.block_until_ready()
+            state["params"], state["opt"] = p, s
+
+    # Compile outside the timing.
+    call()
+    return time_calls(call, warmup, repeat)
+
+
+def fit_flowjax(x, test, epochs, batch, seed):
+    import jax.numpy as jnp
+    import jax.random as jr
+    import paramax
+    from flowjax.train import fit_to_data
+
+    flow = build_flowjax(2, 128, seed)
+    start = time.perf_counter()
+    flow, _ = fit_to_data(
+        jr.key(seed),
+        flow,
+        jnp.asarray(x, dtype=jnp.float32),
+        learning_rate=1e-3,
+        max_epochs=epochs,
+        max_patience=epochs,
+        batch_size=batch,
+        show_progress=False,
+    )
+    wall = time.perf_counter() - start
+    ll = float(paramax.unwrap(flow).log_prob(jnp.asarray(test, dtype=jnp.float32)).mean())
+    return wall, ll
+
+
+# ---------------------------------------------------------------- normflow
+
+
+def time_ours(binary, d, hidden, batch, op, warmup, repeat):
+    out = subprocess.run(
+        [binary, "bench", "--flow", f"maf(5, hidden = {hidden})", "--dim", str(d),
+         "--batch", str(batch), "--op", op, "--warmup", str(warmup), "--repeat", str(repeat),
+         "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout)["median_s"]
+
+
+def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra):
+    model = os.path.join(workdir, f"ours-{seed}.json")
+    start = time.perf_counter()
+    subprocess.run(
+        [binary, "fit", "--data", train_csv, "--flow", "maf(5, hidden = 128)", "--out", model,
+         "--epochs", str(epochs), "--batch-size", str(batch), "--seed", str(seed), "--force"]
+        + extra,
+        check=True, capture_output=True, text=True,
+    )
+    wall = time.perf_counter() - start
+    out = subprocess.run(
+        [binary, "eval", "--model", model, "--data", test_csv, "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    return wall, json.loads(out.stdout.strip().splitlines()[-1])["mean_log_prob"]
+
+
+# ---------------------------------------------------------------- report
+
+
+def cpu_line():
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [x for x in ["avx2", "fma", "avx512f", "avx512bw", "avx512vl"] if x in flags]
+    return f"{model}, {os.cpu_count()} CPUs, SIMD: {' '.join(simd) or 'none listed'}"
+
+
+def fmt(s):
+    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} µs"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--normflow", required=True, help="path to the normflow binary")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--fit", action="store_true", help="also the end-to-end fit of two moons")
+    ap.add_argument("--fit-seeds", type=int, default=1)
+    ap.add_argument("--json", help="also write all measurements to this file")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(cpu_line(), file=sys.stderr)
+    results = {}
+    sides = ["ours"] + PEERS
+    for r in range(args.rounds):
+        order = sides[r % len(sides):] + sides[: r % len(sides)]
+        for d, hidden, batch, op in CELLS:
+            rep = args.repeat if not (op == "sample" and d >= 64) else 5
+            key = (d, hidden, batch, op)
+            for side in order:
+                if side == "ours":
+                    t = time_ours(args.normflow, d, hidden, batch, op, args.warmup, rep)
+                elif side == "flowjax":
+                    t = time_flowjax(d, hidden, batch, op, args.warmup, rep)
+                else:
+                    t = time_torch(side, d, hidden, batch, op, args.warmup, rep)
+                results.setdefault(key, {s: [] for s in sides})[side].append(t)
+            m = results[key]
+            print(f"round {r + 1}: D={d} H={hidden} B={batch} {op}: "
+                  + ", ".join(f"{s} {fmt(m[s][-1])}" for s in sides), file=sys.stderr)
+
+    print(f"Machine: {cpu_line()}.")
+    print()
+    print("| D | H | batch | operation | nflows | zuko | FlowJAX | normflow | fastest peer | normflow's lead |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for (d, hidden, batch, op), m in results.items():
+        med = {s: statistics.median(v) for s, v in m.items()}
+        best = min(PEERS, key=lambda s: med[s])
+        lead = med[best] / med["ours"]
+        print(f"| {d} | {hidden} | {batch} | {op} | {fmt(med['nflows'])} | {fmt(med['zuko'])} | "
+              f"{fmt(med['flowjax'])} | {fmt(med['ours'])} | {best} | {lead:.1f}× |")
+        rows.append({"dim": d, "hidden": hidden, "batch": batch, "op": op,
+                     "times_s": m, "median_s": med, "fastest_peer": best, "lead": lead})
+
+    fits = []
+    if args.fit:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_csv, test_csv = os.path.join(tmp, "moons.csv"), os.path.join(tmp, "test.csv")
+            for path, n, seed in [(train_csv, 20000, 0), (test_csv, 5000, 1)]:
+                subprocess.run([args.normflow, "datasets", "moons", "--n", str(n), "--seed",
+                                str(seed), "--out", path], check=True, capture_output=True)
+            x = np.loadtxt(train_csv, delimiter=",", skiprows=1)
+            test = np.loadtxt(test_csv, delimiter=",", skiprows=1)
+            for seed in range(args.fit_seeds):
+                runs = {
+                    "normflow (defaults)": lambda: fit_ours(args.normflow, train_csv, test_csv, tmp, 100, 256, seed, []),
+                    "normflow --dtype f32": lambda: fit_ours(args.normflow, train_csv, test_csv, tmp, 100, 256, seed, ["--dtype", "f32"]),
+                    "nflows": lambda: fit_torch("nflows", x, test, 100, 256, seed),
+                    "zuko": lambda: fit_torch("zuko", x, test, 100, 256, seed),
+                    "FlowJAX fit_to_data": lambda: fit_flowjax(x, test, 100, 256, seed),
+                }
+                for name, run in runs.items():
+                    wall, ll = run()
+                    fits.append({"who": name, "seed": seed, "wall_s": wall, "test_ll": ll})
+                    print(f"fit seed {seed}: {name}: {wall:.1f} s, test log-likelihood {ll:.4f}",
+                          file=sys.stderr)
+        print()
+        print("| who | seconds (median over seeds) | test log-likelihood (mean over seeds) |")
+        print("|---|---|---|")
+        for who in dict.fromkeys(f["who"] for f in fits):
+            w = [f["wall_s"] for f in fits if f["who"] == who]
+            ll = [f["test_ll"] for f in fits if f["who"] == who]
+            print(f"| {who} | {statistics.median(w):.1f} | {statistics.mean(ll):.4f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_line(), "cells": [
+                {**r, "times_s": r["times_s"], "median_s": r["median_s"]} for r in rows
+            ], "fits": fits, "threads": args.threads}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
