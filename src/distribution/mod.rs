@@ -10,27 +10,36 @@ use rand_distr::{Distribution as _, Open01};
 
 use crate::Real;
 
+mod beta;
 mod blockwise;
 mod estimate;
 mod gaussian_mixture;
 mod laplace;
 mod loc_scale;
+mod log_normal;
 mod logistic;
+mod mixture;
 mod multivariate_normal;
 mod normal;
+mod special;
 mod standard_normal;
+mod student_t;
 mod summary;
 mod transformed;
 mod uniform;
 
+pub use beta::Beta;
 pub use blockwise::BlockwiseDistribution;
 pub use estimate::{Estimate, estimate_entropy, estimate_kl, estimate_mean, estimate_variance};
 pub use gaussian_mixture::GaussianMixture;
 pub use laplace::Laplace;
+pub use log_normal::LogNormal;
 pub use logistic::Logistic;
+pub use mixture::Mixture;
 pub use multivariate_normal::MultivariateNormal;
 pub use normal::Normal;
 pub use standard_normal::StandardNormal;
+pub use student_t::StudentT;
 pub(crate) use summary::normal_quantile;
 pub use summary::{KlDivergence, Marginals, Summary};
 pub use transformed::TransformedDistribution;

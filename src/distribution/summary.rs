@@ -75,7 +75,7 @@ pub trait KlDivergence<T: Real, Rhs = Self> {
 }
 
 /// `f(value, parameter₁, parameter₂)` on every entry, the parameters of its row.
-fn per_entry<T: Real>(
+pub(super) fn per_entry<T: Real>(
     x: &DMatrix<T>,
     a: &DVector<T>,
     b: &DVector<T>,
@@ -85,7 +85,8 @@ fn per_entry<T: Real>(
     DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| f(x[(i, j)], a[i], b[i]))
 }
 
-fn in_unit<T: Real>(p: T, f: impl FnOnce(f64) -> f64) -> T {
+/// `f(p)` for `p ∈ [0, 1]`, NaN outside.
+pub(super) fn in_unit<T: Real>(p: T, f: impl FnOnce(f64) -> f64) -> T {
     let v = p.to_f64();
     if (0.0..=1.0).contains(&v) {
         T::lit(f(v))
