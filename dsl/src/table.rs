@@ -5,7 +5,7 @@ use crate::Value;
 /// The type and range of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueKind {
-    /// An integer ≥ 1 (`hidden`, `depth`, `bins`).
+    /// An integer ≥ 1 (`hidden`, `depth`, `bins`, `units`).
     PositiveInt,
     /// A finite number > 0 (`bound`); integers are accepted.
     PositiveFloat,
@@ -173,6 +173,13 @@ const BOUND: KeyDef = KeyDef {
     doc: "the spline acts on [-bound, bound] and is the identity outside",
 };
 
+const UNITS: KeyDef = KeyDef {
+    name: "units",
+    kind: ValueKind::PositiveInt,
+    default: "8",
+    doc: "number of sigmoid units K of each coordinate's deep sigmoidal transformer",
+};
+
 const CONDITIONED: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, RESIDUAL];
 const SPLINE: &[KeyDef] = &[
     HIDDEN,
@@ -183,6 +190,7 @@ const SPLINE: &[KeyDef] = &[
     BINS,
     BOUND,
 ];
+const NAF: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, RESIDUAL, UNITS];
 const INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT];
 const RANDOM_INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT_RANDOM];
 
@@ -229,6 +237,13 @@ pub const LAYERS: &[LayerDef] = &[
         keys: SPLINE,
         repeat: Repeat::Reverse,
         summary: "autoregressive rational-quadratic spline: density in 1 pass, sampling in D passes",
+    },
+    LayerDef {
+        name: "naf",
+        aliases: &[],
+        keys: NAF,
+        repeat: Repeat::Reverse,
+        summary: "neural autoregressive flow (deep sigmoidal): density in 1 pass, sampling in D passes with root finding",
     },
     LayerDef {
         name: "planar",

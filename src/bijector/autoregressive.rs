@@ -1,8 +1,9 @@
 //! The autoregressive structure: a [`Made`] conditioner (reading the data
 //! and, optionally, a context of MADE degree 0) and an elementwise
 //! [`Transformer`] of each coordinate given the MADE's outputs for it. The
-//! MAF and the autoregressive spline are this structure with two
-//! transformers; one set of passes serves both, with and without a context.
+//! MAF, the autoregressive spline and the neural autoregressive flow are
+//! this structure with three transformers; one set of passes serves them
+//! all, with and without a context.
 
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -21,8 +22,9 @@ use crate::{Error, Real};
 /// pass ([`InverseAutoregressiveFlow`](super::InverseAutoregressiveFlow)
 /// swaps the two).
 ///
-/// The instances are [`MaskedAutoregressiveFlow`](super::MaskedAutoregressiveFlow)
-/// and [`SplineAutoregressive`](super::SplineAutoregressive); their pages
+/// The instances are [`MaskedAutoregressiveFlow`](super::MaskedAutoregressiveFlow),
+/// [`SplineAutoregressive`](super::SplineAutoregressive) and
+/// [`NeuralAutoregressive`](super::NeuralAutoregressive); their pages
 /// give the constructors and the MADE's output layout (parameter-major: row
 /// `p·D + i` is raw parameter `p` of coordinate `i`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,9 @@
 //! and their backward passes — and every structure uses it:
 //! [`Coupling`](super::Coupling) and [`Autoregressive`](super::Autoregressive)
 //! are generic over it. The affine transformer of MAF and RealNVP, the
-//! additive one of NICE and the rational-quadratic spline of the neural
-//! spline flows are the instances.
+//! additive one of NICE, the rational-quadratic spline of the neural
+//! spline flows and the deep sigmoidal flow of the neural autoregressive
+//! flow are the instances.
 
 use std::fmt::Debug;
 
@@ -20,10 +21,12 @@ use crate::Real;
 
 mod additive;
 mod affine;
+mod deep_sigmoidal;
 mod spline;
 
 pub use additive::Additive;
 pub use affine::Affine;
+pub use deep_sigmoidal::DeepSigmoidal;
 pub use spline::Spline;
 
 /// How a coupling conditioner orders its outputs: each transformer keeps the

@@ -16,7 +16,7 @@ use crate::{Error, Real};
 /// forward (base → data) order, counts expanded. Built by
 /// [`FlowSpec::build_conditional`] it is conditioned on a context of
 /// dimension `C` ([`Bijector::context_dim`]): the layers with a conditioner
-/// (`maf`, `iaf`, `spline_ar`, `realnvp`, `spline_coupling`) read it, the
+/// (`maf`, `iaf`, `spline_ar`, `naf`, `realnvp`, `spline_coupling`) read it, the
 /// others ignore it; call it through the `_given` methods.
 ///
 /// A `Flow<T>` is a [`Bijector<T>`], so it can be handed to
@@ -55,6 +55,8 @@ fn bool_opt(l: &LayerSpec, key: &str, default: bool) -> bool {
 /// Default spline bins and bound of the DSL (see `docs/dsl.md`).
 pub(crate) const DEFAULT_BINS: usize = 8;
 pub(crate) const DEFAULT_BOUND: f64 = 3.0;
+/// Default number of sigmoid units of `naf` (see `docs/dsl.md`).
+pub(crate) const DEFAULT_UNITS: usize = transformer::DeepSigmoidal::DEFAULT_UNITS;
 
 pub(super) fn conditioner(l: &LayerSpec) -> ConditionerConfig {
     let d = ConditionerConfig::default();
@@ -71,8 +73,14 @@ pub(super) fn conditioner(l: &LayerSpec) -> ConditionerConfig {
 }
 
 /// The DSL layers that read the context in a conditional flow.
-pub(crate) const CONDITIONED_LAYERS: &[&str] =
-    &["maf", "iaf", "spline_ar", "realnvp", "spline_coupling"];
+pub(crate) const CONDITIONED_LAYERS: &[&str] = &[
+    "maf",
+    "iaf",
+    "spline_ar",
+    "naf",
+    "realnvp",
+    "spline_coupling",
+];
 
 impl<T: Real> Flow<T> {
     /// Builds the flow of `spec` on `dim` coordinates, conditioned on a
@@ -109,6 +117,7 @@ impl<T: Real> Flow<T> {
             let identity_init = bool_opt(l, "identity_init", init_default);
             let bins = usize_opt(l, "bins", DEFAULT_BINS);
             let bound = T::lit(f64_opt(l, "bound", DEFAULT_BOUND));
+            let units = usize_opt(l, "units", DEFAULT_UNITS);
             for copy in 0..l.count {
                 let flip = copy % 2 == 1;
                 if copy > 0 && l.def().repeat == normflow_dsl::Repeat::Reverse {
@@ -146,6 +155,11 @@ impl<T: Real> Flow<T> {
                     }
                     "spline_ar" => SplineAutoregressive::new(dim, bins, bound, &cfg, rng)
                         .map(FlowLayer::SplineAr),
+                    "naf" if conditioned => {
+                        NeuralAutoregressive::conditional(dim, c, units, &cfg, rng)
+                            .map(FlowLayer::Naf)
+                    }
+                    "naf" => NeuralAutoregressive::new(dim, units, &cfg, rng).map(FlowLayer::Naf),
                     "planar" => Planar::new(dim, identity_init, rng).map(FlowLayer::Planar),
                     "radial" => Radial::new(dim, identity_init, rng).map(FlowLayer::Radial),
                     "batchnorm" => {

@@ -8,7 +8,7 @@
 use normflow_dsl::{LayerSpec, Repeat};
 
 use super::flow::CONDITIONED_LAYERS;
-use super::flow::DEFAULT_BINS;
+use super::flow::{DEFAULT_BINS, DEFAULT_UNITS};
 use crate::nn::ConditionerConfig;
 use crate::resources::{Footprint, add, mul};
 
@@ -100,6 +100,9 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
     let d = n(dim);
     let cfg = super::flow::conditioner(l);
     let bins = super::flow::usize_opt(l, "bins", DEFAULT_BINS);
+    let units = super::flow::usize_opt(l, "units", DEFAULT_UNITS);
+    // 3K raw deep-sigmoidal parameters per coordinate.
+    let naf_per_coord = mul(n(units), Some(3));
     // 3K − 1 raw spline parameters per transformed coordinate.
     let per_coord = mul(n(bins), Some(3)).and_then(|v| v.checked_sub(1));
     // `CouplingMask::half`: the second half is transformed, or the first
@@ -114,6 +117,7 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
     match l.name {
         "maf" | "iaf" => with_net(d, add(d, n(context)), mul(d, Some(2)), &cfg, true),
         "spline_ar" => with_net(d, add(d, n(context)), mul(d, per_coord), &cfg, true),
+        "naf" => with_net(d, add(d, n(context)), mul(d, naf_per_coord), &cfg, true),
         "nice" => with_net(d, coupling_in, n(transformed), &cfg, false),
         "realnvp" => with_net(d, coupling_in, mul(n(transformed), Some(2)), &cfg, false),
         "spline_coupling" => with_net(d, coupling_in, mul(n(transformed), per_coord), &cfg, false),
@@ -244,6 +248,11 @@ mod tests {
         assert_eq!(
             params("nice(hidden = 4, depth = 1)", 3, 5),
             Some((4 + 4) + (8 + 2))
+        );
+        // NAF: 3K outputs per dimension, K = 2: (2·4 + 4) + (4·4 + 4) + (4·12 + 12).
+        assert_eq!(
+            params("naf(hidden = 4, units = 2)", 2, 0),
+            Some(12 + 20 + 60)
         );
         // LU: D(D + 1).
         assert_eq!(params("lu", 7, 0), Some(56));

@@ -117,8 +117,8 @@ impl FlowSpec {
     /// Instantiates the flow as a **conditional** flow of `dim`-dimensional
     /// data given a `context_dim`-dimensional context (`context_dim ≥ 1`).
     ///
-    /// The layers with a conditioner network take the context: `maf`, `iaf`
-    /// and `spline_ar` (a MADE whose context inputs have degree 0), `realnvp`
+    /// The layers with a conditioner network take the context: `maf`, `iaf`,
+    /// `spline_ar` and `naf` (a MADE whose context inputs have degree 0), `realnvp`
     /// and `spline_coupling` (the context concatenated to the conditioner's
     /// input). Every other layer (`nice`, `planar`, `radial`, `batchnorm`,
     /// `actnorm`, `lu`, `permute`, `reverse`, `exp`, `sigmoid`, `tanh`,
