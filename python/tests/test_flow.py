@@ -160,28 +160,29 @@ def test_a_callback_stops_training():
     assert len(flow.history_) == 2
 
 
-def test_fitting_releases_the_gil():
+def test_two_fits_compute_at_once():
     # Small data, so that one fit runs on one core (the library splits only
-    # large batches over threads) and two fits can run side by side.
+    # large batches over threads) and two fits can run side by side. What is
+    # measured is concurrency, not speed: the process's CPU time over the
+    # wall time while two fits run. Serialised (by the GIL or a lock of the
+    # extension), one core works at a time and the ratio stays near 1; in
+    # parallel on two cores it is near 2.
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores")
     X = moons(1500)
 
     def one():
         normflow.Flow("maf(3, hidden = 64)", seed=0).fit(X, epochs=100, validation=0)
 
     one()  # warm up
-    t0 = time.perf_counter()
-    one()
-    single = time.perf_counter() - t0
     threads = [threading.Thread(target=one) for _ in range(2)]
-    t0 = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    both = time.perf_counter() - t0
-    # Serialised by the GIL, two fits would take twice one; in parallel on
-    # two cores, about one.
-    assert both < 1.6 * single, f"one fit {single:.2f} s, two at once {both:.2f} s"
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    assert cpu / wall > 1.4, f"{cpu:.2f} s of CPU in {wall:.2f} s of wall time"
 
 
 def test_python_runs_while_a_fit_computes():
