@@ -91,7 +91,8 @@ pub struct KeyDef {
     pub name: &'static str,
     /// Its type and range.
     pub kind: ValueKind,
-    /// Its default, as DSL text.
+    /// Its default, as DSL text (`D` stands for the dimension the flow is
+    /// built for).
     pub default: &'static str,
     /// What it means.
     pub doc: &'static str,
@@ -180,6 +181,13 @@ const UNITS: KeyDef = KeyDef {
     doc: "number of sigmoid units K of each coordinate's deep sigmoidal transformer",
 };
 
+const REFLECTIONS: KeyDef = KeyDef {
+    name: "m",
+    kind: ValueKind::PositiveInt,
+    default: "D",
+    doc: "number of Householder reflections in the orthogonal Q (default: D, the dimension)",
+};
+
 const CONDITIONED: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, RESIDUAL];
 const SPLINE: &[KeyDef] = &[
     HIDDEN,
@@ -258,6 +266,13 @@ pub const LAYERS: &[LayerDef] = &[
         keys: RANDOM_INIT_ONLY,
         repeat: Repeat::Plain,
         summary: "radial flow: sampling in closed form, inverse by solving for the radius",
+    },
+    LayerDef {
+        name: "sylvester",
+        aliases: &[],
+        keys: &[REFLECTIONS],
+        repeat: Repeat::Plain,
+        summary: "orthogonal (Householder) Sylvester flow: sampling in closed form, inverse by D scalar root findings",
     },
     LayerDef {
         name: "batchnorm",

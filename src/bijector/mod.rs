@@ -50,6 +50,7 @@ mod soft_clip;
 mod softplus;
 mod spline_autoregressive;
 mod spline_coupling;
+mod sylvester;
 mod tanh;
 pub mod transformer;
 
@@ -93,6 +94,7 @@ pub use soft_clip::SoftClip;
 pub use softplus::Softplus;
 pub use spline_autoregressive::SplineAutoregressive;
 pub use spline_coupling::SplineCoupling;
+pub use sylvester::Sylvester;
 pub use tanh::Tanh;
 
 /// An invertible map `f: R^D → R^D` with a tractable log-determinant.

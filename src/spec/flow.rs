@@ -162,6 +162,9 @@ impl<T: Real> Flow<T> {
                     "naf" => NeuralAutoregressive::new(dim, units, &cfg, rng).map(FlowLayer::Naf),
                     "planar" => Planar::new(dim, identity_init, rng).map(FlowLayer::Planar),
                     "radial" => Radial::new(dim, identity_init, rng).map(FlowLayer::Radial),
+                    "sylvester" => {
+                        Sylvester::new(dim, usize_opt(l, "m", dim), rng).map(FlowLayer::Sylvester)
+                    }
                     "batchnorm" => {
                         BatchNormalization::new(dim, identity_init, rng).map(FlowLayer::BatchNorm)
                     }

@@ -125,6 +125,18 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
             params: add(mul(d, Some(2)), Some(1)),
             ..Cost::free(mul(d, Some(3)))
         },
+        // m Householder vectors, R and R̃ (upper triangles) and b.
+        "sylvester" => {
+            let m = n(super::flow::usize_opt(l, "m", dim));
+            Cost {
+                params: sum(&[mul(m, d), mul(d, add(d, Some(1))), d]),
+                // Dense R and R̃ for a call.
+                workspace: mul(mul(d, d), Some(2)),
+                // The inputs of every reflection in both products, kept by
+                // the backward pass, and a few vectors.
+                ..Cost::free(mul(d, add(mul(m, Some(2)), Some(8))))
+            }
+        }
         "radial" => Cost {
             params: add(d, Some(2)),
             ..Cost::free(mul(d, Some(3)))
@@ -257,6 +269,9 @@ mod tests {
         // LU: D(D + 1).
         assert_eq!(params("lu", 7, 0), Some(56));
         assert_eq!(params("planar >> radial >> actnorm", 3, 0), Some(7 + 5 + 6));
+        // Sylvester: mD + D(D + 1) + D, with m = D by default.
+        assert_eq!(params("sylvester(m = 2)", 3, 0), Some(6 + 12 + 3));
+        assert_eq!(params("sylvester", 3, 0), Some(9 + 12 + 3));
         // Residual: 2 → 4, 2 blocks of 2 layers 4 → 4, 4 → 4.
         assert_eq!(
             params("maf(hidden = 4, depth = 2, residual = true)", 2, 0),

@@ -120,7 +120,7 @@ impl FlowSpec {
     /// The layers with a conditioner network take the context: `maf`, `iaf`,
     /// `spline_ar` and `naf` (a MADE whose context inputs have degree 0), `realnvp`
     /// and `spline_coupling` (the context concatenated to the conditioner's
-    /// input). Every other layer (`nice`, `planar`, `radial`, `batchnorm`,
+    /// input). Every other layer (`nice`, `planar`, `radial`, `sylvester`, `batchnorm`,
     /// `actnorm`, `lu`, `permute`, `reverse`, `exp`, `sigmoid`, `tanh`,
     /// `softplus`) is built as in [`FlowSpec::build`] and passes the context
     /// through untouched. Repetition rules are those of `build`. The result

@@ -254,7 +254,7 @@ pub fn elbo_and_grad<T: Real, Q: VariationalFamily<T> + ?Sized>(
 /// optimiser of [`VariationalOptions::optimizer`] (Adam by default).
 ///
 /// The flow must be differentiable in its **forward** (sampling) direction:
-/// couplings, IAF, planar and radial flows are; MAF is not (its sampling is
+/// couplings, IAF, planar, radial and Sylvester flows are; MAF is not (its sampling is
 /// sequential). The observer sees `(step, elbo)` and may stop the run by
 /// returning `false`. A non-finite ELBO or gradient stops with
 /// [`Error::Training`] and leaves `q` at its last parameters with a finite ELBO.
