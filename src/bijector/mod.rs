@@ -40,6 +40,7 @@ mod planar;
 mod power;
 mod radial;
 mod reciprocal;
+mod root;
 mod rq_spline;
 mod scalar_layer;
 mod scale;

@@ -3,6 +3,7 @@ use rand::{Rng, RngExt};
 use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::root::{Eval, safeguarded_newton, tanh_sech2};
 use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
@@ -431,16 +432,6 @@ pub(crate) fn assert_backward_shapes<T: Real>(
     );
 }
 
-/// `(tanh x, sech² x)`, with `sech² x = 4e/(1 + e)²`, `e = exp(−2|x|)`: accurate
-/// where `1 − tanh²` would cancel (saturated `tanh`), and exactly 1 at `x = 0`.
-#[inline]
-fn tanh_sech2<T: Real>(x: T) -> (T, T) {
-    let a = x.abs();
-    let e = (-(a + a)).exp();
-    let ope = T::one() + e;
-    (x.tanh(), T::lit(4.0) * e / (ope * ope))
-}
-
 /// The root `α` of `g(α) = α + m·tanh(α + b) − c` for `m ≥ −1`.
 ///
 /// `g` is non-decreasing (`g' = 1 + m·sech² ≥ 0`) and, since `|tanh| ≤ 1`,
@@ -458,8 +449,8 @@ fn solve_alpha<T: Real>(c: T, m: T, b: T) -> T {
         return c;
     }
     let am = m.abs();
-    let mut lo = c - am;
-    let mut hi = c + am;
+    let lo = c - am;
+    let hi = c + am;
     if lo >= hi || !(hi - lo).is_finite() {
         // |m| is below the spacing of floats around c: the root is c.
         return c;
@@ -471,51 +462,24 @@ fn solve_alpha<T: Real>(c: T, m: T, b: T) -> T {
     if g(hi) <= T::zero() {
         return hi;
     }
-    let two = T::lit(2.0);
     let eps = T::machine_epsilon();
     // Start from one fixed-point step from α = c (exact when tanh saturates).
-    let mut x = c - m * (c + b).tanh();
-    if !(x > lo && x < hi) {
-        x = lo + (hi - lo) / two;
-    }
-    let mut step = hi - lo;
-    let mut step_before = step;
-    for _ in 0..200 {
-        let (t, s2) = tanh_sech2(x + b);
-        let gx = x + m * t - c;
-        if gx.abs() <= eps * (x.abs() + (m * t).abs() + c.abs()) {
-            return x;
-        }
-        if gx < T::zero() {
-            lo = x;
-        } else {
-            hi = x;
-        }
-        let slope = T::one() + m * s2;
-        let newton = x - gx / slope;
-        let newton_ok = slope > T::zero()
-            && newton > lo
-            && newton < hi
-            && (two * gx).abs() <= (step_before * slope).abs();
-        step_before = step;
-        let next = if newton_ok {
-            step = gx / slope;
-            newton
-        } else {
-            step = (hi - lo) / two;
-            let mid = lo + step;
-            if !(mid > lo && mid < hi) {
-                // The bracket is two adjacent floats.
-                return mid;
+    let start = c - m * (c + b).tanh();
+    safeguarded_newton(
+        lo,
+        hi,
+        start,
+        200,
+        |next| eps * next.abs(),
+        |x| {
+            let (t, s2) = tanh_sech2(x + b);
+            Eval {
+                value: x + m * t - c,
+                slope: T::one() + m * s2,
+                noise: eps * (x.abs() + (m * t).abs() + c.abs()),
             }
-            mid
-        };
-        if step.abs() <= eps * next.abs() {
-            return next;
-        }
-        x = next;
-    }
-    x
+        },
+    )
 }
 
 impl<T: Real> Bijector<T> for Planar<T> {

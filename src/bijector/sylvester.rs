@@ -3,6 +3,7 @@ use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use super::planar::std_normal;
+use super::root::{Eval, safeguarded_newton, tanh_sech2};
 use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
@@ -492,15 +493,6 @@ fn one_minus_tanh_abs<T: Real>(x: T) -> T {
     (e + e) / (T::one() + e)
 }
 
-/// `(tanh x, sech² x)`, with `sech² x = 4e/(1 + e)²`, `e = exp(−2|x|)`.
-#[inline]
-fn tanh_sech2<T: Real>(x: T) -> (T, T) {
-    let a = x.abs();
-    let e = (-(a + a)).exp();
-    let ope = T::one() + e;
-    (x.tanh(), T::lit(4.0) * e / (ope * ope))
-}
-
 /// The root `ζ` of `g(ζ) = ζ + r tanh(r̃ ζ + c) − e` for `r r̃ ≥ −1`: `g` is
 /// non-decreasing and `g(e − |r|) ≤ 0 ≤ g(e + |r|)`. Newton safeguarded by
 /// bisection (Numerical Recipes' `rtsafe`), with the stopping rules of the
@@ -510,8 +502,8 @@ fn solve_coord<T: Real>(e: T, r: T, rt: T, c: T) -> T {
         return e;
     }
     let ar = r.abs();
-    let mut lo = e - ar;
-    let mut hi = e + ar;
+    let lo = e - ar;
+    let hi = e + ar;
     if lo >= hi || !(hi - lo).is_finite() {
         return e;
     }
@@ -522,49 +514,23 @@ fn solve_coord<T: Real>(e: T, r: T, rt: T, c: T) -> T {
     if g(hi) <= T::zero() {
         return hi;
     }
-    let two = T::lit(2.0);
     let eps = T::machine_epsilon();
-    let mut z = e - r * (rt * e + c).tanh();
-    if !(z > lo && z < hi) {
-        z = lo + (hi - lo) / two;
-    }
-    let mut step = hi - lo;
-    let mut step_before = step;
-    for _ in 0..200 {
-        let (t, s2) = tanh_sech2(rt * z + c);
-        let gz = z + r * t - e;
-        if gz.abs() <= eps * (z.abs() + (r * t).abs() + e.abs()) {
-            return z;
-        }
-        if gz < T::zero() {
-            lo = z;
-        } else {
-            hi = z;
-        }
-        let slope = T::one() + r * rt * s2;
-        let newton = z - gz / slope;
-        let newton_ok = slope > T::zero()
-            && newton > lo
-            && newton < hi
-            && (two * gz).abs() <= (step_before * slope).abs();
-        step_before = step;
-        let next = if newton_ok {
-            step = gz / slope;
-            newton
-        } else {
-            step = (hi - lo) / two;
-            let mid = lo + step;
-            if !(mid > lo && mid < hi) {
-                return mid;
+    let start = e - r * (rt * e + c).tanh();
+    safeguarded_newton(
+        lo,
+        hi,
+        start,
+        200,
+        |next| eps * next.abs(),
+        |z| {
+            let (t, s2) = tanh_sech2(rt * z + c);
+            Eval {
+                value: z + r * t - e,
+                slope: T::one() + r * rt * s2,
+                noise: eps * (z.abs() + (r * t).abs() + e.abs()),
             }
-            mid
-        };
-        if step.abs() <= eps * next.abs() {
-            return next;
-        }
-        z = next;
-    }
-    z
+        },
+    )
 }
 
 impl<T: Real> Bijector<T> for Sylvester<T> {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Transformer;
 use crate::Real;
+use crate::bijector::root::{Eval, safeguarded_newton};
 use crate::nn::positive_scale_with_derivative;
 
 /// The deep sigmoidal flow (DSF) of Huang, Krueger, Lacoste & Courville
@@ -316,51 +317,23 @@ fn solve<T: Real>(t: T, us: &[Unit<T>]) -> T {
         // One unit (u is affine), or units that coincide: exact.
         return if lo.is_finite() { lo } else { start };
     }
-    let (eps, two, four) = (T::machine_epsilon(), T::lit(2.0), T::lit(4.0));
-    let mut x = if start > lo && start < hi {
-        start
-    } else {
-        lo + (hi - lo) / two
-    };
-    let mut step = hi - lo;
-    let mut step_before = step;
-    for _ in 0..MAX_ITERATIONS {
-        let s = Sums::at(x, us.iter().copied());
-        let fx = s.u() - t;
-        // The rounding level of u: no later step could be trusted.
-        if fx.abs() <= four * eps * (T::one() + s.log_s.abs() + s.log_c.abs() + s.z_max) {
-            return x;
-        }
-        if fx < T::zero() {
-            lo = x;
-        } else {
-            hi = x;
-        }
-        let slope = s.log_derivative().exp();
-        let newton = x - fx / slope;
-        let newton_ok = slope > T::zero()
-            && newton > lo
-            && newton < hi
-            && (two * fx).abs() <= (step_before * slope).abs();
-        step_before = step;
-        let next = if newton_ok {
-            step = fx / slope;
-            newton
-        } else {
-            step = (hi - lo) / two;
-            let mid = lo + step;
-            if !(mid > lo && mid < hi) {
-                // The bracket is two adjacent floats.
-                return mid;
+    let (eps, four) = (T::machine_epsilon(), T::lit(4.0));
+    safeguarded_newton(
+        lo,
+        hi,
+        start,
+        MAX_ITERATIONS,
+        |next| four * eps * (T::one() + next.abs()),
+        |x| {
+            let s = Sums::at(x, us.iter().copied());
+            Eval {
+                value: s.u() - t,
+                slope: s.log_derivative().exp(),
+                // The rounding level of u.
+                noise: four * eps * (T::one() + s.log_s.abs() + s.log_c.abs() + s.z_max),
             }
-            mid
-        };
-        if step.abs() <= four * eps * (T::one() + next.abs()) {
-            return next;
-        }
-        x = next;
-    }
-    x
+        },
+    )
 }
 
 impl<T: Real> Transformer<T> for DeepSigmoidal {
