@@ -94,9 +94,17 @@ pub fn run(args: &ViArgs) -> Result<Outcome> {
     bar.finish_and_clear();
     drop(graceful);
     let report = result.map_err(|e| {
-        format!(
-            "{e}\n(nothing was written; a smaller --lr, or a flow whose forward direction is differentiable, may help)"
-        )
+        let msg = e.to_string();
+        if msg.contains("not supported") {
+            format!(
+                "{msg}\n(nothing was written; fit a flow whose sampling direction is differentiable: couplings, iaf, planar, radial, sylvester)"
+            )
+        } else if matches!(e, normflow::Error::Training { .. }) {
+            format!("{msg}\n(nothing was written; a smaller --lr or --batch-size may help)")
+        } else {
+            // A setting was refused before any step.
+            format!("{msg} (nothing was written)")
+        }
     })?;
     out.write_bytes(q.to_json().as_bytes())?;
     // The ELBO of the last steps' batches, less noisy than the last one.

@@ -227,4 +227,21 @@ fn vi_refuses_a_flow_without_a_forward_gradient() {
     assert!(!o.status.success());
     assert!(!q.exists());
     assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("iaf"), "{}", stderr(&o));
+    // A refused setting gets no fitting advice.
+    let o = normflow(&[
+        "vi",
+        "--target",
+        "banana",
+        "--flow",
+        "iaf(1)",
+        "--batch-size",
+        "0",
+        "--out",
+        s(&q),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("batch_size"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("may help"), "{}", stderr(&o));
+    assert!(!q.exists());
 }
