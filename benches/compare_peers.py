@@ -36,6 +36,9 @@ import time
 
 import numpy as np
 
+# The same nflows flow and timing loop as the PyTorch-only comparison.
+from compare_nflows import time_calls
+
 PEERS = ["nflows", "zuko", "flowjax"]
 
 # (D, hidden, batch, operation): the cells of docs/benchmarks.md.
@@ -52,42 +55,13 @@ CELLS = [
 ]
 
 
-def time_calls(call, warmup, repeat):
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 # ---------------------------------------------------------------- torch peers
 
 
 def build_nflows(d, hidden):
-    import torch.nn.functional as F
-    from nflows.distributions.normal import StandardNormal
-    from nflows.flows.base import Flow
-    from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
-    from nflows.transforms.base import CompositeTransform
-    from nflows.transforms.permutations import ReversePermutation
+    from compare_nflows import build_nflows as nflows_flow
 
-    layers = []
-    for i in range(5):
-        if i > 0:
-            layers.append(ReversePermutation(features=d))
-        layers.append(
-            MaskedAffineAutoregressiveTransform(
-                features=d,
-                hidden_features=hidden,
-                num_blocks=2,
-                use_residual_blocks=False,
-                activation=F.relu,
-            )
-        )
-    flow = Flow(CompositeTransform(layers), StandardNormal([d]))
+    flow = nflows_flow(d, hidden)
     return flow, flow.log_prob, flow.sample
 
 

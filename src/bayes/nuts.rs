@@ -148,11 +148,7 @@ pub fn sample_neutra<Q: VariationalFamily<f64> + Sync + ?Sized>(
     };
     // One evaluation first, so that a flow without a forward backward pass
     // (MAF samples sequentially) is refused before any chain starts.
-    let mut probe = Posterior {
-        target,
-        flow: Some(q.transform()),
-        scratch: vec![0.0; q.transform().num_params()],
-    };
+    let mut probe = Posterior::new(target, Some(q.transform()));
     let start = init(&mut StdRng::seed_from_u64(options.seed));
     let mut grad = vec![0.0; start.len()];
     if let Err(PointError::Flow(reason)) = probe.logp(&start, &mut grad) {
@@ -267,11 +263,7 @@ fn run_chain(
         Some((_, init)) => init(&mut rng),
         None => (0..d).map(|_| rng.random_range(-2.0..2.0)).collect(),
     };
-    let density = Posterior {
-        target,
-        flow: flow.map(|(f, _)| f),
-        scratch: vec![0.0; flow.map_or(0, |(f, _)| f.num_params())],
-    };
+    let density = Posterior::new(target, flow.map(|(f, _)| f));
     let mut chain = settings
         .new_chain(k as u64, CpuMath::new(density), &mut rng)
         .map_err(|e| fail(e.to_string()))?;
@@ -328,6 +320,19 @@ struct Posterior<'a> {
     /// The flow's parameter gradients, computed by its backward pass and
     /// not needed here.
     scratch: Vec<f64>,
+}
+
+impl<'a> Posterior<'a> {
+    fn new(
+        target: &'a (dyn LogDensity<f64> + Sync),
+        flow: Option<&'a dyn Differentiable<f64>>,
+    ) -> Self {
+        Posterior {
+            target,
+            flow,
+            scratch: vec![0.0; flow.map_or(0, |f| f.num_params())],
+        }
+    }
 }
 
 /// Why `log p` could not be evaluated at a point.
@@ -430,11 +435,7 @@ mod tests {
         let spec = FlowSpec::parse("realnvp(2, hidden = 8, identity_init = false)").unwrap();
         let q = FlowModel::<f64>::new(&spec, 3, 5).unwrap();
         let flow = q.transform();
-        let mut p = Posterior {
-            target: &target,
-            flow: Some(flow),
-            scratch: vec![0.0; flow.num_params()],
-        };
+        let mut p = Posterior::new(&target, Some(flow));
         let value = |z: &[f64]| {
             let (x, l) = flow.forward_and_log_det(&DMatrix::from_column_slice(3, 1, z));
             LogDensity::<f64>::log_density(&target, &x)[0] + l[0]
@@ -462,11 +463,7 @@ mod tests {
             g.fill(0.0);
             f64::NAN
         });
-        let mut p = Posterior {
-            target: &nan_target,
-            flow: Some(flow),
-            scratch: vec![0.0; flow.num_params()],
-        };
+        let mut p = Posterior::new(&nan_target, Some(flow));
         let e = p.logp(&[0.0; 3], &mut [0.0; 3]).unwrap_err();
         assert!(e.is_recoverable());
     }
