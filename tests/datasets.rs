@@ -84,7 +84,8 @@ fn names_round_trip() {
             "checkerboard",
             "8gaussians",
             "pinwheel",
-            "spirals"
+            "spirals",
+            "torus"
         ]
     );
     for &d in Dataset::ALL {
@@ -94,7 +95,7 @@ fn names_round_trip() {
     }
     assert_eq!(Dataset::from_name("Moons"), None);
     assert_eq!(Dataset::from_name(""), None);
-    assert_eq!(Dataset::ALL.len(), 6);
+    assert_eq!(Dataset::ALL.len(), 7);
 }
 
 /// The documented bounding regions of the default sets (noise included:
@@ -116,6 +117,7 @@ fn default_sets_in_their_bounding_regions() {
                 Dataset::EightGaussians => (p.norm() - 2.0).abs() <= 6.0 * 0.25 * 2f64.sqrt(),
                 Dataset::Pinwheel => p.norm() <= 2.0 * (1.0 + 6.0 * 0.3) + 0.1,
                 Dataset::TwoSpirals => p.norm() <= PI + 0.24 + 6.0 * 0.1 * 2f64.sqrt(),
+                Dataset::Torus => (-PI..PI).contains(&a) && (-PI..PI).contains(&b),
             };
             assert!(ok, "{d}: point ({a}, {b}) outside its region");
         }

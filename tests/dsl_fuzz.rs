@@ -104,6 +104,7 @@ fn layer_text() -> impl Strategy<Value = String> {
                     ValueKind::PositiveFloat => Just("2.5".to_string()).boxed(),
                     ValueKind::Bool => Just("true".to_string()).boxed(),
                     ValueKind::Activation => Just("elu".to_string()).boxed(),
+                    ValueKind::Float => Just("-0.5".to_string()).boxed(),
                 };
                 proptest::option::of(value.prop_map(move |v| format!("{name} = {v}"))).boxed()
             })

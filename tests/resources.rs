@@ -31,6 +31,10 @@ fn value_text(name: &'static str, kind: ValueKind) -> BoxedStrategy<String> {
             prop_oneof![Just("true".to_string()), Just("false".to_string())].boxed()
         }
         (_, ValueKind::Activation) => Just("tanh".to_string()).boxed(),
+        // Keeps `low < high` of `soft_clip` whichever of the two is given.
+        ("low", ValueKind::Float) => Just("-1.5".to_string()).boxed(),
+        ("high", ValueKind::Float) => Just("2".to_string()).boxed(),
+        (_, ValueKind::Float) => Just("0.5".to_string()).boxed(),
     }
 }
 

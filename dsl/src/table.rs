@@ -13,6 +13,8 @@ pub enum ValueKind {
     Bool,
     /// One of `relu`, `tanh`, `elu`.
     Activation,
+    /// Any finite number (`low`, `high`, `p`); integers are accepted.
+    Float,
 }
 
 /// The activation names the DSL accepts.
@@ -26,6 +28,7 @@ impl ValueKind {
             ValueKind::PositiveFloat => "a number greater than 0",
             ValueKind::Bool => "`true` or `false`",
             ValueKind::Activation => "one of `relu`, `tanh`, `elu`",
+            ValueKind::Float => "a finite number",
         }
     }
 
@@ -51,6 +54,9 @@ impl ValueKind {
             (ValueKind::PositiveFloat, Value::Int(_) | Value::Float(_)) => {
                 Err((format!("{v} is out of range"), None))
             }
+            (ValueKind::Float, Value::Int(i)) => Ok(Value::Float(*i as f64)),
+            (ValueKind::Float, Value::Float(x)) if x.is_finite() => Ok(Value::Float(*x)),
+            (ValueKind::Float, Value::Float(_)) => Err((format!("{v} is not finite"), None)),
             (ValueKind::Bool, Value::Bool(b)) => Ok(Value::Bool(*b)),
             (ValueKind::Activation, Value::Word(w)) if ACTIVATIONS.contains(&w.as_str()) => {
                 Ok(Value::Word(w.clone()))
@@ -181,6 +187,41 @@ const UNITS: KeyDef = KeyDef {
     doc: "number of sigmoid units K of each coordinate's deep sigmoidal transformer",
 };
 
+const LOW: KeyDef = KeyDef {
+    name: "low",
+    kind: ValueKind::Float,
+    default: "-1.0",
+    doc: "lower end of the image interval (low, high)",
+};
+const HIGH: KeyDef = KeyDef {
+    name: "high",
+    kind: ValueKind::Float,
+    default: "1.0",
+    doc: "upper end of the image interval (low, high); must exceed low",
+};
+const HINGE: KeyDef = KeyDef {
+    name: "hinge",
+    kind: ValueKind::PositiveFloat,
+    default: "0.1",
+    doc: "width of the soft corners at low and high (smaller: closer to the identity inside)",
+};
+const EXPONENT: KeyDef = KeyDef {
+    name: "p",
+    kind: ValueKind::Float,
+    default: "2.0",
+    doc: "the exponent, finite and not 0",
+};
+
+const BLOCKS: KeyDef = KeyDef {
+    name: "blocks",
+    kind: ValueKind::PositiveInt,
+    default: "2",
+    doc: "number of hidden block layers of the block neural autoregressive network (bnaf)",
+};
+/// `bnaf`: `hidden` is the total width of each hidden layer (rounded up to
+/// a multiple of D); its activation is tanh, as in the paper.
+const BNAF: &[KeyDef] = &[HIDDEN, IDENTITY_INIT_RANDOM, BLOCKS];
+
 const REFLECTIONS: KeyDef = KeyDef {
     name: "m",
     kind: ValueKind::PositiveInt,
@@ -199,6 +240,8 @@ const SPLINE: &[KeyDef] = &[
     BOUND,
 ];
 const NAF: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, RESIDUAL, UNITS];
+/// The circular spline acts on `[−π, π)`: no `bound`.
+const CIRCULAR: &[KeyDef] = &[HIDDEN, DEPTH, ACTIVATION, IDENTITY_INIT, RESIDUAL, BINS];
 const INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT];
 const RANDOM_INIT_ONLY: &[KeyDef] = &[IDENTITY_INIT_RANDOM];
 
@@ -240,6 +283,13 @@ pub const LAYERS: &[LayerDef] = &[
         summary: "rational-quadratic spline coupling (neural spline flow): both directions 1 pass",
     },
     LayerDef {
+        name: "circular_spline",
+        aliases: &[],
+        keys: CIRCULAR,
+        repeat: Repeat::ComplementMask,
+        summary: "circular rational-quadratic spline coupling on the torus [-pi, pi)^D: both directions 1 pass",
+    },
+    LayerDef {
         name: "spline_ar",
         aliases: &[],
         keys: SPLINE,
@@ -252,6 +302,13 @@ pub const LAYERS: &[LayerDef] = &[
         keys: NAF,
         repeat: Repeat::Reverse,
         summary: "neural autoregressive flow (deep sigmoidal): density in 1 pass, sampling in D passes with root finding",
+    },
+    LayerDef {
+        name: "bnaf",
+        aliases: &[],
+        keys: BNAF,
+        repeat: Repeat::Reverse,
+        summary: "block neural autoregressive flow: density in 1 network pass, sampling by D root findings",
     },
     LayerDef {
         name: "planar",
@@ -336,6 +393,34 @@ pub const LAYERS: &[LayerDef] = &[
         keys: &[],
         repeat: Repeat::Plain,
         summary: "elementwise softplus onto (0, inf)",
+    },
+    LayerDef {
+        name: "soft_clip",
+        aliases: &[],
+        keys: &[LOW, HIGH, HINGE],
+        repeat: Repeat::Plain,
+        summary: "elementwise smooth clip of R onto (low, high), nearly the identity inside",
+    },
+    LayerDef {
+        name: "power",
+        aliases: &[],
+        keys: &[EXPONENT],
+        repeat: Repeat::Plain,
+        summary: "elementwise x^p on (0, inf)",
+    },
+    LayerDef {
+        name: "reciprocal",
+        aliases: &[],
+        keys: &[],
+        repeat: Repeat::Plain,
+        summary: "elementwise 1/x on R without 0, its own inverse",
+    },
+    LayerDef {
+        name: "ordered",
+        aliases: &[],
+        keys: &[],
+        repeat: Repeat::Plain,
+        summary: "onto increasing vectors: y0 = x0, yi = y(i-1) + exp(xi)",
     },
 ];
 

@@ -23,9 +23,12 @@ use crate::{Error, Real};
 /// `log|det ∂y/∂x|` is the sum of the transformer's log-derivatives over `B`.
 ///
 /// The instances are [`AdditiveCoupling`](super::AdditiveCoupling) (NICE),
-/// [`AffineCoupling`](super::AffineCoupling) (RealNVP) and
-/// [`SplineCoupling`](super::SplineCoupling); their pages give the
-/// constructors and the conditioner's output layout.
+/// [`AffineCoupling`](super::AffineCoupling) (RealNVP),
+/// [`SplineCoupling`](super::SplineCoupling) and
+/// [`CircularSplineCoupling`](super::CircularSplineCoupling); their pages
+/// give the constructors and the conditioner's output layout. The
+/// conditioner of a [periodic](Transformer::PERIODIC) transformer (the
+/// circular spline's) reads `[cos x_A; sin x_A; c]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(
     serialize = "T: Real + Serialize, Tr: Serialize",
@@ -61,6 +64,7 @@ impl<T: Real, Tr: Transformer<T>> TryFrom<CouplingRepr<T, Tr>> for Coupling<T, T
             &r.mask,
             &r.net,
             r.transformer.params_per_coord(),
+            Tr::PERIODIC,
         )?;
         Ok(Self {
             mask: r.mask,
@@ -80,17 +84,19 @@ impl<T: Real, Tr: Transformer<T>> From<Coupling<T, Tr>> for CouplingRepr<T, Tr> 
     }
 }
 
-/// Checks that a conditioner maps `|A|` inputs (plus a context's, if any) to
+/// Checks that a conditioner maps `|A|` inputs (`2|A|` for a `periodic`
+/// transformer's `(cos, sin)` features; plus a context's, if any) to
 /// `per_coord · |B|` outputs.
 fn check_net<T: Real>(
     context: &str,
     mask: &CouplingMask,
     net: &Mlp<T>,
     per_coord: usize,
+    periodic: bool,
 ) -> Result<(), Error> {
     net.validate(context)?;
     let (a, b) = (
-        mask.identity_indices().len(),
+        mask.identity_indices().len() * if periodic { 2 } else { 1 },
         mask.transformed_indices().len(),
     );
     if net.input_dim() < a || net.output_dim() != per_coord * b {
@@ -144,7 +150,7 @@ impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
         transformer.validate(caller)?;
         config.validate(caller)?;
         let net = Mlp::from_config(
-            mask.identity_indices().len() + context_dim,
+            Self::features(mask.identity_indices().len()) + context_dim,
             transformer.params_per_coord() * mask.transformed_indices().len(),
             config,
             rng,
@@ -158,7 +164,8 @@ impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
     }
 
     /// A coupling from an existing conditioner, which must map `|A|` inputs
-    /// (plus a context's) to `|B|·P` outputs (`P` the transformer's raw
+    /// (`2|A|` for a [periodic](Transformer::PERIODIC) transformer; plus a
+    /// context's) to `|B|·P` outputs (`P` the transformer's raw
     /// parameters per coordinate, in the layout of the instance's docs).
     pub fn from_net(mask: CouplingMask, transformer: Tr, net: Mlp<T>) -> Result<Self, Error> {
         transformer.validate(Tr::COUPLING_NAME)?;
@@ -167,6 +174,7 @@ impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
             &mask,
             &net,
             transformer.params_per_coord(),
+            Tr::PERIODIC,
         )?;
         Ok(Self {
             mask,
@@ -205,20 +213,35 @@ impl<T: Real, Tr: Transformer<T>> Coupling<T, Tr> {
         self.net.num_params()
     }
 
-    /// The conditioner's context dimension: its inputs beyond `|A|`.
-    fn context_dim_(&self) -> usize {
-        self.net.input_dim() - self.mask.identity_indices().len()
+    /// The conditioner's features of `a` identity coordinates: `a`, or `2a`
+    /// (`cos` and `sin`) for a [periodic](Transformer::PERIODIC) transformer.
+    fn features(a: usize) -> usize {
+        if Tr::PERIODIC { 2 * a } else { a }
     }
 
-    /// The conditioner input `[x_A; c]`.
+    /// The conditioner's context dimension: its inputs beyond the features of `x_A`.
+    fn context_dim_(&self) -> usize {
+        self.net.input_dim() - Self::features(self.mask.identity_indices().len())
+    }
+
+    /// The conditioner input `[x_A; c]`, or `[cos x_A; sin x_A; c]` for a
+    /// periodic transformer.
     fn conditioner_input(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
         let idx = self.mask.identity_indices();
-        if c.nrows() == 0 {
+        if c.nrows() == 0 && !Tr::PERIODIC {
             return CouplingMask::gather(idx, x);
         }
-        let a = idx.len();
-        DMatrix::from_fn(a + c.nrows(), x.ncols(), |r, j| {
-            if r < a { x[(idx[r], j)] } else { c[(r - a, j)] }
+        let (a, f) = (idx.len(), Self::features(idx.len()));
+        DMatrix::from_fn(f + c.nrows(), x.ncols(), |r, j| {
+            if r >= f {
+                c[(r - f, j)]
+            } else if !Tr::PERIODIC {
+                x[(idx[r], j)]
+            } else if r < a {
+                x[(idx[r], j)].cos()
+            } else {
+                x[(idx[r - a], j)].sin()
+            }
         })
     }
 
@@ -307,13 +330,20 @@ fn through<T: Real, Tr: Transformer<T>>(
     let (grad_z, grad_log_det) = rest(&z, &ldj)?;
     let (mut grad_in, grad_net) = k.cotangents(input, &out, &grad_z, &grad_log_det, inverse);
     let g = k.net.backward(&cache, &grad_net, grad_params, None);
+    let a = ia.len();
     for (r, &i) in ia.iter().enumerate() {
         for s in 0..input.ncols() {
-            grad_in[(i, s)] += g[(r, s)];
+            grad_in[(i, s)] += if Tr::PERIODIC {
+                // d cos/dx = −sin, d sin/dx = cos.
+                let (sin, cos) = input[(i, s)].sin_cos();
+                cos * g[(a + r, s)] - sin * g[(r, s)]
+            } else {
+                g[(r, s)]
+            };
         }
     }
     if context_dim > 0 {
-        *grad_context += g.rows(ia.len(), context_dim);
+        *grad_context += g.rows(Coupling::<T, Tr>::features(a), context_dim);
     }
     Ok(grad_in)
 }

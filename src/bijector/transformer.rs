@@ -10,8 +10,8 @@
 //! [`Coupling`](super::Coupling) and [`Autoregressive`](super::Autoregressive)
 //! are generic over it. The affine transformer of MAF and RealNVP, the
 //! additive one of NICE, the rational-quadratic spline of the neural
-//! spline flows and the deep sigmoidal flow of the neural autoregressive
-//! flow are the instances.
+//! spline flows, the deep sigmoidal flow of the neural autoregressive flow
+//! and the circular spline of flows on tori are the instances.
 
 use std::fmt::Debug;
 
@@ -21,11 +21,13 @@ use crate::Real;
 
 mod additive;
 mod affine;
+mod circular_spline;
 mod deep_sigmoidal;
 mod spline;
 
 pub use additive::Additive;
 pub use affine::Affine;
+pub use circular_spline::CircularSpline;
 pub use deep_sigmoidal::DeepSigmoidal;
 pub use spline::Spline;
 
@@ -71,6 +73,13 @@ pub trait Transformer<T: Real>: Debug + Clone + PartialEq + Send + Sync + 'stati
          sequential MADE passes and has no backward pass; train through the density direction \
          (data → base, one MADE pass, as maximum likelihood does), or wrap the layer in `Invert` \
          so that sampling is the one-pass direction";
+
+    /// Whether the coordinates are angles, points of the circle `[−π, π)`: a
+    /// [`Coupling`](super::Coupling) then feeds its conditioner
+    /// `[cos x_A; sin x_A]` (`2|A|` features, then the context) in place of
+    /// `x_A`, so that the raw parameters are periodic in the conditioning
+    /// angles. Default: `false`.
+    const PERIODIC: bool = false;
 
     /// Raw parameters per coordinate, `P`.
     fn params_per_coord(&self) -> usize;

@@ -4,7 +4,8 @@
 //! and draws all its randomness from the caller's `rng`, so a seeded
 //! [`rand::rngs::StdRng`] gives reproducible data. [`Dataset`] lists the
 //! sets by name with default parameters (the names used by the FFJORD toy
-//! benchmarks, Grathwohl et al. 2019, `lib/toy_data.py`).
+//! benchmarks, Grathwohl et al. 2019, `lib/toy_data.py`), and `torus`, two
+//! angles from a [`TorusMixture`] of von Mises distributions.
 //!
 //! ```
 //! use normflow::data::Dataset;
@@ -21,6 +22,12 @@ use std::f64::consts::PI;
 use nalgebra::DMatrix;
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution as _, StandardNormal};
+
+mod torus;
+mod von_mises;
+
+pub use torus::TorusMixture;
+pub use von_mises::{VonMises, log_bessel_i0, mean_resultant_length};
 
 /// Two interleaving half circles, following scikit-learn's `make_moons`:
 /// `⌊n/2⌋` points on the outer moon `(cos t, sin t)` and the rest on the
@@ -302,6 +309,10 @@ pub enum Dataset {
     Pinwheel,
     /// [`two_spirals`] with `noise = 0.1`.
     TwoSpirals,
+    /// Two angles on the torus `[−π, π)²`: [`TorusMixture::two_angles`], a
+    /// mixture of three products of von Mises distributions (exact
+    /// log-density: [`TorusMixture::log_density`]).
+    Torus,
 }
 
 impl Dataset {
@@ -313,6 +324,7 @@ impl Dataset {
         Dataset::EightGaussians,
         Dataset::Pinwheel,
         Dataset::TwoSpirals,
+        Dataset::Torus,
     ];
 
     /// The short name (`"moons"`, `"circles"`, `"checkerboard"`,
@@ -326,6 +338,7 @@ impl Dataset {
             Dataset::EightGaussians => "8gaussians",
             Dataset::Pinwheel => "pinwheel",
             Dataset::TwoSpirals => "spirals",
+            Dataset::Torus => "torus",
         }
     }
 
@@ -351,6 +364,9 @@ impl Dataset {
             Dataset::EightGaussians => "8 Gaussians (std 0.25) on a circle of radius 2",
             Dataset::Pinwheel => "5-arm pinwheel (Johnson et al. 2016), radius about 2",
             Dataset::TwoSpirals => "two interleaved spirals (FFJORD 2spirals, noise 0.1)",
+            Dataset::Torus => {
+                "two angles in [-pi, pi): a mixture of 3 products of von Mises (for circular_spline)"
+            }
         }
     }
 
@@ -370,6 +386,7 @@ impl Dataset {
             Dataset::EightGaussians => eight_gaussians(n, 2.0, 0.25, rng),
             Dataset::Pinwheel => pinwheel(n, rng),
             Dataset::TwoSpirals => two_spirals(n, 0.1, rng),
+            Dataset::Torus => TorusMixture::two_angles().sample(n, rng),
         }
     }
 }

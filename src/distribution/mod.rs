@@ -27,6 +27,7 @@ mod student_t;
 mod summary;
 mod transformed;
 mod uniform;
+mod uniform_torus;
 
 pub use beta::Beta;
 pub use blockwise::BlockwiseDistribution;
@@ -45,6 +46,7 @@ pub use summary::{KlDivergence, Marginals, Summary};
 pub use transformed::TransformedDistribution;
 pub(crate) use transformed::log_prob_from;
 pub use uniform::Uniform;
+pub use uniform_torus::UniformTorus;
 
 /// A probability distribution on `R^D` with a density.
 ///

@@ -16,7 +16,8 @@ use crate::{Error, Real};
 /// forward (base → data) order, counts expanded. Built by
 /// [`FlowSpec::build_conditional`] it is conditioned on a context of
 /// dimension `C` ([`Bijector::context_dim`]): the layers with a conditioner
-/// (`maf`, `iaf`, `spline_ar`, `naf`, `realnvp`, `spline_coupling`) read it, the
+/// (`maf`, `iaf`, `spline_ar`, `naf`, `bnaf`, `realnvp`, `spline_coupling`,
+/// `circular_spline`) read it, the
 /// others ignore it; call it through the `_given` methods.
 ///
 /// A `Flow<T>` is a [`Bijector<T>`], so it can be handed to
@@ -57,6 +58,8 @@ pub(crate) const DEFAULT_BINS: usize = 8;
 pub(crate) const DEFAULT_BOUND: f64 = 3.0;
 /// Default number of sigmoid units of `naf` (see `docs/dsl.md`).
 pub(crate) const DEFAULT_UNITS: usize = transformer::DeepSigmoidal::DEFAULT_UNITS;
+/// Default number of hidden block layers of `bnaf` (see `docs/dsl.md`).
+pub(crate) const DEFAULT_BLOCKS: usize = BlockNeuralAutoregressive::<f64>::DEFAULT_BLOCKS;
 
 pub(super) fn conditioner(l: &LayerSpec) -> ConditionerConfig {
     let d = ConditionerConfig::default();
@@ -78,8 +81,10 @@ pub(crate) const CONDITIONED_LAYERS: &[&str] = &[
     "iaf",
     "spline_ar",
     "naf",
+    "bnaf",
     "realnvp",
     "spline_coupling",
+    "circular_spline",
 ];
 
 impl<T: Real> Flow<T> {
@@ -149,6 +154,12 @@ impl<T: Real> Flow<T> {
                     "spline_coupling" => CouplingMask::half(dim, flip)
                         .and_then(|m| SplineCoupling::new(m, bins, bound, &cfg, rng))
                         .map(FlowLayer::SplineCoupling),
+                    "circular_spline" if conditioned => CouplingMask::half(dim, flip)
+                        .and_then(|m| CircularSplineCoupling::conditional(m, c, bins, &cfg, rng))
+                        .map(FlowLayer::CircularSpline),
+                    "circular_spline" => CouplingMask::half(dim, flip)
+                        .and_then(|m| CircularSplineCoupling::new(m, bins, &cfg, rng))
+                        .map(FlowLayer::CircularSpline),
                     "spline_ar" if conditioned => {
                         SplineAutoregressive::conditional(dim, c, bins, bound, &cfg, rng)
                             .map(FlowLayer::SplineAr)
@@ -160,6 +171,16 @@ impl<T: Real> Flow<T> {
                             .map(FlowLayer::Naf)
                     }
                     "naf" => NeuralAutoregressive::new(dim, units, &cfg, rng).map(FlowLayer::Naf),
+                    "bnaf" => {
+                        let blocks = usize_opt(l, "blocks", DEFAULT_BLOCKS);
+                        let (h, init) = (cfg.hidden, identity_init);
+                        if conditioned {
+                            BlockNeuralAutoregressive::conditional(dim, c, h, blocks, init, rng)
+                        } else {
+                            BlockNeuralAutoregressive::new(dim, h, blocks, init, rng)
+                        }
+                        .map(FlowLayer::Bnaf)
+                    }
                     "planar" => Planar::new(dim, identity_init, rng).map(FlowLayer::Planar),
                     "radial" => Radial::new(dim, identity_init, rng).map(FlowLayer::Radial),
                     "sylvester" => {
@@ -176,6 +197,15 @@ impl<T: Real> Flow<T> {
                     "sigmoid" => Ok(FlowLayer::Sigmoid),
                     "tanh" => Ok(FlowLayer::Tanh),
                     "softplus" => Ok(FlowLayer::Softplus),
+                    "soft_clip" => SoftClip::new(
+                        T::lit(f64_opt(l, "low", -1.0)),
+                        T::lit(f64_opt(l, "high", 1.0)),
+                        T::lit(f64_opt(l, "hinge", 0.1)),
+                    )
+                    .map(FlowLayer::SoftClip),
+                    "power" => Power::new(T::lit(f64_opt(l, "p", 2.0))).map(FlowLayer::Power),
+                    "reciprocal" => Ok(FlowLayer::Reciprocal),
+                    "ordered" => Ok(FlowLayer::Ordered),
                     other => super::registry::build::<T>(other, dim)
                         .map(FlowLayer::User)
                         .ok_or_else(|| Error::Unsupported {

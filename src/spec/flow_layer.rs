@@ -16,8 +16,10 @@ pub enum FlowLayer<T: Real> {
     Nice(AdditiveCoupling<T>),
     RealNvp(AffineCoupling<T>),
     SplineCoupling(SplineCoupling<T>),
+    CircularSpline(CircularSplineCoupling<T>),
     SplineAr(SplineAutoregressive<T>),
     Naf(NeuralAutoregressive<T>),
+    Bnaf(BlockNeuralAutoregressive<T>),
     Planar(Planar<T>),
     Radial(Radial<T>),
     Sylvester(Sylvester<T>),
@@ -29,6 +31,10 @@ pub enum FlowLayer<T: Real> {
     Sigmoid,
     Tanh,
     Softplus,
+    SoftClip(SoftClip<T>),
+    Power(Power<T>),
+    Reciprocal,
+    Ordered,
     /// A user's layer, registered under a name
     /// ([`register_layer`](super::register_layer)).
     User(Box<dyn super::UserLayer<T>>),
@@ -51,8 +57,10 @@ macro_rules! dispatch {
             FlowLayer::Nice($b) => $e,
             FlowLayer::RealNvp($b) => $e,
             FlowLayer::SplineCoupling($b) => $e,
+            FlowLayer::CircularSpline($b) => $e,
             FlowLayer::SplineAr($b) => $e,
             FlowLayer::Naf($b) => $e,
+            FlowLayer::Bnaf($b) => $e,
             FlowLayer::Planar($b) => $e,
             FlowLayer::Radial($b) => $e,
             FlowLayer::Sylvester($b) => $e,
@@ -60,6 +68,8 @@ macro_rules! dispatch {
             FlowLayer::ActNorm($b) => $e,
             FlowLayer::Lu($b) => $e,
             FlowLayer::Permute($b) => $e,
+            FlowLayer::SoftClip($b) => $e,
+            FlowLayer::Power($b) => $e,
             FlowLayer::Exp => {
                 let $b = $($r)+ Exp;
                 $e
@@ -74,6 +84,14 @@ macro_rules! dispatch {
             }
             FlowLayer::Softplus => {
                 let $b = $($r)+ Softplus;
+                $e
+            }
+            FlowLayer::Reciprocal => {
+                let $b = $($r)+ Reciprocal;
+                $e
+            }
+            FlowLayer::Ordered => {
+                let $b = $($r)+ Ordered;
                 $e
             }
             FlowLayer::User(boxed) => {

@@ -121,6 +121,31 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
         "nice" => with_net(d, coupling_in, n(transformed), &cfg, false),
         "realnvp" => with_net(d, coupling_in, mul(n(transformed), Some(2)), &cfg, false),
         "spline_coupling" => with_net(d, coupling_in, mul(n(transformed), per_coord), &cfg, false),
+        // (cos, sin) of each identity angle in; 3K raw parameters per angle out.
+        "circular_spline" => {
+            let inputs = add(mul(n(ident), Some(2)), n(context));
+            let outputs = mul(n(transformed), mul(n(bins), Some(3)));
+            with_net(d, inputs, outputs, &cfg, false)
+        }
+        // The masked block network: BlockNeuralAutoregressive::param_count.
+        "bnaf" => {
+            use crate::bijector::BlockNeuralAutoregressive as Bnaf;
+            let blocks = super::flow::usize_opt(l, "blocks", super::flow::DEFAULT_BLOCKS);
+            let units = Bnaf::<f64>::units_for(dim, cfg.hidden);
+            let params = Bnaf::<f64>::param_count(dim, units, blocks, context).and_then(n);
+            // Dense D·a × D·a weights of every layer for a call.
+            let a = n(units);
+            let square = mul(mul(d, d), mul(a, a));
+            let hidden = mul(d, a);
+            let layers = n(blocks);
+            Cost {
+                params,
+                workspace: mul(add(square, mul(mul(d, d), a)), add(layers, Some(1))),
+                // Pre-activations, activations and their gradients of every
+                // hidden layer, and a few vectors.
+                ..Cost::free(add(mul(mul(hidden, layers), Some(3)), mul(d, Some(6))))
+            }
+        }
         "planar" => Cost {
             params: add(mul(d, Some(2)), Some(1)),
             ..Cost::free(mul(d, Some(3)))
@@ -162,7 +187,8 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
             words: mul(d, Some(2)),
             ..elementwise
         },
-        "exp" | "sigmoid" | "tanh" | "softplus" => elementwise,
+        "exp" | "sigmoid" | "tanh" | "softplus" | "soft_clip" | "power" | "reciprocal"
+        | "ordered" => elementwise,
         // A registered user layer: its parameters per coordinate.
         other => Cost {
             params: mul(d, n(super::registry::params_per_coord(other).unwrap_or(0))),
@@ -269,9 +295,30 @@ mod tests {
         // LU: D(D + 1).
         assert_eq!(params("lu", 7, 0), Some(56));
         assert_eq!(params("planar >> radial >> actnorm", 3, 0), Some(7 + 5 + 6));
+        // BNAF, D = 2, hidden 4 (2 units per coordinate), 2 blocks: the
+        // layers 1 → 2, 2 → 2, 2 → 1 per block pair hold 3·(2, 4, 2) raw
+        // entries (D(D+1)/2 = 3 block pairs) and 2·(4, 4, 2) scales and
+        // biases; + 2 gates. With a context of 3: + D·a·3 = 12.
+        assert_eq!(
+            params("bnaf(hidden = 4)", 2, 0),
+            Some(3 * (2 + 4 + 2) + 2 * (4 + 4 + 2) + 2)
+        );
+        assert_eq!(params("bnaf(hidden = 3, blocks = 2)", 2, 3), Some(46 + 12));
+        // D = 1, 1 block of 5 units: (5 + 10) + (5 + 2) + 1.
+        assert_eq!(params("bnaf(hidden = 5, blocks = 1)", 1, 0), Some(23));
         // Sylvester: mD + D(D + 1) + D, with m = D by default.
         assert_eq!(params("sylvester(m = 2)", 3, 0), Some(6 + 12 + 3));
         assert_eq!(params("sylvester", 3, 0), Some(9 + 12 + 3));
+        // Circular spline, D = 3, K = 2: cos and sin of 1 angle in, 2·3K out:
+        // (2·4 + 4) + (4·12 + 12); a 3-dimensional context adds 3 inputs.
+        assert_eq!(
+            params("circular_spline(hidden = 4, depth = 1, bins = 2)", 3, 0),
+            Some(12 + 60)
+        );
+        assert_eq!(
+            params("circular_spline(hidden = 4, depth = 1, bins = 2)", 3, 3),
+            Some(24 + 60)
+        );
         // Residual: 2 → 4, 2 blocks of 2 layers 4 → 4, 4 → 4.
         assert_eq!(
             params("maf(hidden = 4, depth = 2, residual = true)", 2, 0),

@@ -118,8 +118,9 @@ impl FlowSpec {
     /// data given a `context_dim`-dimensional context (`context_dim ≥ 1`).
     ///
     /// The layers with a conditioner network take the context: `maf`, `iaf`,
-    /// `spline_ar` and `naf` (a MADE whose context inputs have degree 0), `realnvp`
-    /// and `spline_coupling` (the context concatenated to the conditioner's
+    /// `spline_ar` and `naf` (a MADE whose context inputs have degree 0), `bnaf`
+    /// (a weight matrix into its first layer), `realnvp`, `spline_coupling`
+    /// and `circular_spline` (the context concatenated to the conditioner's
     /// input). Every other layer (`nice`, `planar`, `radial`, `sylvester`, `batchnorm`,
     /// `actnorm`, `lu`, `permute`, `reverse`, `exp`, `sigmoid`, `tanh`,
     /// `softplus`) is built as in [`FlowSpec::build`] and passes the context

@@ -68,6 +68,15 @@ pub trait TrainableDensity<T: Real>: Distribution<T> + Parameters<T> {
         1
     }
 
+    /// An error (naming the entry of `what`, "training data" or "validation
+    /// data") if a batch of `data` lies outside the model's support, checked
+    /// by [`fit`](super::fit) before training: a flow on the torus takes
+    /// angles in `[−π, π)` only. Default: every finite batch is fine.
+    fn check_support(&self, what: &str, data: &DMatrix<T>) -> Result<(), Error> {
+        let _ = (what, data);
+        Ok(())
+    }
+
     /// The rows of a batch: `D`, or `D + C` for a conditional density.
     fn data_dim(&self) -> usize {
         self.dim() + self.context_dim()

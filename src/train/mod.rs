@@ -39,6 +39,7 @@ mod point_target;
 mod report;
 mod rollback;
 mod standardization;
+mod torus;
 pub mod targets;
 #[cfg(test)]
 mod toy;

@@ -15,7 +15,7 @@ use super::standardization::{
 };
 use crate::bijector::{Bijector, DataStage, Differentiable, assert_pair, no_context};
 use crate::conditional::{ConditionalDiagonalGaussian, split_context, stack_context};
-use crate::distribution::{Distribution, StandardNormal, log_prob_from};
+use crate::distribution::{Distribution, StandardNormal, UniformTorus, log_prob_from};
 use crate::error::clip;
 use crate::nn::ConditionerConfig;
 use crate::spec::{Flow, FlowLayer, FlowSpec};
@@ -30,6 +30,9 @@ pub enum BaseSpec {
     /// A [`ConditionalDiagonalGaussian`] whose mean and scale come from an
     /// MLP of the context with this shape (conditional models only).
     DiagonalGaussian(ConditionerConfig),
+    /// The [`UniformTorus`] on `[−π, π)^D`: the base of a flow on the torus
+    /// (`circular_spline` layers), which such a model takes by itself.
+    UniformTorus,
 }
 
 /// The former name of [`BaseSpec`].
@@ -41,6 +44,7 @@ pub type ConditionalBaseSpec = BaseSpec;
 enum Base<T: Real> {
     StandardNormal(StandardNormal),
     Gaussian(ConditionalDiagonalGaussian<T>),
+    Torus(UniformTorus),
 }
 
 impl<T: Real> Base<T> {
@@ -48,12 +52,14 @@ impl<T: Real> Base<T> {
         match self {
             Base::StandardNormal(b) => b,
             Base::Gaussian(b) => b,
+            Base::Torus(b) => b,
         }
     }
 }
 
 /// A density `p(x)`, or `p(x | c)` given a context: a base (a standard
-/// normal, or for a conditional model a diagonal Gaussian of the context)
+/// normal, for a conditional model possibly a diagonal Gaussian of the
+/// context, or for a flow on the torus the uniform distribution there)
 /// pushed through a flow built from a [`FlowSpec`], with optional per-dimension
 /// standardisations of the samples and of the contexts. The model that `fit`
 /// trains and the command-line tool saves.
@@ -107,32 +113,39 @@ pub type ConditionalFlowModel<T> = FlowModel<T>;
 
 impl<T: Real> FlowModel<T> {
     /// Builds `spec` for `dim`-dimensional data, drawing initial parameters
-    /// and permutations from a generator seeded with `seed`.
+    /// and permutations from a generator seeded with `seed`. The base is a
+    /// standard normal, or for a flow on the torus (`circular_spline` layers,
+    /// with `permute` or `reverse` between them) the uniform distribution on
+    /// `[−π, π)^D`; a spec that mixes circular layers with layers that leave
+    /// the torus is an error.
     pub fn new(spec: &FlowSpec, dim: usize, seed: u64) -> Result<Self, Error> {
+        let base_spec = super::torus::default_base(spec, "FlowModel::new")?;
         let mut rng = StdRng::seed_from_u64(seed);
         let flow = spec.build::<T>(dim, &mut rng)?;
-        Ok(Self::assemble(
-            flow,
-            Base::StandardNormal(StandardNormal::new(dim)?),
-            BaseSpec::StandardNormal,
-            seed,
-        ))
+        let base = match base_spec {
+            BaseSpec::UniformTorus => Base::Torus(UniformTorus::new(dim)?),
+            _ => Base::StandardNormal(StandardNormal::new(dim)?),
+        };
+        Ok(Self::assemble(flow, base, base_spec, seed))
     }
 
     /// Builds `spec` as a conditional model of `dim`-dimensional data given
     /// `context_dim`-dimensional contexts (`≥ 1`), with a standard normal
-    /// base ([`FlowSpec::build_conditional`] says which layers read the
-    /// context).
+    /// base, or the uniform one on the torus for a flow on the torus (as
+    /// [`FlowModel::new`]; [`FlowSpec::build_conditional`] says which layers
+    /// read the context).
     pub fn conditional(
         spec: &FlowSpec,
         dim: usize,
         context_dim: usize,
         seed: u64,
     ) -> Result<Self, Error> {
-        Self::conditional_with_base(spec, dim, context_dim, BaseSpec::StandardNormal, seed)
+        let base = super::torus::default_base(spec, "FlowModel::conditional")?;
+        Self::conditional_with_base(spec, dim, context_dim, base, seed)
     }
 
-    /// [`FlowModel::conditional`] with the given base.
+    /// [`FlowModel::conditional`] with the given base (`UniformTorus` for a
+    /// flow on the torus and only for one).
     pub fn conditional_with_base(
         spec: &FlowSpec,
         dim: usize,
@@ -140,6 +153,7 @@ impl<T: Real> FlowModel<T> {
         base_spec: BaseSpec,
         seed: u64,
     ) -> Result<Self, Error> {
+        super::torus::check_base(spec, base_spec, "FlowModel::conditional_with_base")?;
         let mut rng = StdRng::seed_from_u64(seed);
         let flow = spec.build_conditional::<T>(dim, context_dim, &mut rng)?;
         let base =
@@ -148,6 +162,7 @@ impl<T: Real> FlowModel<T> {
                 BaseSpec::DiagonalGaussian(cfg) => Base::Gaussian(
                     ConditionalDiagonalGaussian::new(dim, context_dim, &cfg, &mut rng)?,
                 ),
+                BaseSpec::UniformTorus => Base::Torus(UniformTorus::new(dim)?),
             };
         Ok(Self::assemble(flow, base, base_spec, seed))
     }
@@ -225,6 +240,9 @@ impl<T: Real> FlowModel<T> {
         x: &DMatrix<T>,
         c: &DMatrix<T>,
     ) -> Result<(), Error> {
+        if self.base_spec == BaseSpec::UniformTorus {
+            return Err(super::torus::no_standardization(ctx));
+        }
         let sx = standardization_of(x, ctx, "data")?;
         let sc = match c.nrows() {
             0 => None,
@@ -513,6 +531,13 @@ impl<T: Real> TrainableDensity<T> for FlowModel<T> {
     }
     fn min_batch_size(&self) -> usize {
         if self.has_batch_norm() { 2 } else { 1 }
+    }
+    /// A flow on the torus refuses samples with an angle outside `[−π, π)`.
+    fn check_support(&self, what: &str, data: &DMatrix<T>) -> Result<(), Error> {
+        match self.base_spec {
+            BaseSpec::UniformTorus => super::torus::check_angles(what, data, self.dim()),
+            _ => Ok(()),
+        }
     }
 }
 

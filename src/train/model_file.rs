@@ -33,7 +33,9 @@ pub const CONDITIONAL_MODEL_FORMAT_VERSION: u32 = 1;
 const FORMAT_NAME: &str = "normflow-model";
 const CONDITIONAL_FORMAT_NAME: &str = "normflow-conditional-model";
 
-/// The saved form of an unconditional model.
+/// The saved form of an unconditional model. The base is written only when
+/// it is not the standard normal (a flow on the torus), so that other
+/// models' files are those of earlier releases.
 #[derive(Serialize)]
 struct ModelFile {
     format: String,
@@ -41,6 +43,8 @@ struct ModelFile {
     spec: String,
     dim: usize,
     seed: u64,
+    #[serde(skip_serializing_if = "is_standard_normal")]
+    base: BaseSpec,
     standardization: Option<Standardization>,
     params: Vec<f64>,
     state: Vec<f64>,
@@ -79,6 +83,7 @@ impl<T: Real> FlowModel<T> {
                 spec,
                 dim,
                 seed,
+                base: self.base_spec,
                 standardization,
                 params,
                 state,
@@ -140,11 +145,28 @@ impl<T: Real> FlowModel<T> {
                 ),
             ));
         }
+        let base: Option<BaseSpec> = take_opt(
+            &mut obj,
+            loc,
+            "base",
+            "absent, \"standard_normal\" or \"uniform_torus\"",
+        )?;
         let c = read_common::<T>(&mut obj, loc)?;
         check_flow_size::<T>(&c, 0, true, loc)?;
         let dims = describe_dims(c.dim, 0);
         let model = Self::new(&c.spec, c.dim, c.seed)
             .map_err(|e| build_error(loc, &c.spec_text, &dims, e))?;
+        if let Some(b) = base.filter(|b| *b != model.base_spec) {
+            return Err(loc.err(
+                "base",
+                format!(
+                    "is {}, but a model of the spec `{}` has the base {}",
+                    base_name(b),
+                    clip(&c.spec_text),
+                    base_name(model.base_spec)
+                ),
+            ));
+        }
         model.restore(c, None, loc, &dims)
     }
 
@@ -158,7 +180,7 @@ impl<T: Real> FlowModel<T> {
             &mut obj,
             loc,
             "base",
-            "\"standard_normal\" or {\"diagonal_gaussian\": {...}}",
+            "\"standard_normal\", \"uniform_torus\" or {\"diagonal_gaussian\": {...}}",
         )?;
         let context_standardization: Option<Standardization> = take_opt(
             &mut obj,
@@ -192,6 +214,12 @@ impl<T: Real> FlowModel<T> {
         loc: &Loc,
         dims: &str,
     ) -> Result<Self, Error> {
+        if self.base_spec == BaseSpec::UniformTorus && c.standardization.is_some() {
+            return Err(loc.err(
+                "standardization",
+                "must be null: the model is a flow on the torus, whose data are angles",
+            ));
+        }
         self.standardization = c.standardization;
         self.context_standardization = context_standardization;
         let n = Parameters::num_params(&self);
@@ -220,6 +248,20 @@ impl<T: Real> FlowModel<T> {
             reason: e.to_string(),
         })?;
         Self::from_json_in(&text, &Loc::new(path.display().to_string()))
+    }
+}
+
+/// Whether `base` is the standard normal (not written in an unconditional file).
+fn is_standard_normal(base: &BaseSpec) -> bool {
+    *base == BaseSpec::StandardNormal
+}
+
+/// A base as a model file names it.
+fn base_name(base: BaseSpec) -> &'static str {
+    match base {
+        BaseSpec::StandardNormal => "\"standard_normal\"",
+        BaseSpec::DiagonalGaussian(_) => "\"diagonal_gaussian\"",
+        BaseSpec::UniformTorus => "\"uniform_torus\"",
     }
 }
 

@@ -63,7 +63,11 @@ impl<'a, T: Real, M: TrainableDensity<T>, O: FitOptimizer> Trainer<'a, T, M, O> 
         check_data("training data", data, d)?;
         check_options(options)?;
         let mut rng = StdRng::seed_from_u64(options.seed);
+        model.check_support("training data", data)?;
         let (train, valid) = split_validation(data, options, d, &mut rng)?;
+        if let super::Validation::Data(v) = &options.validation {
+            model.check_support("validation data", v)?;
+        }
         if options.patience.is_some() && valid.is_none() {
             return Err(crate::error::check::invalid(
                 "fit",

@@ -39,7 +39,8 @@
 //! then `∂L/∂w̃_i = (1 − Km) p_i (∂L/∂f_i − Σ_j p_j ∂L/∂f_j)` with
 //! `p = softmax(w̃)`. Heights likewise. Interior derivatives:
 //! `δ_j = positive_scale(d̃_j)`, `dδ/dd̃ = σ(d̃ + c)` (the logistic sigmoid);
-//! the boundary ones `δ_0 = δ_K = 1` are constants.
+//! the boundary ones `δ_0 = δ_K = 1` are constants (a circular spline's
+//! shared boundary derivative is a raw value like the interior ones).
 //!
 //! ## The inverse, by implicit differentiation
 //!
@@ -61,6 +62,7 @@
 
 use nalgebra::{DMatrix, DVector};
 
+use super::kernel::derivative_index;
 use super::{Bin, RationalQuadraticSpline, Side, split};
 use crate::bijector::{Differentiable, assert_rows};
 use crate::nn::positive_scale_derivative;
@@ -160,12 +162,12 @@ fn scatter<T: Real>(
     let (gh, gd) = rest.split_at_mut(bins);
     Side::new(rw, bound).backward(k, g.x0, g.w, gw);
     Side::new(rh, bound).backward(k, g.y0, g.h, gh);
-    // δ_k is interior iff 1 ≤ k ≤ K − 1; its raw value is rd[k − 1].
-    if k >= 1 {
-        gd[k - 1] += g.d0 * positive_scale_derivative(rd[k - 1]);
+    // The raw value behind δ_k, if any (a circular spline's ends share one).
+    if let Some(i) = derivative_index(rd.len(), bins, k) {
+        gd[i] += g.d0 * positive_scale_derivative(rd[i]);
     }
-    if k + 1 < bins {
-        gd[k] += g.d1 * positive_scale_derivative(rd[k]);
+    if let Some(i) = derivative_index(rd.len(), bins, k + 1) {
+        gd[i] += g.d1 * positive_scale_derivative(rd[i]);
     }
 }
 
@@ -179,7 +181,7 @@ fn bin_at_x<T: Real>(xc: T, raw: &[T], bins: usize, bound: T) -> (usize, Bin<T>,
     let (rw, rh, rd) = split(raw, bins);
     let (k, x0, x1) = Side::new(rw, bound).locate(xc);
     let (y0, y1) = Side::new(rh, bound).edges(k);
-    let bin = Bin::new(k, (x0, x1), (y0, y1), rd);
+    let bin = Bin::new(k, bins, (x0, x1), (y0, y1), rd);
     let xi = ((xc - x0) / bin.w).max(T::zero()).min(T::one());
     (k, bin, xi)
 }
@@ -229,7 +231,7 @@ pub(crate) fn rqs_inverse_backward<T: Real>(
     let (rw, rh, rd) = split(raw, bins);
     let (k, y0, y1) = Side::new(rh, bound).locate(y);
     let (x0, x1) = Side::new(rw, bound).edges(k);
-    let bin = Bin::new(k, (x0, x1), (y0, y1), rd);
+    let bin = Bin::new(k, bins, (x0, x1), (y0, y1), rd);
     let (xi, _) = bin.solve(y);
     let (_, log_d) = bin.eval(xi);
     // ∂ℓ/∂x at fixed θ: the forward reverse mode with cotangents (0, 1).

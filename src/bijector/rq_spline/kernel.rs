@@ -114,13 +114,29 @@ impl<'a, T: Real> Side<'a, T> {
     }
 }
 
-/// The derivative at knot `j` (`0 ≤ j ≤ K`) from the `K − 1` raw interior ones.
+/// Which raw derivative sets the derivative at knot `j` (`0 ≤ j ≤ K`), if
+/// any. Two layouts: `K − 1` raw values are the interior knots' and both
+/// ends have derivative 1 (`None`); `K` raw values are a circular spline's,
+/// where value 0 is the one derivative shared by both ends and value `j` the
+/// interior knot `j`'s.
 #[inline]
-fn knot_derivative<T: Real>(raw_d: &[T], j: usize) -> T {
-    if j == 0 || j == raw_d.len() + 1 {
-        T::one()
+pub(super) fn derivative_index(raw_len: usize, bins: usize, j: usize) -> Option<usize> {
+    if raw_len == bins {
+        Some(j % bins)
+    } else if j == 0 || j == bins {
+        None
     } else {
-        positive_scale(raw_d[j - 1]).0
+        Some(j - 1)
+    }
+}
+
+/// The derivative at knot `j` (`0 ≤ j ≤ K`) from the raw ones (either
+/// layout of [`derivative_index`]).
+#[inline]
+fn knot_derivative<T: Real>(raw_d: &[T], bins: usize, j: usize) -> T {
+    match derivative_index(raw_d.len(), bins, j) {
+        Some(i) => positive_scale(raw_d[i]).0,
+        None => T::one(),
     }
 }
 
@@ -135,16 +151,17 @@ pub(super) struct Bin<T> {
 }
 
 impl<T: Real> Bin<T> {
-    /// Bin `k` with x-edges `xe`, y-edges `ye` and the raw interior derivatives `raw_d`.
+    /// Bin `k` of `bins` with x-edges `xe`, y-edges `ye` and the raw
+    /// derivatives `raw_d` (either layout of [`derivative_index`]).
     #[inline]
-    pub(super) fn new(k: usize, xe: (T, T), ye: (T, T), raw_d: &[T]) -> Self {
+    pub(super) fn new(k: usize, bins: usize, xe: (T, T), ye: (T, T), raw_d: &[T]) -> Self {
         Self {
             x0: xe.0,
             w: xe.1 - xe.0,
             y0: ye.0,
             h: ye.1 - ye.0,
-            d0: knot_derivative(raw_d, k),
-            d1: knot_derivative(raw_d, k + 1),
+            d0: knot_derivative(raw_d, bins, k),
+            d1: knot_derivative(raw_d, bins, k + 1),
         }
     }
 
@@ -180,10 +197,11 @@ impl<T: Real> Bin<T> {
     }
 }
 
-/// The three blocks of one coordinate's raw parameters.
+/// The three blocks of one coordinate's raw parameters: `3K − 1` of them,
+/// or `3K` for a circular spline (`K` derivatives, [`derivative_index`]).
 #[inline]
 pub(super) fn split<T: Real>(raw: &[T], bins: usize) -> (&[T], &[T], &[T]) {
-    debug_assert_eq!(raw.len(), params_per_coord(bins));
+    debug_assert!(raw.len() == params_per_coord(bins) || raw.len() == 3 * bins);
     let (w, rest) = raw.split_at(bins);
     let (h, d) = rest.split_at(bins);
     (w, h, d)
@@ -198,7 +216,7 @@ pub(crate) fn rqs_forward<T: Real>(x: T, raw: &[T], bins: usize, bound: T) -> (T
     let xc = x.max(-bound).min(bound);
     let (k, x0, x1) = Side::new(rw, bound).locate(xc);
     let (y0, y1) = Side::new(rh, bound).edges(k);
-    let bin = Bin::new(k, (x0, x1), (y0, y1), rd);
+    let bin = Bin::new(k, bins, (x0, x1), (y0, y1), rd);
     let xi = ((xc - x0) / bin.w).max(T::zero()).min(T::one());
     let (y, log_d) = bin.eval(xi);
     if x.abs() < bound {
@@ -215,7 +233,7 @@ pub(crate) fn rqs_inverse<T: Real>(y: T, raw: &[T], bins: usize, bound: T) -> (T
     let yc = y.max(-bound).min(bound);
     let (k, y0, y1) = Side::new(rh, bound).locate(yc);
     let (x0, x1) = Side::new(rw, bound).edges(k);
-    let bin = Bin::new(k, (x0, x1), (y0, y1), rd);
+    let bin = Bin::new(k, bins, (x0, x1), (y0, y1), rd);
     let (xi, x) = bin.solve(yc);
     let (_, log_d) = bin.eval(xi);
     if y.abs() < bound {
@@ -231,6 +249,6 @@ pub(crate) fn rqs_knots<T: Real>(raw: &[T], bins: usize, bound: T) -> (Vec<T>, V
     (
         Side::new(rw, bound).knots().collect(),
         Side::new(rh, bound).knots().collect(),
-        (0..=bins).map(|j| knot_derivative(rd, j)).collect(),
+        (0..=bins).map(|j| knot_derivative(rd, bins, j)).collect(),
     )
 }
