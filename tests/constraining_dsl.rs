@@ -43,7 +43,10 @@ fn each_name_is_the_library_type() {
         "soft_clip(low = 0, high = 10, hinge = 0.5)",
         &SoftClip::new(0.0, 10.0, 0.5).unwrap(),
     );
-    same("soft_clip(low = -3.5)", &SoftClip::new(-3.5, 1.0, 0.1).unwrap());
+    same(
+        "soft_clip(low = -3.5)",
+        &SoftClip::new(-3.5, 1.0, 0.1).unwrap(),
+    );
     same("power", &Power::new(2.0).unwrap());
     same("power(p = -0.5)", &Power::new(-0.5).unwrap());
     same("reciprocal", &Reciprocal);
@@ -60,7 +63,9 @@ fn a_model_ending_in_a_constraint_samples_inside_it_and_round_trips() {
             c.iter().all(|v| 0.0 < *v && *v < 10.0)
         }),
         ("maf(2) >> ordered", |c| c.windows(2).all(|w| w[0] < w[1])),
-        ("maf(2) >> exp >> power(p = 3)", |c| c.iter().all(|v| *v > 0.0)),
+        ("maf(2) >> exp >> power(p = 3)", |c| {
+            c.iter().all(|v| *v > 0.0)
+        }),
     ];
     for (text, inside) in cases {
         let spec = FlowSpec::parse(text).unwrap();
@@ -94,7 +99,9 @@ fn outside_the_image_the_log_density_is_minus_infinity() {
 /// Bad values are refused with the key and what was expected.
 #[test]
 fn bad_keys_are_refused_with_the_key_named() {
-    let e = build("soft_clip(low = 2, high = 1)", 2).unwrap_err().to_string();
+    let e = build("soft_clip(low = 2, high = 1)", 2)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("high") && e.contains("above low"), "{e}");
     let e = build("power(p = 0)", 2).unwrap_err().to_string();
     assert!(e.contains("p") && e.contains("0"), "{e}");
@@ -103,7 +110,10 @@ fn bad_keys_are_refused_with_the_key_named() {
     let e = build("power(p = 1e999)", 2).unwrap_err().to_string();
     assert!(e.contains("p"), "{e}");
     let e = build("power(p = true)", 2).unwrap_err().to_string();
-    assert!(e.contains("wrong type") || e.contains("finite number"), "{e}");
+    assert!(
+        e.contains("wrong type") || e.contains("finite number"),
+        "{e}"
+    );
     // In f32 an exponent that rounds to 0 is refused, not divided by.
     let spec = FlowSpec::parse("power(p = 1e-60)").unwrap();
     assert!(spec.build::<f32>(2, &mut StdRng::seed_from_u64(0)).is_err());

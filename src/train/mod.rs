@@ -39,8 +39,8 @@ mod point_target;
 mod report;
 mod rollback;
 mod standardization;
-mod torus;
 pub mod targets;
+mod torus;
 #[cfg(test)]
 mod toy;
 mod trainer;
