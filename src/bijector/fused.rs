@@ -405,3 +405,22 @@ macro_rules! backward_from {
     };
 }
 pub(crate) use backward_from;
+
+/// Both context-free backward passes of [`Differentiable`](super::Differentiable)
+/// through the type's own `_given` ones with the empty `0 × n` context (a
+/// layer written for contexts).
+macro_rules! backward_through_given {
+    () => {
+        $crate::bijector::fused::passes!(@backward inverse_and_log_det_backward,
+            |s, y, go, gl, gp| {
+                let c = $crate::bijector::no_context(y.ncols());
+                s.inverse_and_log_det_backward_given(y, &c, go, gl, gp, &mut c.clone())
+            });
+        $crate::bijector::fused::passes!(@backward forward_and_log_det_backward,
+            |s, x, go, gl, gp| {
+                let c = $crate::bijector::no_context(x.ncols());
+                s.forward_and_log_det_backward_given(x, &c, go, gl, gp, &mut c.clone())
+            });
+    };
+}
+pub(crate) use backward_through_given;

@@ -223,7 +223,7 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
-    crate::bijector::fused::backward_from!(backward_without_context);
+    crate::bijector::fused::backward_through_given!();
 
     /// Implicit differentiation of the back-substitution inverse.
     ///
@@ -373,39 +373,6 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
 }
 
 impl<T: Real> Sylvester<T> {
-    /// A backward pass of either direction with the empty context of an
-    /// unconditional layer.
-    fn backward_without_context(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        let c = crate::bijector::no_context(input.ncols());
-        let mut gc = c.clone();
-        if inverse {
-            self.inverse_and_log_det_backward_given(
-                input,
-                &c,
-                grad_out,
-                grad_log_det,
-                grad_params,
-                &mut gc,
-            )
-        } else {
-            self.forward_and_log_det_backward_given(
-                input,
-                &c,
-                grad_out,
-                grad_log_det,
-                grad_params,
-                &mut gc,
-            )
-        }
-    }
-
     /// The context and its cotangent match this layer and the batch.
     fn check_context(&self, caller: &str, m: &DMatrix<T>, c: &DMatrix<T>, gc: &DMatrix<T>) {
         crate::batch::assert_pair(caller, Some(self.dim), self.context_dim, m, c);
