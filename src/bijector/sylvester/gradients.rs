@@ -246,16 +246,7 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
     ) -> Result<DMatrix<T>, Error> {
         const CTX: &str = "Sylvester::inverse_and_log_det_backward";
         let dim = self.dim;
-        self.check_context(CTX, y, c, grad_context);
-        assert_backward_shapes(
-            CTX,
-            dim,
-            self.params.len(),
-            y,
-            grad_x,
-            grad_log_det,
-            grad_params,
-        );
+        self.check_backward(CTX, y, c, grad_x, grad_log_det, grad_params, grad_context);
         let d = self.derived();
         let n = y.ncols();
         let mut acc = self.acc();
@@ -338,16 +329,7 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
     ) -> Result<DMatrix<T>, Error> {
         const CTX: &str = "Sylvester::forward_and_log_det_backward";
         let dim = self.dim;
-        self.check_context(CTX, x, c, grad_context);
-        assert_backward_shapes(
-            CTX,
-            dim,
-            self.params.len(),
-            x,
-            grad_y,
-            grad_log_det,
-            grad_params,
-        );
+        self.check_backward(CTX, x, c, grad_y, grad_log_det, grad_params, grad_context);
         let d = self.derived();
         let n = x.ncols();
         let mut acc = self.acc();
@@ -373,13 +355,34 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
 }
 
 impl<T: Real> Sylvester<T> {
-    /// The context and its cotangent match this layer and the batch.
-    fn check_context(&self, caller: &str, m: &DMatrix<T>, c: &DMatrix<T>, gc: &DMatrix<T>) {
-        crate::batch::assert_pair(caller, Some(self.dim), self.context_dim, m, c);
+    /// The shapes of a backward pass's arguments match this layer and the
+    /// batch (panics naming `caller` otherwise).
+    #[allow(clippy::too_many_arguments)]
+    fn check_backward(
+        &self,
+        caller: &str,
+        input: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &[T],
+        grad_context: &DMatrix<T>,
+    ) {
+        crate::batch::assert_pair(caller, Some(self.dim), self.context_dim, input, c);
         assert_eq!(
-            gc.shape(),
+            grad_context.shape(),
             c.shape(),
             "{caller}: grad_context must have the shape of the context"
+        );
+        let n = self.params.len();
+        assert_backward_shapes(
+            caller,
+            self.dim,
+            n,
+            input,
+            grad_out,
+            grad_log_det,
+            grad_params,
         );
     }
 }
