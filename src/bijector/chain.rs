@@ -148,33 +148,9 @@ fn common_context_dim<'a, T: Real + 'a>(
 }
 
 impl<T: Real> Bijector<T> for Chain<T> {
-    super::fused::context_free_maps!();
+    super::fused::maps_of_sequence!("Chain", s => s.parts.iter().map(|p| &**p));
     fn context_dim(&self) -> usize {
         self.context_dim
-    }
-    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        self.check("Chain::forward", x, c);
-        sequence_map(self.parts.iter().map(|p| &**p), x, c, false)
-    }
-    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        self.check("Chain::inverse", y, c);
-        sequence_map(self.parts.iter().map(|p| &**p), y, c, true)
-    }
-    fn forward_and_log_det_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.check("Chain::forward_and_log_det", x, c);
-        sequence_and_log_det(self.parts.iter().map(|p| &**p), x, c, false)
-    }
-    fn inverse_and_log_det_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.check("Chain::inverse_and_log_det", y, c);
-        sequence_and_log_det(self.parts.iter().map(|p| &**p), y, c, true)
     }
     fn dim(&self) -> Option<usize> {
         self.dim

@@ -76,6 +76,91 @@ macro_rules! maps_from_apply {
 }
 pub(crate) use maps_from_apply;
 
+/// The four passes of one direction of [`Differentiable`](super::Differentiable)
+/// (backward, fused, and both under a context), named by the list and
+/// written by the caller's bodies: `passes!([b, t, bg, tg], |s, input, c,
+/// grad_out, grad_log_det, grad_params, grad_context, rest| { backward },
+/// { fused }, { backward given }, { fused given })`, where `s` is the
+/// receiver and the other names are the methods' arguments (each body uses
+/// those its method has). The single arm `@backward` writes one backward
+/// pass.
+macro_rules! passes {
+    ([$b:ident, $t:ident, $bg:ident, $tg:ident],
+     |$s:ident, $input:ident, $c:ident, $go:ident, $gl:ident, $gp:ident, $gc:ident, $rest:ident|
+     $backward:block, $through:block, $backward_given:block, $through_given:block) => {
+        $crate::bijector::fused::passes!(@backward $b, |$s, $input, $go, $gl, $gp| $backward);
+        #[allow(unused_variables)]
+        fn $t(
+            &self,
+            $input: &DMatrix<T>,
+            $gp: &mut [T],
+            $rest: &mut $crate::bijector::Continuation<'_, T>,
+        ) -> Result<DMatrix<T>, Error> {
+            let $s = self;
+            $through
+        }
+        #[allow(unused_variables)]
+        fn $bg(
+            &self,
+            $input: &DMatrix<T>,
+            $c: &DMatrix<T>,
+            $go: &DMatrix<T>,
+            $gl: &DVector<T>,
+            $gp: &mut [T],
+            $gc: &mut DMatrix<T>,
+        ) -> Result<DMatrix<T>, Error> {
+            let $s = self;
+            $backward_given
+        }
+        #[allow(unused_variables)]
+        fn $tg(
+            &self,
+            $input: &DMatrix<T>,
+            $c: &DMatrix<T>,
+            $gp: &mut [T],
+            $gc: &mut DMatrix<T>,
+            $rest: &mut $crate::bijector::Continuation<'_, T>,
+        ) -> Result<DMatrix<T>, Error> {
+            let $s = self;
+            $through_given
+        }
+    };
+    (@backward $b:ident, |$s:ident, $input:ident, $go:ident, $gl:ident, $gp:ident| $body:block) => {
+        #[allow(unused_variables)]
+        fn $b(
+            &self,
+            $input: &DMatrix<T>,
+            $go: &DMatrix<T>,
+            $gl: &DVector<T>,
+            $gp: &mut [T],
+        ) -> Result<DMatrix<T>, Error> {
+            let $s = self;
+            $body
+        }
+    };
+}
+pub(crate) use passes;
+
+/// The method names of the inverse direction's passes, in the order
+/// [`passes!`] takes them.
+macro_rules! inverse_names {
+    ($m:ident, $($rest:tt)*) => {
+        $crate::bijector::fused::$m!([inverse_and_log_det_backward, inverse_and_log_det_through,
+             inverse_and_log_det_backward_given, inverse_and_log_det_through_given], $($rest)*);
+    };
+}
+pub(crate) use inverse_names;
+
+/// The method names of the forward direction's passes, in the order
+/// [`passes!`] takes them.
+macro_rules! forward_names {
+    ($m:ident, $($rest:tt)*) => {
+        $crate::bijector::fused::$m!([forward_and_log_det_backward, forward_and_log_det_through,
+             forward_and_log_det_backward_given, forward_and_log_det_through_given], $($rest)*);
+    };
+}
+pub(crate) use forward_names;
+
 /// Every backward and fused pass of [`Differentiable`](super::Differentiable),
 /// with and without a context, from one fused pass
 /// `through(&self, input, c, grad_params, grad_context, rest, inverse)`: a
@@ -83,59 +168,25 @@ pub(crate) use maps_from_apply;
 /// hands back the given cotangents.
 macro_rules! training_from_through {
     ($through:path) => {
-        $crate::bijector::fused::training_from_through!(@direction $through, true,
-            inverse_and_log_det_backward, inverse_and_log_det_through,
-            inverse_and_log_det_backward_given, inverse_and_log_det_through_given);
-        $crate::bijector::fused::training_from_through!(@direction $through, false,
-            forward_and_log_det_backward, forward_and_log_det_through,
-            forward_and_log_det_backward_given, forward_and_log_det_through_given);
+        $crate::bijector::fused::inverse_names!(training_from_through,
+            @direction $through, true);
+        $crate::bijector::fused::forward_names!(training_from_through,
+            @direction $through, false);
     };
-    (@direction $through:path, $inverse:expr,
-     $backward:ident, $fused:ident, $backward_given:ident, $fused_given:ident) => {
-        fn $backward(
-            &self,
-            input: &DMatrix<T>,
-            grad_out: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-        ) -> Result<DMatrix<T>, Error> {
-            let mut rest = $crate::bijector::fused::constant(grad_out, grad_log_det);
-            self.$fused(input, grad_params, &mut rest)
-        }
-        fn $fused(
-            &self,
-            input: &DMatrix<T>,
-            grad_params: &mut [T],
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let (c, mut gc) = (
-                $crate::bijector::no_context(input.ncols()),
-                $crate::bijector::no_context(input.ncols()),
-            );
-            $through(self, input, &c, grad_params, &mut gc, rest, $inverse)
-        }
-        fn $backward_given(
-            &self,
-            input: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_out: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let mut rest = $crate::bijector::fused::constant(grad_out, grad_log_det);
-            $through(self, input, c, grad_params, grad_context, &mut rest, $inverse)
-        }
-        fn $fused_given(
-            &self,
-            input: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            $through(self, input, c, grad_params, grad_context, rest, $inverse)
-        }
+    ($names:tt, @direction $through:path, $inverse:expr) => {
+        $crate::bijector::fused::passes!($names, |s, input, c, go, gl, gp, gc, rest| {
+            let mut rest = $crate::bijector::fused::constant(go, gl);
+            let none = $crate::bijector::no_context(input.ncols());
+            $through(s, input, &none, gp, &mut none.clone(), &mut rest, $inverse)
+        }, {
+            let none = $crate::bijector::no_context(input.ncols());
+            $through(s, input, &none, gp, &mut none.clone(), rest, $inverse)
+        }, {
+            let mut rest = $crate::bijector::fused::constant(go, gl);
+            $through(s, input, c, gp, gc, &mut rest, $inverse)
+        }, {
+            $through(s, input, c, gp, gc, rest, $inverse)
+        });
     };
 }
 pub(crate) use training_from_through;
@@ -144,111 +195,122 @@ pub(crate) use training_from_through;
 /// handed to another trainable bijector: `training_by_delegate!(s => target)`
 /// where `target` (an expression in `s`, the receiver) is a
 /// `Result<&dyn Differentiable<T>, Error>`; `swapped` hands the inverse
-/// direction's passes to the target's forward ones and back (an inverse).
+/// direction's passes to the target's forward ones and back (an inverse);
+/// `s => target; inverse errors f` maps the errors of the inverse
+/// direction's passes through `f`.
 macro_rules! training_by_delegate {
     ($s:ident => $target:expr) => {
-        $crate::bijector::fused::training_by_delegate!(@passes $s => $target,
-            [inverse_and_log_det_backward, inverse_and_log_det_through,
-             inverse_and_log_det_backward_given, inverse_and_log_det_through_given],
-            [forward_and_log_det_backward, forward_and_log_det_through,
-             forward_and_log_det_backward_given, forward_and_log_det_through_given]);
+        $crate::bijector::fused::training_by_delegate!($s => $target; inverse errors |e| e);
+    };
+    ($s:ident => $target:expr; inverse errors $f:expr) => {
+        $crate::bijector::fused::inverse_names!(training_by_delegate,
+            @to inverse_names, $s => $target, $f);
+        $crate::bijector::fused::forward_names!(training_by_delegate,
+            @to forward_names, $s => $target, |e| e);
     };
     (swapped $s:ident => $target:expr) => {
-        $crate::bijector::fused::training_by_delegate!(@passes $s => $target,
-            [forward_and_log_det_backward, forward_and_log_det_through,
-             forward_and_log_det_backward_given, forward_and_log_det_through_given],
-            [inverse_and_log_det_backward, inverse_and_log_det_through,
-             inverse_and_log_det_backward_given, inverse_and_log_det_through_given]);
+        $crate::bijector::fused::inverse_names!(training_by_delegate,
+            @to forward_names, $s => $target, |e| e);
+        $crate::bijector::fused::forward_names!(training_by_delegate,
+            @to inverse_names, $s => $target, |e| e);
     };
-    (@passes $s:ident => $target:expr, [$ib:ident, $it:ident, $ibg:ident, $itg:ident],
-        [$fb:ident, $ft:ident, $fbg:ident, $ftg:ident]) => {
-        fn inverse_and_log_det_backward(
-            &self,
-            y: &DMatrix<T>,
-            grad_x: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$ib(y, grad_x, grad_log_det, grad_params)
-        }
-        fn forward_and_log_det_backward(
-            &self,
-            x: &DMatrix<T>,
-            grad_y: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$fb(x, grad_y, grad_log_det, grad_params)
-        }
-        fn inverse_and_log_det_through(
-            &self,
-            y: &DMatrix<T>,
-            grad_params: &mut [T],
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$it(y, grad_params, rest)
-        }
-        fn forward_and_log_det_through(
-            &self,
-            x: &DMatrix<T>,
-            grad_params: &mut [T],
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$ft(x, grad_params, rest)
-        }
-        fn inverse_and_log_det_backward_given(
-            &self,
-            y: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_x: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$ibg(y, c, grad_x, grad_log_det, grad_params, grad_context)
-        }
-        fn forward_and_log_det_backward_given(
-            &self,
-            x: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_y: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$fbg(x, c, grad_y, grad_log_det, grad_params, grad_context)
-        }
-        fn inverse_and_log_det_through_given(
-            &self,
-            y: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$itg(y, c, grad_params, grad_context, rest)
-        }
-        fn forward_and_log_det_through_given(
-            &self,
-            x: &DMatrix<T>,
-            c: &DMatrix<T>,
-            grad_params: &mut [T],
-            grad_context: &mut DMatrix<T>,
-            rest: &mut $crate::bijector::Continuation<'_, T>,
-        ) -> Result<DMatrix<T>, Error> {
-            let $s = self;
-            $target?.$ftg(x, c, grad_params, grad_context, rest)
-        }
+    ($own:tt, @to $theirs:ident, $s:ident => $target:expr, $f:expr) => {
+        $crate::bijector::fused::$theirs!(training_by_delegate,
+            @call $own, $s => $target, $f);
+    };
+    ([$tb:ident, $tt:ident, $tbg:ident, $ttg:ident], @call $own:tt, $s:ident => $target:expr,
+        $f:expr) => {
+        $crate::bijector::fused::passes!($own, |$s, input, c, go, gl, gp, gc, rest| {
+            $target?.$tb(input, go, gl, gp).map_err($f)
+        }, {
+            $target?.$tt(input, gp, rest).map_err($f)
+        }, {
+            $target?.$tbg(input, c, go, gl, gp, gc).map_err($f)
+        }, {
+            $target?.$ttg(input, c, gp, gc, rest).map_err($f)
+        });
     };
 }
 pub(crate) use training_by_delegate;
+
+/// Every context-free map of [`Bijector`](super::Bijector) (and `dim`) from
+/// the type's `forward_impl(&self, z, with_values) -> (values, log-dets)`
+/// (values skipped when not asked for) and `inverse_impl(&self, y)`, with
+/// the rows checked against `self.dim` in messages naming `$name`.
+macro_rules! maps_from_impls {
+    ($name:literal) => {
+        fn forward(&self, z: &DMatrix<T>) -> DMatrix<T> {
+            $crate::batch::assert_rows(concat!($name, "::forward"), self.dim, z);
+            self.forward_impl(z, true).0
+        }
+        fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
+            $crate::batch::assert_rows(concat!($name, "::inverse"), self.dim, y);
+            self.inverse_impl(y).0
+        }
+        fn forward_log_det_jacobian(&self, z: &DMatrix<T>) -> DVector<T> {
+            let context = concat!($name, "::forward_log_det_jacobian");
+            $crate::batch::assert_rows(context, self.dim, z);
+            self.forward_impl(z, false).1
+        }
+        fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+            let context = concat!($name, "::inverse_log_det_jacobian");
+            $crate::batch::assert_rows(context, self.dim, y);
+            self.inverse_impl(y).1
+        }
+        fn forward_and_log_det(&self, z: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+            $crate::batch::assert_rows(concat!($name, "::forward_and_log_det"), self.dim, z);
+            self.forward_impl(z, true)
+        }
+        fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
+            $crate::batch::assert_rows(concat!($name, "::inverse_and_log_det"), self.dim, y);
+            self.inverse_impl(y)
+        }
+        fn dim(&self) -> Option<usize> {
+            Some(self.dim)
+        }
+    };
+}
+pub(crate) use maps_from_impls;
+
+/// The context-taking maps of [`Bijector`](super::Bijector) (and the
+/// context-free ones through them) of a sequence of parts, a chain or a
+/// flow: `maps_of_sequence!("Name", s => parts)` with `parts` (an
+/// expression in the receiver `s`) iterating `&dyn Bijector<T>` in forward
+/// order, and the type's `check(caller, m, c)` asserting the shapes.
+macro_rules! maps_of_sequence {
+    ($name:literal, $s:ident => $parts:expr) => {
+        $crate::bijector::fused::context_free_maps!();
+        fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+            self.check(concat!($name, "::forward"), x, c);
+            let $s = self;
+            $crate::bijector::sequence_map($parts, x, c, false)
+        }
+        fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
+            self.check(concat!($name, "::inverse"), y, c);
+            let $s = self;
+            $crate::bijector::sequence_map($parts, y, c, true)
+        }
+        fn forward_and_log_det_given(
+            &self,
+            x: &DMatrix<T>,
+            c: &DMatrix<T>,
+        ) -> (DMatrix<T>, DVector<T>) {
+            self.check(concat!($name, "::forward_and_log_det"), x, c);
+            let $s = self;
+            $crate::bijector::sequence_and_log_det($parts, x, c, false)
+        }
+        fn inverse_and_log_det_given(
+            &self,
+            y: &DMatrix<T>,
+            c: &DMatrix<T>,
+        ) -> (DMatrix<T>, DVector<T>) {
+            self.check(concat!($name, "::inverse_and_log_det"), y, c);
+            let $s = self;
+            $crate::bijector::sequence_and_log_det($parts, y, c, true)
+        }
+    };
+}
+pub(crate) use maps_of_sequence;
 
 /// Every map of [`Bijector`](super::Bijector) handed to another bijector:
 /// `maps_by_delegate!(s => target)` with `target` an expression in `s` (the
@@ -336,24 +398,29 @@ pub(crate) use maps_by_delegate;
 /// `fn name(&self, input, grad_out, grad_log_det, grad_params, inverse: bool)`.
 macro_rules! backward_from {
     ($method:ident) => {
-        fn inverse_and_log_det_backward(
-            &self,
-            y: &DMatrix<T>,
-            grad_x: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-        ) -> Result<DMatrix<T>, Error> {
-            self.$method(y, grad_x, grad_log_det, grad_params, true)
-        }
-        fn forward_and_log_det_backward(
-            &self,
-            x: &DMatrix<T>,
-            grad_y: &DMatrix<T>,
-            grad_log_det: &DVector<T>,
-            grad_params: &mut [T],
-        ) -> Result<DMatrix<T>, Error> {
-            self.$method(x, grad_y, grad_log_det, grad_params, false)
-        }
+        $crate::bijector::fused::passes!(@backward inverse_and_log_det_backward,
+            |s, y, go, gl, gp| { s.$method(y, go, gl, gp, true) });
+        $crate::bijector::fused::passes!(@backward forward_and_log_det_backward,
+            |s, x, go, gl, gp| { s.$method(x, go, gl, gp, false) });
     };
 }
 pub(crate) use backward_from;
+
+/// Both context-free backward passes of [`Differentiable`](super::Differentiable)
+/// through the type's own `_given` ones with the empty `0 × n` context (a
+/// layer written for contexts).
+macro_rules! backward_through_given {
+    () => {
+        $crate::bijector::fused::passes!(@backward inverse_and_log_det_backward,
+            |s, y, go, gl, gp| {
+                let c = $crate::bijector::no_context(y.ncols());
+                s.inverse_and_log_det_backward_given(y, &c, go, gl, gp, &mut c.clone())
+            });
+        $crate::bijector::fused::passes!(@backward forward_and_log_det_backward,
+            |s, x, go, gl, gp| {
+                let c = $crate::bijector::no_context(x.ncols());
+                s.forward_and_log_det_backward_given(x, &c, go, gl, gp, &mut c.clone())
+            });
+    };
+}
+pub(crate) use backward_through_given;

@@ -129,84 +129,8 @@ impl<T: Real> super::Differentiable<T> for InverseAutoregressiveFlow<T> {
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.inner
-            .inverse_and_log_det_backward(y, grad_x, grad_log_det, grad_params)
-            .map_err(|_| density_unsupported())
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        self.inner
-            .forward_and_log_det_backward(x, grad_y, grad_log_det, grad_params)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        x: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.inner.forward_and_log_det_through(x, grad_params, rest)
-    }
-    fn inverse_and_log_det_backward_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.inner
-            .inverse_and_log_det_backward_given(
-                y,
-                c,
-                grad_x,
-                grad_log_det,
-                grad_params,
-                grad_context,
-            )
-            .map_err(|_| density_unsupported())
-    }
-    fn forward_and_log_det_backward_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.inner.forward_and_log_det_backward_given(
-            x,
-            c,
-            grad_y,
-            grad_log_det,
-            grad_params,
-            grad_context,
-        )
-    }
-    fn forward_and_log_det_through_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut super::Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.inner
-            .forward_and_log_det_through_given(x, c, grad_params, grad_context, rest)
-    }
+    super::fused::training_by_delegate!(s => Ok::<_, Error>(&s.inner);
+        inverse errors |_| density_unsupported());
 }
 
 fn density_unsupported() -> Error {

@@ -483,32 +483,6 @@ fn solve_alpha<T: Real>(c: T, m: T, b: T) -> T {
 }
 
 impl<T: Real> Bijector<T> for Planar<T> {
-    fn forward(&self, z: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("Planar::forward", self.dim, z);
-        self.forward_impl(z, true).0
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("Planar::inverse", self.dim, y);
-        self.inverse_impl(y).0
-    }
-    fn forward_log_det_jacobian(&self, z: &DMatrix<T>) -> DVector<T> {
-        assert_rows("Planar::forward_log_det_jacobian", self.dim, z);
-        self.forward_impl(z, false).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows("Planar::inverse_log_det_jacobian", self.dim, y);
-        self.inverse_impl(y).1
-    }
-    fn forward_and_log_det(&self, z: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("Planar::forward_and_log_det", self.dim, z);
-        self.forward_impl(z, true)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("Planar::inverse_and_log_det", self.dim, y);
-        self.inverse_impl(y)
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.dim)
-    }
+    super::fused::maps_from_impls!("Planar");
     super::differentiable_hooks!();
 }

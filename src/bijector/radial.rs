@@ -2,8 +2,8 @@ use nalgebra::{DMatrix, DVector, DVectorView};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::Bijector;
 use super::planar::std_normal;
-use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
 
@@ -363,32 +363,6 @@ fn norm<T: Real>(v: &DVector<T>) -> T {
 }
 
 impl<T: Real> Bijector<T> for Radial<T> {
-    fn forward(&self, z: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("Radial::forward", self.dim, z);
-        self.forward_impl(z, true).0
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("Radial::inverse", self.dim, y);
-        self.inverse_impl(y).0
-    }
-    fn forward_log_det_jacobian(&self, z: &DMatrix<T>) -> DVector<T> {
-        assert_rows("Radial::forward_log_det_jacobian", self.dim, z);
-        self.forward_impl(z, false).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows("Radial::inverse_log_det_jacobian", self.dim, y);
-        self.inverse_impl(y).1
-    }
-    fn forward_and_log_det(&self, z: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("Radial::forward_and_log_det", self.dim, z);
-        self.forward_impl(z, true)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("Radial::inverse_and_log_det", self.dim, y);
-        self.inverse_impl(y)
-    }
-    fn dim(&self) -> Option<usize> {
-        Some(self.dim)
-    }
+    super::fused::maps_from_impls!("Radial");
     super::differentiable_hooks!();
 }

@@ -2,13 +2,14 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
+use super::Bijector;
 use super::planar::std_normal;
-use super::root::{Eval, safeguarded_newton, tanh_sech2};
-use super::{Bijector, assert_rows};
+use super::root::tanh_sech2;
 use crate::error::check;
 use crate::{Error, Real};
 
 mod gradients;
+mod inverse;
 
 /// Orthogonal (Householder) Sylvester flow layer (van den Berg, Hasenclever,
 /// Tomczak & Welling 2018, *Sylvester Normalizing Flows for Variational
@@ -66,10 +67,17 @@ mod gradients;
 /// triangular substitution. Backward passes cost `O(mD + D²)` per sample (plus
 /// the root finding in the inverse direction).
 ///
-/// **Parameters.** One buffer of length `mD + D(D + 1) + D`:
+/// **Parameters.** One buffer of length `mD + D(D + 1) + D (+ D·C)`:
 /// `[v₁, …, v_m (D each), R (upper triangle, row by row, D(D+1)/2),
-/// R̃ (likewise), b (D)]`, where the diagonal entries of `R` and `R̃` are the
-/// unconstrained `ρᵢ`, `ρ̃ᵢ` (before `tanh`). Every entry must stay finite.
+/// R̃ (likewise), b (D), W (D × C, row by row)]`, where the diagonal entries
+/// of `R` and `R̃` are the unconstrained `ρᵢ`, `ρ̃ᵢ` (before `tanh`). Every
+/// entry must stay finite.
+///
+/// **Conditioning.** Built by [`Sylvester::conditional`] the layer reads a
+/// context `c ∈ R^C` through its bias, `b(c) = b + W c`: the hidden units
+/// shift with the context while `Q`, `R` and `R̃` (hence the invertibility
+/// guarantee, which does not involve `b`) are shared. Unconditional layers
+/// have `C = 0` and no `W`.
 ///
 /// ```
 /// use nalgebra::DMatrix;
@@ -97,7 +105,8 @@ mod gradients;
 pub struct Sylvester<T: Real> {
     dim: usize,
     reflections: usize,
-    /// `[v (mD), R (packed), R̃ (packed), b (D)]`.
+    context_dim: usize,
+    /// `[v (mD), R (packed), R̃ (packed), b (D), W (D·C)]`.
     params: Vec<T>,
 }
 
@@ -110,6 +119,8 @@ pub struct Sylvester<T: Real> {
 struct SylvesterRepr<T: Real> {
     dim: usize,
     reflections: usize,
+    #[serde(default)]
+    context_dim: usize,
     params: Vec<T>,
 }
 
@@ -118,6 +129,7 @@ impl<T: Real> From<Sylvester<T>> for SylvesterRepr<T> {
         SylvesterRepr {
             dim: s.dim,
             reflections: s.reflections,
+            context_dim: s.context_dim,
             params: s.params,
         }
     }
@@ -126,7 +138,7 @@ impl<T: Real> From<Sylvester<T>> for SylvesterRepr<T> {
 impl<T: Real> TryFrom<SylvesterRepr<T>> for Sylvester<T> {
     type Error = Error;
     fn try_from(r: SylvesterRepr<T>) -> Result<Self, Error> {
-        Sylvester::from_params(r.dim, r.reflections, r.params)
+        Sylvester::from_params_conditional(r.dim, r.reflections, r.context_dim, r.params)
     }
 }
 
@@ -194,21 +206,50 @@ impl<T: Real> Sylvester<T> {
         Self::from_params(dim, reflections, params)
     }
 
+    /// A layer conditioned on a context of `context_dim ≥ 1` dimensions:
+    /// [`Sylvester::new`]'s parameters and `W ~ N(0, 0.5²/C)`, so that the
+    /// bias `b + W c` has the spread of `b` for a standardised context.
+    pub fn conditional(
+        dim: usize,
+        reflections: usize,
+        context_dim: usize,
+        rng: &mut dyn Rng,
+    ) -> Result<Self, Error> {
+        check::dim_at_least_one("Sylvester::conditional", "context_dim", context_dim)?;
+        let mut params = Self::new(dim, reflections, rng)?.params;
+        let scale = 0.5 / (context_dim as f64).sqrt();
+        params.extend((0..dim * context_dim).map(|_| T::lit(scale * std_normal(rng))));
+        Self::from_params_conditional(dim, reflections, context_dim, params)
+    }
+
     /// A layer from its parameter buffer (layout in the type's docs). Errors
     /// if `dim` or `reflections` is 0, if the buffer's length is not
     /// `mD + D(D + 1) + D`, or if it holds a non-finite value.
     pub fn from_params(dim: usize, reflections: usize, params: Vec<T>) -> Result<Self, Error> {
+        Self::from_params_conditional(dim, reflections, 0, params)
+    }
+
+    /// A layer conditioned on a context of `context_dim` dimensions (0:
+    /// unconditional) from its parameter buffer, whose length must be
+    /// `mD + D(D + 1) + D + D·C`; otherwise as [`Sylvester::from_params`].
+    pub fn from_params_conditional(
+        dim: usize,
+        reflections: usize,
+        context_dim: usize,
+        params: Vec<T>,
+    ) -> Result<Self, Error> {
         const CTX: &str = "Sylvester::from_params";
         check::dim_at_least_one(CTX, "dim", dim)?;
         check::dim_at_least_one(CTX, "reflections", reflections)?;
         let want = reflections
             .checked_mul(dim)
+            .and_then(|v| v.checked_add(dim.checked_mul(context_dim)?))
             .and_then(|v| v.checked_add(2 * tri_len(dim) + dim));
         if want != Some(params.len()) {
             return Err(check::invalid(
                 CTX,
                 "params",
-                "a buffer of length m·D + D(D + 1) + D",
+                "a buffer of length m·D + D(D + 1) + D + D·C",
                 format!("length {}", params.len()),
             ));
         }
@@ -218,6 +259,7 @@ impl<T: Real> Sylvester<T> {
         Ok(Self {
             dim,
             reflections,
+            context_dim,
             params,
         })
     }
@@ -237,7 +279,7 @@ impl<T: Real> Sylvester<T> {
         &mut self.params
     }
 
-    /// Number of parameters, `mD + D(D + 1) + D`.
+    /// Number of parameters, `mD + D(D + 1) + D (+ D·C)`.
     pub fn num_params(&self) -> usize {
         self.params.len()
     }
@@ -260,7 +302,21 @@ impl<T: Real> Sylvester<T> {
 
     /// `b`.
     pub fn b(&self) -> &[T] {
-        &self.params[self.b_offset()..]
+        &self.params[self.b_offset()..self.w_offset()]
+    }
+
+    /// `W`, `D × C` row by row (empty for an unconditional layer).
+    pub fn context_weights(&self) -> &[T] {
+        &self.params[self.w_offset()..]
+    }
+
+    /// The bias `b + W c` for the context `c` (`C` entries), into `out`.
+    fn bias_into(&self, c: &[T], out: &mut [T]) {
+        let cd = self.context_dim;
+        let w = self.context_weights();
+        for (i, (o, &bi)) in out.iter_mut().zip(self.b()).enumerate() {
+            *o = bi + dot(&w[i * cd..(i + 1) * cd], c);
+        }
     }
 
     /// The orthogonal `Q = H₁ ⋯ H_m` as a dense matrix.
@@ -287,6 +343,10 @@ impl<T: Real> Sylvester<T> {
 
     fn b_offset(&self) -> usize {
         self.rt_offset() + tri_len(self.dim)
+    }
+
+    fn w_offset(&self) -> usize {
+        self.b_offset() + self.dim
     }
 
     fn derived(&self) -> Derived<T> {
@@ -372,9 +432,8 @@ impl<T: Real> Sylvester<T> {
         }
     }
 
-    /// `x = R̃ ζ + b` for `ζ = Qᵀz` in `q`.
-    fn pre_activation(&self, d: &Derived<T>, q: &[T], x: &mut [T]) {
-        let b = self.b();
+    /// `x = R̃ ζ + b` for `ζ = Qᵀz` in `q` and the bias `b` (`b + W c`).
+    fn pre_activation(&self, d: &Derived<T>, q: &[T], b: &[T], x: &mut [T]) {
         for i in 0..self.dim {
             let mut s = b[i];
             for (j, &qj) in q.iter().enumerate().skip(i) {
@@ -384,7 +443,12 @@ impl<T: Real> Sylvester<T> {
         }
     }
 
-    fn forward_impl(&self, z: &DMatrix<T>, want_y: bool) -> (DMatrix<T>, DVector<T>) {
+    fn forward_impl(
+        &self,
+        z: &DMatrix<T>,
+        c: &DMatrix<T>,
+        want_y: bool,
+    ) -> (DMatrix<T>, DVector<T>) {
         let d = self.derived();
         let (dim, n) = (self.dim, z.ncols());
         let mut y = if want_y {
@@ -395,10 +459,12 @@ impl<T: Real> Sylvester<T> {
         let mut ldj = DVector::zeros(n);
         let zeros = || vec![T::zero(); dim];
         let (mut q, mut x, mut u, mut t) = (zeros(), zeros(), zeros(), zeros());
+        let mut b = zeros();
         for s in 0..n {
             q.copy_from_slice(&z.as_slice()[s * dim..(s + 1) * dim]);
             self.apply_qt(&d, &mut q);
-            self.pre_activation(&d, &q, &mut x);
+            self.bias_into(c.column(s).as_slice(), &mut b);
+            self.pre_activation(&d, &q, &b, &mut x);
             let mut l = T::zero();
             for i in 0..dim {
                 let (ti, s2) = tanh_sech2(x[i]);
@@ -417,55 +483,6 @@ impl<T: Real> Sylvester<T> {
             }
         }
         (y, ldj)
-    }
-
-    /// Solves `f(z) = y` for one sample: writes `z` and the pre-activation
-    /// `x = R̃ Qᵀ z + b` at the solution.
-    fn inverse_sample(&self, d: &Derived<T>, y: &[T], z: &mut [T], x: &mut [T]) {
-        let dim = self.dim;
-        let b = self.b();
-        // z holds η = Qᵀy, overwritten by ζ from the last row up.
-        z.copy_from_slice(y);
-        self.apply_qt(d, z);
-        let mut t = vec![T::zero(); dim];
-        for i in (0..dim).rev() {
-            let mut c = b[i];
-            let mut e = z[i];
-            for j in i + 1..dim {
-                c += d.rt[(i, j)] * z[j];
-                e -= d.r[(i, j)] * t[j];
-            }
-            let (ri, rti) = (d.r[(i, i)], d.rt[(i, i)]);
-            let zi = solve_coord(e, ri, rti, c);
-            z[i] = zi;
-            x[i] = rti * zi + c;
-            t[i] = x[i].tanh();
-        }
-        self.apply_q(d, z);
-    }
-
-    fn inverse_impl(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        let d = self.derived();
-        let (dim, n) = (self.dim, y.ncols());
-        let mut z = DMatrix::zeros(dim, n);
-        let mut ildj = DVector::zeros(n);
-        let mut x = vec![T::zero(); dim];
-        for s in 0..n {
-            let ycol = &y.as_slice()[s * dim..(s + 1) * dim];
-            self.inverse_sample(
-                &d,
-                ycol,
-                &mut z.as_mut_slice()[s * dim..(s + 1) * dim],
-                &mut x,
-            );
-            let mut l = T::zero();
-            for (i, &xi) in x.iter().enumerate() {
-                let (ti, s2) = tanh_sech2(xi);
-                l += Self::log_det_at(&d, i, ti, s2);
-            }
-            ildj[s] = -l;
-        }
-        (z, ildj)
     }
 }
 
@@ -493,73 +510,30 @@ fn one_minus_tanh_abs<T: Real>(x: T) -> T {
     (e + e) / (T::one() + e)
 }
 
-/// The root `ζ` of `g(ζ) = ζ + r tanh(r̃ ζ + c) − e` for `r r̃ ≥ −1`: `g` is
-/// non-decreasing and `g(e − |r|) ≤ 0 ≤ g(e + |r|)`. Newton safeguarded by
-/// bisection (Numerical Recipes' `rtsafe`), with the stopping rules of the
-/// type's docs; after 200 iterations, the last iterate (a point of the bracket).
-fn solve_coord<T: Real>(e: T, r: T, rt: T, c: T) -> T {
-    if r == T::zero() || !e.is_finite() || !c.is_finite() {
-        return e;
+impl<T: Real> Sylvester<T> {
+    /// Both directions under the contexts `c` (`C × n`), shapes checked.
+    fn apply(&self, input: &DMatrix<T>, c: &DMatrix<T>, inverse: bool) -> (DMatrix<T>, DVector<T>) {
+        let caller = if inverse {
+            "Sylvester::inverse"
+        } else {
+            "Sylvester::forward"
+        };
+        super::assert_pair(caller, Some(self.dim), self.context_dim, input, c);
+        if inverse {
+            self.inverse_impl(input, c)
+        } else {
+            self.forward_impl(input, c, true)
+        }
     }
-    let ar = r.abs();
-    let lo = e - ar;
-    let hi = e + ar;
-    if lo >= hi || !(hi - lo).is_finite() {
-        return e;
-    }
-    let g = |z: T| z + r * (rt * z + c).tanh() - e;
-    if g(lo) >= T::zero() {
-        return lo;
-    }
-    if g(hi) <= T::zero() {
-        return hi;
-    }
-    let eps = T::machine_epsilon();
-    let start = e - r * (rt * e + c).tanh();
-    safeguarded_newton(
-        lo,
-        hi,
-        start,
-        200,
-        |next| eps * next.abs(),
-        |z| {
-            let (t, s2) = tanh_sech2(rt * z + c);
-            Eval {
-                value: z + r * t - e,
-                slope: T::one() + r * rt * s2,
-                noise: eps * (z.abs() + (r * t).abs() + e.abs()),
-            }
-        },
-    )
 }
 
 impl<T: Real> Bijector<T> for Sylvester<T> {
-    fn forward(&self, z: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("Sylvester::forward", self.dim, z);
-        self.forward_impl(z, true).0
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        assert_rows("Sylvester::inverse", self.dim, y);
-        self.inverse_impl(y).0
-    }
-    fn forward_log_det_jacobian(&self, z: &DMatrix<T>) -> DVector<T> {
-        assert_rows("Sylvester::forward_log_det_jacobian", self.dim, z);
-        self.forward_impl(z, false).1
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        assert_rows("Sylvester::inverse_log_det_jacobian", self.dim, y);
-        self.inverse_impl(y).1
-    }
-    fn forward_and_log_det(&self, z: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("Sylvester::forward_and_log_det", self.dim, z);
-        self.forward_impl(z, true)
-    }
-    fn inverse_and_log_det(&self, y: &DMatrix<T>) -> (DMatrix<T>, DVector<T>) {
-        assert_rows("Sylvester::inverse_and_log_det", self.dim, y);
-        self.inverse_impl(y)
-    }
+    super::fused::maps_from_apply!(Sylvester::apply);
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
+    }
+    fn context_dim(&self) -> usize {
+        self.context_dim
     }
     super::differentiable_hooks!();
 }

@@ -2,10 +2,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
 use super::summary::{in_unit, per_entry};
-use super::{
-    Distribution, Marginals, Summary, neg_half_ln_2pi, normal_quantile, sanitize,
-    standard_normal_matrix,
-};
+use super::{Distribution, Marginals, Summary, normal_quantile, standard_normal_matrix};
 use crate::Real;
 use crate::bijector::assert_rows;
 
@@ -77,26 +74,10 @@ impl<T: Real> Distribution<T> for LogNormal<T> {
     }
     fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
         assert_rows("LogNormal::log_prob", self.loc.len(), x);
-        let c = self
-            .scale
-            .iter()
-            .fold(T::zero(), |a, s| a + neg_half_ln_2pi::<T>() - s.ln());
-        let half = T::lit(0.5);
-        sanitize(DVector::from_iterator(
-            x.ncols(),
-            x.column_iter().map(|col| {
-                let mut acc = c;
-                for i in 0..col.len() {
-                    if col[i].is_nan_() || col[i] <= T::zero() {
-                        return T::neg_infinity();
-                    }
-                    let lx = col[i].ln();
-                    let z = (lx - self.loc[i]) / self.scale[i];
-                    acc -= half * z * z + lx;
-                }
-                acc
-            }),
-        ))
+        // The normal's density at log x, times the Jacobian 1/x.
+        super::normal::log_prob_through(&self.loc, &self.scale, x, |v| {
+            (!v.is_nan_() && v > T::zero()).then(|| (v.ln(), -v.ln()))
+        })
     }
     fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
         let mut z = standard_normal_matrix::<T>(self.loc.len(), n, rng);

@@ -64,22 +64,7 @@ impl<T: Real> Distribution<T> for Normal<T> {
     }
     fn log_prob(&self, x: &DMatrix<T>) -> DVector<T> {
         assert_rows("Normal::log_prob", self.loc.len(), x);
-        let c = self
-            .scale
-            .iter()
-            .fold(T::zero(), |a, s| a + neg_half_ln_2pi::<T>() - s.ln());
-        let half = T::lit(0.5);
-        sanitize(DVector::from_iterator(
-            x.ncols(),
-            x.column_iter().map(|col| {
-                let mut q = T::zero();
-                for i in 0..col.len() {
-                    let z = (col[i] - self.loc[i]) / self.scale[i];
-                    q += z * z;
-                }
-                c - half * q
-            }),
-        ))
+        log_prob_through(&self.loc, &self.scale, x, |v| Some((v, T::zero())))
     }
     fn sample(&self, n: usize, rng: &mut dyn Rng) -> DMatrix<T> {
         let mut z = standard_normal_matrix::<T>(self.loc.len(), n, rng);
@@ -96,4 +81,36 @@ impl<T: Real> Distribution<T> for Normal<T> {
             -(x[(i, j)] - self.loc[i]) / (self.scale[i] * self.scale[i])
         }))
     }
+}
+
+/// The log-density of independent normals `N(μᵢ, σᵢ²)` at `u = g(x)`, plus
+/// `Σᵢ log|g′(xᵢ)|`, per column of `x`: `g` maps each coordinate to
+/// `Some((u, log|g′|))`, or `None` outside its domain (the column's density
+/// is then zero, `−∞`). With `g` the identity this is the normal's own
+/// log-density; with `log` the log-normal's.
+pub(super) fn log_prob_through<T: Real>(
+    loc: &DVector<T>,
+    scale: &DVector<T>,
+    x: &DMatrix<T>,
+    g: impl Fn(T) -> Option<(T, T)>,
+) -> DVector<T> {
+    let c = scale
+        .iter()
+        .fold(T::zero(), |a, s| a + neg_half_ln_2pi::<T>() - s.ln());
+    let half = T::lit(0.5);
+    sanitize(DVector::from_iterator(
+        x.ncols(),
+        x.column_iter().map(|col| {
+            let (mut q, mut log_jac) = (T::zero(), T::zero());
+            for i in 0..col.len() {
+                let Some((u, l)) = g(col[i]) else {
+                    return T::neg_infinity();
+                };
+                let z = (u - loc[i]) / scale[i];
+                q += z * z;
+                log_jac += l;
+            }
+            c - half * q + log_jac
+        }),
+    ))
 }

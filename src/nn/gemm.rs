@@ -406,54 +406,40 @@ pub(crate) mod fast {
         // `dst` only when asked to: our `β = 0` must not read `c` (it may
         // hold NaN).
         let read_dst = beta != T::zero();
+        // The one call, in the precision `$u` that `T` is.
+        macro_rules! call {
+            ($u:ty) => {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.data.as_mut_ptr().cast::<$u>(),
+                    s(c.cs),
+                    s(c.rs),
+                    read_dst,
+                    a.data.as_ptr().cast::<$u>(),
+                    s(a.cs),
+                    s(a.rs),
+                    b.data.as_ptr().cast::<$u>(),
+                    s(b.cs),
+                    s(b.rs),
+                    <$u as Real>::lit(beta.to_f64()),
+                    <$u as Real>::lit(alpha.to_f64()),
+                    false,
+                    false,
+                    false,
+                    par,
+                )
+            };
+        }
         // SAFETY: as for the portable kernel: the views lie inside their
         // slices, `c` aliases neither operand nor itself, and the casts are
         // between identical types (checked by `TypeId`).
         unsafe {
             if TypeId::of::<T>() == TypeId::of::<f32>() {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.data.as_mut_ptr().cast::<f32>(),
-                    s(c.cs),
-                    s(c.rs),
-                    read_dst,
-                    a.data.as_ptr().cast::<f32>(),
-                    s(a.cs),
-                    s(a.rs),
-                    b.data.as_ptr().cast::<f32>(),
-                    s(b.cs),
-                    s(b.rs),
-                    beta.to_f64() as f32,
-                    alpha.to_f64() as f32,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
+                call!(f32);
             } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.data.as_mut_ptr().cast::<f64>(),
-                    s(c.cs),
-                    s(c.rs),
-                    read_dst,
-                    a.data.as_ptr().cast::<f64>(),
-                    s(a.cs),
-                    s(a.rs),
-                    b.data.as_ptr().cast::<f64>(),
-                    s(b.cs),
-                    s(b.rs),
-                    beta.to_f64(),
-                    alpha.to_f64(),
-                    false,
-                    false,
-                    false,
-                    par,
-                );
+                call!(f64);
             } else {
                 unreachable!("Real is implemented for f32 and f64 only");
             }

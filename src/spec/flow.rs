@@ -6,9 +6,7 @@ use rand::Rng;
 
 use super::{FlowLayer, FlowSpec, LayerSpec, MAX_LAYERS, Value};
 use crate::bijector::*;
-use crate::bijector::{
-    DataStage, Differentiable, no_context, sequence_and_log_det, sequence_map, sequence_through,
-};
+use crate::bijector::{DataStage, Differentiable, no_context, sequence_through};
 use crate::nn::{Activation, ConditionerConfig};
 use crate::{Error, Real};
 
@@ -17,7 +15,7 @@ use crate::{Error, Real};
 /// [`FlowSpec::build_conditional`] it is conditioned on a context of
 /// dimension `C` ([`Bijector::context_dim`]): the layers with a conditioner
 /// (`maf`, `iaf`, `spline_ar`, `naf`, `bnaf`, `realnvp`, `spline_coupling`,
-/// `circular_spline`) read it, the
+/// `circular_spline`) and `sylvester` (through its bias) read it, the
 /// others ignore it; call it through the `_given` methods.
 ///
 /// A `Flow<T>` is a [`Bijector<T>`], so it can be handed to
@@ -82,6 +80,7 @@ pub(crate) const CONDITIONED_LAYERS: &[&str] = &[
     "spline_ar",
     "naf",
     "bnaf",
+    "sylvester",
     "realnvp",
     "spline_coupling",
     "circular_spline",
@@ -183,6 +182,10 @@ impl<T: Real> Flow<T> {
                     }
                     "planar" => Planar::new(dim, identity_init, rng).map(FlowLayer::Planar),
                     "radial" => Radial::new(dim, identity_init, rng).map(FlowLayer::Radial),
+                    "sylvester" if conditioned => {
+                        Sylvester::conditional(dim, usize_opt(l, "m", dim), c, rng)
+                            .map(FlowLayer::Sylvester)
+                    }
                     "sylvester" => {
                         Sylvester::new(dim, usize_opt(l, "m", dim), rng).map(FlowLayer::Sylvester)
                     }
@@ -287,35 +290,12 @@ impl<T: Real> Flow<T> {
 }
 
 impl<T: Real> Bijector<T> for Flow<T> {
-    crate::bijector::fused::context_free_maps!();
+    crate::bijector::fused::maps_of_sequence!("Flow", s => s.parts());
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
     }
     fn context_dim(&self) -> usize {
         self.context_dim
-    }
-    fn forward_given(&self, x: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        self.forward_and_log_det_given(x, c).0
-    }
-    fn inverse_given(&self, y: &DMatrix<T>, c: &DMatrix<T>) -> DMatrix<T> {
-        self.check("Flow::inverse", y, c);
-        sequence_map(self.parts(), y, c, true)
-    }
-    fn forward_and_log_det_given(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.check("Flow::forward", x, c);
-        sequence_and_log_det(self.parts(), x, c, false)
-    }
-    fn inverse_and_log_det_given(
-        &self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-    ) -> (DMatrix<T>, DVector<T>) {
-        self.check("Flow::inverse", y, c);
-        sequence_and_log_det(self.parts(), y, c, true)
     }
     crate::bijector::differentiable_hooks!();
 }

@@ -154,7 +154,8 @@ fn layer_cost(l: &LayerSpec, dim: usize, context: usize, flip: bool) -> Cost {
         "sylvester" => {
             let m = n(super::flow::usize_opt(l, "m", dim));
             Cost {
-                params: sum(&[mul(m, d), mul(d, add(d, Some(1))), d]),
+                // … and W (D × C) when conditioned.
+                params: sum(&[mul(m, d), mul(d, add(d, Some(1))), d, mul(d, n(context))]),
                 // Dense R and R̃ for a call.
                 workspace: mul(mul(d, d), Some(2)),
                 // The inputs of every reflection in both products, kept by

@@ -103,6 +103,37 @@ fn worst_vector<T: Real>(a: &DVector<T>, b: &DVector<T>) -> (f64, usize, f64, f6
     worst
 }
 
+/// The worst relative error of `got` against `expected` ([`worst_matrix`]),
+/// or a failure of `property` (with `detail`) if it exceeds `tol`.
+fn compare_matrix<T: Real>(
+    property: Property,
+    got: &DMatrix<T>,
+    expected: &DMatrix<T>,
+    tol: f64,
+    detail: &str,
+) -> Result<f64, CheckFailure> {
+    let (e, s, i, ex, g) = worst_matrix(got, expected);
+    if exceeds(e, tol) {
+        return Err(fail(property, Some(s), Some(i), ex, g, e, tol, detail));
+    }
+    Ok(e)
+}
+
+/// [`compare_matrix`] for per-sample values (log-determinants).
+fn compare_vector<T: Real>(
+    property: Property,
+    got: &DVector<T>,
+    expected: &DVector<T>,
+    tol: f64,
+    detail: &str,
+) -> Result<f64, CheckFailure> {
+    let (e, s, ex, g) = worst_vector(got, expected);
+    if exceeds(e, tol) {
+        return Err(fail(property, Some(s), None, ex, g, e, tol, detail));
+    }
+    Ok(e)
+}
+
 /// Deterministic contexts for checking a conditioned layer: `C × n`
 /// entries spread over `[−1, 1]`, different in every column.
 pub fn probe_contexts<T: Real>(context_dim: usize, n: usize) -> DMatrix<T> {
@@ -195,36 +226,12 @@ pub(crate) fn check_maps<T: Real, B: Bijector<T> + ?Sized>(
     report.max_abs_log_det = fldj.iter().fold(0.0, |m, v| m.max(v.to_f64().abs()));
 
     // 2. Round trips.
-    let (e, s, i, ex, got) = worst_matrix(&x_back, x);
-    report.max_round_trip_error = e;
-    if e > tol.round_trip {
-        return Err(fail(
-            Property::RoundTrip,
-            Some(s),
-            Some(i),
-            ex,
-            got,
-            e,
-            tol.round_trip,
-            "",
-        ));
-    }
+    report.max_round_trip_error =
+        compare_matrix(Property::RoundTrip, &x_back, x, tol.round_trip, "")?;
     let y_again = b.forward(&x_back);
     check_finite_matrix("forward(inverse(y))", &y_again)?;
-    let (e, s, i, ex, got) = worst_matrix(&y_again, &y);
-    report.max_reverse_round_trip_error = e;
-    if e > tol.round_trip {
-        return Err(fail(
-            Property::ReverseRoundTrip,
-            Some(s),
-            Some(i),
-            ex,
-            got,
-            e,
-            tol.round_trip,
-            "",
-        ));
-    }
+    report.max_reverse_round_trip_error =
+        compare_matrix(Property::ReverseRoundTrip, &y_again, &y, tol.round_trip, "")?;
 
     // 3. Log-det against the numerical Jacobian.
     // The central differences at the default step and at steps 1/256 to 256
@@ -265,76 +272,50 @@ pub(crate) fn check_maps<T: Real, B: Bijector<T> + ?Sized>(
 
     // 4. Inverse log-det = −forward log-det.
     let neg_fldj = -fldj.clone();
-    let (e, s, ex, got) = worst_vector(&ildj, &neg_fldj);
-    report.max_inverse_log_det_error = e;
-    if e > tol.consistency {
-        return Err(fail(
-            Property::InverseLogDet,
-            Some(s),
-            None,
-            ex,
-            got,
-            e,
-            tol.consistency,
-            "",
-        ));
-    }
+    report.max_inverse_log_det_error = compare_vector(
+        Property::InverseLogDet,
+        &ildj,
+        &neg_fldj,
+        tol.consistency,
+        "",
+    )?;
 
     // 5. Fused calls.
     let (y_f, fldj_f) = b.forward_and_log_det(x);
-    let (e1, s1, i1, ex1, g1) = worst_matrix(&y_f, &y);
-    if e1 > tol.consistency {
-        return Err(fail(
-            Property::FusedForward,
-            Some(s1),
-            Some(i1),
-            ex1,
-            g1,
-            e1,
-            tol.consistency,
-            "forward_and_log_det(x).0 vs forward(x)",
-        ));
-    }
-    let (e2, s2, ex2, g2) = worst_vector(&fldj_f, &fldj);
-    if e2 > tol.consistency {
-        return Err(fail(
-            Property::FusedForward,
-            Some(s2),
-            None,
-            ex2,
-            g2,
-            e2,
-            tol.consistency,
-            "forward_and_log_det(x).1 vs forward_log_det_jacobian(x)",
-        ));
-    }
     let (x_f, ildj_f) = b.inverse_and_log_det(&y);
-    let (e3, s3, i3, ex3, g3) = worst_matrix(&x_f, &x_back);
-    if e3 > tol.consistency {
-        return Err(fail(
-            Property::FusedInverse,
-            Some(s3),
-            Some(i3),
-            ex3,
-            g3,
-            e3,
-            tol.consistency,
-            "inverse_and_log_det(y).0 vs inverse(y)",
-        ));
-    }
-    let (e4, s4, ex4, g4) = worst_vector(&ildj_f, &ildj);
-    if e4 > tol.consistency {
-        return Err(fail(
-            Property::FusedInverse,
-            Some(s4),
-            None,
-            ex4,
-            g4,
-            e4,
-            tol.consistency,
-            "inverse_and_log_det(y).1 vs inverse_log_det_jacobian(y)",
-        ));
-    }
+    let (fwd, inv, tol_c) = (
+        Property::FusedForward,
+        Property::FusedInverse,
+        tol.consistency,
+    );
+    let e1 = compare_matrix(
+        fwd,
+        &y_f,
+        &y,
+        tol_c,
+        "forward_and_log_det(x).0 vs forward(x)",
+    )?;
+    let e2 = compare_vector(
+        fwd,
+        &fldj_f,
+        &fldj,
+        tol_c,
+        "forward_and_log_det(x).1 vs forward_log_det_jacobian(x)",
+    )?;
+    let e3 = compare_matrix(
+        inv,
+        &x_f,
+        &x_back,
+        tol_c,
+        "inverse_and_log_det(y).0 vs inverse(y)",
+    )?;
+    let e4 = compare_vector(
+        inv,
+        &ildj_f,
+        &ildj,
+        tol_c,
+        "inverse_and_log_det(y).1 vs inverse_log_det_jacobian(y)",
+    )?;
     report.max_fused_error = e1.max(e2).max(e3).max(e4);
     Ok(report)
 }
@@ -365,19 +346,7 @@ pub fn check_equivalent<T: Real, A: Bijector<T> + ?Sized, B: Bijector<T> + ?Size
         ("inverse(y)", a.inverse(&ya), b.inverse(&ya)),
     ];
     for (what, ma, mb) in pairs_m {
-        let (e, s, i, ex, got) = worst_matrix(&ma, &mb);
-        if exceeds(e, tol) {
-            return Err(fail(
-                Property::Equivalence,
-                Some(s),
-                Some(i),
-                ex,
-                got,
-                e,
-                tol,
-                what,
-            ));
-        }
+        compare_matrix(Property::Equivalence, &ma, &mb, tol, what)?;
     }
     let pairs_v = [
         ("forward_log_det_jacobian(x)", la, lb),
@@ -388,19 +357,7 @@ pub fn check_equivalent<T: Real, A: Bijector<T> + ?Sized, B: Bijector<T> + ?Size
         ),
     ];
     for (what, va, vb) in pairs_v {
-        let (e, s, ex, got) = worst_vector(&va, &vb);
-        if exceeds(e, tol) {
-            return Err(fail(
-                Property::Equivalence,
-                Some(s),
-                None,
-                ex,
-                got,
-                e,
-                tol,
-                what,
-            ));
-        }
+        compare_vector(Property::Equivalence, &va, &vb, tol, what)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Real;
+use crate::{Parameters, Real};
 
 /// Adam (Kingma & Ba 2015) with optional decoupled weight decay (AdamW,
 /// Loshchilov & Hutter 2019).
@@ -139,6 +139,114 @@ pub trait Optimizer {
     /// One update of `params` by `grads` with learning rate `lr` (the base
     /// rate times the schedule). State is sized on the first call.
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64);
+
+    /// [`step`](Optimizer::step) applied to the parameter buffers of `model`
+    /// where they live (`grads` in [`Parameters::visit_params`] order), then
+    /// [`Parameters::params_changed`]. The default copies the parameters
+    /// out and back; [`Adam`] and [`Sgd`] update them in place.
+    ///
+    /// ```
+    /// use normflow::train::{Adam, Optimizer};
+    /// use normflow::Parameters;
+    /// # use rand::SeedableRng;
+    /// let spec = normflow::FlowSpec::parse("realnvp(hidden = 4)")?;
+    /// let mut flow = spec.build::<f64>(2, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+    /// let (mut a, mut b) = (Adam::new(0.01), Adam::new(0.01));
+    /// let grads = vec![0.5; flow.num_params()];
+    /// let mut flat = flow.params_to_vec();
+    /// a.step(&mut flat, &grads, 0.01);
+    /// b.step_params(&mut flow, &grads, 0.01);
+    /// assert_eq!(flow.params_to_vec(), flat);
+    /// # Ok::<(), normflow::Error>(())
+    /// ```
+    fn step_params<T: Real, P: Parameters<T> + ?Sized>(
+        &mut self,
+        model: &mut P,
+        grads: &[T],
+        lr: f64,
+    ) {
+        let mut params = model.params_to_vec();
+        self.step(&mut params, grads, lr);
+        model.load_params(&params);
+    }
+}
+
+/// The parameter buffers of `model` in order, each with its offset in the
+/// flat vector, then `params_changed`.
+fn for_each_buffer<T: Real, P: Parameters<T> + ?Sized>(
+    model: &mut P,
+    mut f: impl FnMut(usize, &mut [T]),
+) {
+    let mut off = 0;
+    model.visit_params_mut(&mut |p| {
+        f(off, p);
+        off += p.len();
+    });
+    model.params_changed();
+}
+
+/// One step's constants of [`Adam`] (bias corrections folded in).
+#[derive(Clone, Copy)]
+struct AdamStep<T> {
+    step: T,
+    inv_sqrt_b2t: T,
+    eps: T,
+    decay: T,
+    beta1: f64,
+    beta2: f64,
+}
+
+impl Adam {
+    /// Sizes the state for `n` parameters (restarting if it was sized for
+    /// another model), counts the step and returns its constants.
+    fn begin<T: Real>(&mut self, n: usize, grads: usize, lr: f64) -> AdamStep<T> {
+        if resize_state("Adam::step", n, grads, &mut [&mut self.m, &mut self.v]) {
+            self.t = 0;
+        }
+        self.t = self.t.saturating_add(1);
+        let b1t = 1.0 - self.beta1.powi(self.t.min(i32::MAX as u64) as i32);
+        let b2t = 1.0 - self.beta2.powi(self.t.min(i32::MAX as u64) as i32);
+        // The bias corrections folded into two constants (as PyTorch does):
+        // lr·m̂/(√v̂ + ε) = (lr/b1t)·m / (√v·(1/√b2t) + ε). The moments are
+        // kept in f64; the square root and the division run in the
+        // parameters' precision (f32 for an f32 model: twice the vector width
+        // of f64, and these two operations dominate the step).
+        AdamStep {
+            step: T::lit(lr / b1t),
+            inv_sqrt_b2t: T::lit(1.0 / b2t.sqrt()),
+            eps: T::lit(self.eps),
+            decay: T::lit(lr * self.weight_decay),
+            beta1: self.beta1,
+            beta2: self.beta2,
+        }
+    }
+
+    /// The update of the parameters `params` at offset `off` of the flat
+    /// vector, whose gradients are `grads`.
+    fn update<T: Real>(&mut self, k: AdamStep<T>, off: usize, params: &mut [T], grads: &[T]) {
+        let range = off..off + params.len();
+        let update = |params: &mut [T], grads: &[T], ms: &mut [f64], vs: &mut [f64]| {
+            // Zipped iterators: no bounds checks, so the loop vectorises.
+            for (((p, g), m), v) in params.iter_mut().zip(grads).zip(ms).zip(vs) {
+                let g = g.to_f64();
+                *m = k.beta1 * *m + (1.0 - k.beta1) * g;
+                *v = k.beta2 * *v + (1.0 - k.beta2) * g * g;
+                let u = k.step * T::lit(*m) / (T::lit(*v).sqrt() * k.inv_sqrt_b2t + k.eps);
+                *p = *p - u - k.decay * *p;
+            }
+        };
+        // Large buffers: contiguous parts on several threads (feature
+        // `threads`); each parameter's update is independent of the others.
+        let parts = crate::parallel::parts_for_len(params.len());
+        let chunk = params.len().div_ceil(parts.max(1)).max(1);
+        let items: Vec<_> = params
+            .chunks_mut(chunk)
+            .zip(grads[range.clone()].chunks(chunk))
+            .zip(self.m[range.clone()].chunks_mut(chunk))
+            .zip(self.v[range].chunks_mut(chunk))
+            .collect();
+        crate::parallel::for_each_part(items, |(((p, g), m), v)| update(p, g, m, v));
+    }
 }
 
 impl Optimizer for Adam {
@@ -146,43 +254,35 @@ impl Optimizer for Adam {
         self.learning_rate
     }
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64) {
-        if resize_state("Adam::step", params, grads, &mut [&mut self.m, &mut self.v]) {
-            self.t = 0;
-        }
-        self.t = self.t.saturating_add(1);
-        let b1t = 1.0 - self.beta1.powi(self.t.min(i32::MAX as u64) as i32);
-        let b2t = 1.0 - self.beta2.powi(self.t.min(i32::MAX as u64) as i32);
-        let (beta1, beta2, wd) = (self.beta1, self.beta2, self.weight_decay);
-        // The bias corrections folded into two constants (as PyTorch does):
-        // lr·m̂/(√v̂ + ε) = (lr/b1t)·m / (√v·(1/√b2t) + ε). The moments are
-        // kept in f64; the square root and the division run in the
-        // parameters' precision (f32 for an f32 model: twice the vector width
-        // of f64, and these two operations dominate the step).
-        let step = T::lit(lr / b1t);
-        let inv_sqrt_b2t = T::lit(1.0 / b2t.sqrt());
-        let eps = T::lit(self.eps);
-        let decay = T::lit(lr * wd);
-        let update = |params: &mut [T], grads: &[T], ms: &mut [f64], vs: &mut [f64]| {
-            // Zipped iterators: no bounds checks, so the loop vectorises.
-            for (((p, g), m), v) in params.iter_mut().zip(grads).zip(ms).zip(vs) {
-                let g = g.to_f64();
-                *m = beta1 * *m + (1.0 - beta1) * g;
-                *v = beta2 * *v + (1.0 - beta2) * g * g;
-                let u = step * T::lit(*m) / (T::lit(*v).sqrt() * inv_sqrt_b2t + eps);
-                *p = *p - u - decay * *p;
+        let k = self.begin(params.len(), grads.len(), lr);
+        self.update(k, 0, params, grads);
+    }
+    fn step_params<T: Real, P: Parameters<T> + ?Sized>(
+        &mut self,
+        model: &mut P,
+        grads: &[T],
+        lr: f64,
+    ) {
+        let k = self.begin(model.num_params(), grads.len(), lr);
+        for_each_buffer(model, |off, p| self.update(k, off, p, grads));
+    }
+}
+
+impl Sgd {
+    /// The update of the parameters `params` at offset `off` of the flat
+    /// vector, whose gradients are `grads`.
+    fn update<T: Real>(&mut self, off: usize, params: &mut [T], grads: &[T], lr: f64) {
+        let decay = lr * self.weight_decay;
+        for (i, p) in params.iter_mut().enumerate() {
+            let b = &mut self.buf[off + i];
+            *b = self.momentum * *b + grads[off + i].to_f64();
+            let old = p.to_f64();
+            let mut next = old - lr * *b;
+            if decay != 0.0 {
+                next -= decay * old;
             }
-        };
-        // Large models: contiguous parts on several threads (feature
-        // `threads`); each parameter's update is independent of the others.
-        let parts = crate::parallel::parts_for_len(params.len());
-        let chunk = params.len().div_ceil(parts.max(1)).max(1);
-        let items: Vec<_> = params
-            .chunks_mut(chunk)
-            .zip(grads.chunks(chunk))
-            .zip(self.m.chunks_mut(chunk))
-            .zip(self.v.chunks_mut(chunk))
-            .collect();
-        crate::parallel::for_each_part(items, |(((p, g), m), v)| update(p, g, m, v));
+            *p = T::lit(next);
+        }
     }
 }
 
@@ -191,17 +291,18 @@ impl Optimizer for Sgd {
         self.learning_rate
     }
     fn step<T: Real>(&mut self, params: &mut [T], grads: &[T], lr: f64) {
-        resize_state("Sgd::step", params, grads, &mut [&mut self.buf]);
-        let decay = lr * self.weight_decay;
-        for i in 0..params.len() {
-            self.buf[i] = self.momentum * self.buf[i] + grads[i].to_f64();
-            let p = params[i].to_f64();
-            let mut next = p - lr * self.buf[i];
-            if decay != 0.0 {
-                next -= decay * p;
-            }
-            params[i] = T::lit(next);
-        }
+        resize_state("Sgd::step", params.len(), grads.len(), &mut [&mut self.buf]);
+        self.update(0, params, grads, lr);
+    }
+    fn step_params<T: Real, P: Parameters<T> + ?Sized>(
+        &mut self,
+        model: &mut P,
+        grads: &[T],
+        lr: f64,
+    ) {
+        let n = model.num_params();
+        resize_state("Sgd::step", n, grads.len(), &mut [&mut self.buf]);
+        for_each_buffer(model, |off, p| self.update(off, p, grads, lr));
     }
 }
 
@@ -211,23 +312,15 @@ impl Optimizer for Sgd {
 ///
 /// # Panics
 /// If the lengths differ.
-fn resize_state<T: Real>(
-    caller: &str,
-    params: &[T],
-    grads: &[T],
-    state: &mut [&mut Vec<f64>],
-) -> bool {
+fn resize_state(caller: &str, params: usize, grads: usize, state: &mut [&mut Vec<f64>]) -> bool {
     assert_eq!(
-        params.len(),
-        grads.len(),
-        "{caller}: {} parameters but {} gradients",
-        params.len(),
-        grads.len()
+        params, grads,
+        "{caller}: {params} parameters but {grads} gradients"
     );
-    let stale = state.iter().any(|s| s.len() != params.len());
+    let stale = state.iter().any(|s| s.len() != params);
     if stale {
         for s in state.iter_mut() {
-            **s = vec![0.0; params.len()];
+            **s = vec![0.0; params];
         }
     }
     stale
@@ -379,5 +472,51 @@ mod tests {
         let sgd: Sgd = serde_json::from_value(v).unwrap();
         assert_eq!((sgd.weight_decay, sgd.buffer()), (0.0, &[1.0][..]));
         assert_eq!(OptimizerKind::default(), OptimizerKind::Adam);
+    }
+
+    /// Two buffers of different lengths, visited in order.
+    struct TwoBuffers(Vec<f64>, Vec<f64>, usize);
+
+    impl crate::Parameters<f64> for TwoBuffers {
+        fn num_params(&self) -> usize {
+            self.0.len() + self.1.len()
+        }
+        fn visit_params(&self, f: &mut dyn FnMut(&[f64])) {
+            f(&self.0);
+            f(&self.1);
+        }
+        fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [f64])) {
+            f(&mut self.0);
+            f(&mut self.1);
+        }
+        fn params_changed(&mut self) {
+            self.2 += 1;
+        }
+    }
+
+    /// Updating the buffers in place is the flat update, step after step
+    /// (the moments line up with the offsets), and tells the model once.
+    #[test]
+    fn in_place_steps_equal_flat_steps() {
+        let grads = |k: usize| -> Vec<f64> { (0..5).map(|i| ((i + k) as f64).sin()).collect() };
+        let start = || TwoBuffers(vec![0.1, -0.2, 0.3], vec![1.0, 2.0], 0);
+        for momentum in [0.0, 0.9] {
+            let (mut a, mut b) = (Adam::new(0.1), Adam::new(0.1));
+            a.weight_decay = 0.01;
+            b.weight_decay = 0.01;
+            let (mut s, mut t) = (Sgd::new(0.1, momentum), Sgd::new(0.1, momentum));
+            let (mut flat_a, mut flat_s) = (start().params_to_vec(), start().params_to_vec());
+            let (mut model_a, mut model_s) = (start(), start());
+            for k in 0..4 {
+                a.step(&mut flat_a, &grads(k), 0.05);
+                b.step_params(&mut model_a, &grads(k), 0.05);
+                s.step(&mut flat_s, &grads(k), 0.05);
+                t.step_params(&mut model_s, &grads(k), 0.05);
+            }
+            assert_eq!(model_a.params_to_vec(), flat_a);
+            assert_eq!(model_s.params_to_vec(), flat_s);
+            assert_eq!((model_a.2, model_s.2), (4, 4));
+            assert_eq!(a, b);
+        }
     }
 }

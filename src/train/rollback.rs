@@ -41,7 +41,15 @@ impl<T: Real> Rollback<T> {
         }
     }
 
-    /// Remembers `params`, whose loss was finite, before a step changes them.
+    /// Remembers the parameters of `model`, whose loss was finite, before a
+    /// step changes them.
+    pub(crate) fn remember_from<P: crate::Parameters<T> + ?Sized>(&mut self, model: &P) {
+        model.copy_params_into(&mut self.last_good);
+        self.have = true;
+    }
+
+    /// Remembers `params` as the last good parameters.
+    #[cfg(test)]
     pub(crate) fn remember(&mut self, params: &[T]) {
         self.last_good.clear();
         self.last_good.extend_from_slice(params);

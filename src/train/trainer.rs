@@ -35,9 +35,8 @@ pub(crate) struct Trainer<'a, T: Real, M: TrainableDensity<T>, O> {
     train: DMatrix<T>,
     valid: Option<DMatrix<T>>,
     batcher: Batcher<T>,
-    /// The gradient of a step, then the parameters it updates: allocated once.
+    /// The gradient of a step: allocated once.
     grad: Vec<T>,
-    params: Vec<T>,
     rollback: Rollback<T>,
     stopping: EarlyStopping<T>,
     checkpointer: Option<Checkpointer>,
@@ -114,7 +113,6 @@ impl<'a, T: Real, M: TrainableDensity<T>, O: FitOptimizer> Trainer<'a, T, M, O> 
             valid,
             batcher,
             grad: vec![T::zero(); p],
-            params: Vec::with_capacity(p),
             rollback: Rollback::new(p),
             stopping: EarlyStopping::new(options.patience, initial),
             checkpointer: None,
@@ -250,11 +248,10 @@ impl<'a, T: Real, M: TrainableDensity<T>, O: FitOptimizer> Trainer<'a, T, M, O> 
         if let Some(c) = self.options.clip_norm {
             clip_grad_norm(&mut self.grad, c);
         }
-        self.model.copy_params_into(&mut self.params);
-        self.rollback.remember(&self.params);
+        self.rollback.remember_from(&*self.model);
         let lr = self.options.learning_rate * self.options.schedule.factor(self.report.steps);
-        self.optimizer.step(&mut self.params, &self.grad, lr);
-        self.model.load_params(&self.params);
+        // In place: the parameters are not copied out and back.
+        self.optimizer.step_params(&mut *self.model, &self.grad, lr);
         self.report.steps = self.report.steps.saturating_add(1);
         Ok((loss, len))
     }

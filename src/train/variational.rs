@@ -331,7 +331,6 @@ fn variational_loop<T: Real, Q: VariationalFamily<T> + ?Sized, O: Optimizer>(
     let mut rng = StdRng::seed_from_u64(options.seed);
     let p = q.transform().num_params();
     let mut grad = vec![T::zero(); p];
-    let mut params = Vec::with_capacity(p);
     let mut last_good: Vec<T> = Vec::with_capacity(p);
     let mut report = VariationalReport {
         // The history grows with the steps taken; `steps` itself may be huge.
@@ -366,17 +365,10 @@ fn variational_loop<T: Real, Q: VariationalFamily<T> + ?Sized, O: Optimizer>(
         if let Some(c) = options.clip_norm {
             clip_grad_norm(&mut grad, c);
         }
-        params.clear();
-        q.transform()
-            .visit_params(&mut |s| params.extend_from_slice(s));
-        last_good.clear();
-        last_good.extend_from_slice(&params);
-        optimizer.step(
-            &mut params,
-            &grad,
-            options.learning_rate * options.schedule.factor(step),
-        );
-        q.transform_mut().set_params(&params)?;
+        q.transform().copy_params_into(&mut last_good);
+        // In place: the parameters are not copied out and back.
+        let lr = options.learning_rate * options.schedule.factor(step);
+        optimizer.step_params(q.transform_mut(), &grad, lr);
         report.steps = step + 1;
         report.elbo_history.push(elbo.to_f64());
         if !observer(step + 1, elbo.to_f64()) {

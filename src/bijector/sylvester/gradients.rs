@@ -41,6 +41,8 @@ struct Work<T: Real> {
     a: Vec<T>,
     /// `c₀, …, c_m`, each `D`.
     c: Vec<T>,
+    /// The bias `b + W c`.
+    b: Vec<T>,
     x: Vec<T>,
     t: Vec<T>,
     s2: Vec<T>,
@@ -54,6 +56,7 @@ impl<T: Real> Work<T> {
         Work {
             a: vec![T::zero(); (m + 1) * dim],
             c: vec![T::zero(); (m + 1) * dim],
+            b: z(),
             x: z(),
             t: z(),
             s2: z(),
@@ -83,21 +86,25 @@ fn reflect_backward<T: Real>(v: &[T], beta: T, a: &[T], g: &mut [T], gv: &mut [T
 
 impl<T: Real> Sylvester<T> {
     /// Reverse mode of `(y, ldj) = (f(z), log|det ∂f/∂z|)` at one sample `z`
-    /// for the cotangents `gy` and `gl`: adds the parameter cotangents into
-    /// `acc` and writes `∂L/∂z` into `gz`.
+    /// with context `ctx` for the cotangents `gy` and `gl`: adds the
+    /// parameter cotangents into `acc` and the context's into `gctx`, and
+    /// writes `∂L/∂z` into `gz`.
     #[allow(clippy::too_many_arguments)]
     fn sample_backward(
         &self,
         d: &Derived<T>,
         z: &[T],
+        ctx: &[T],
         gy: &[T],
         gl: T,
         w: &mut Work<T>,
         acc: &mut Acc<T>,
         gz: &mut [T],
+        gctx: &mut [T],
     ) {
-        let (dim, m) = (self.dim, self.reflections);
+        let (dim, m, cd) = (self.dim, self.reflections, self.context_dim);
         let (r_off, rt_off, b_off) = (self.r_offset(), self.rt_offset(), self.b_offset());
+        let w_off = b_off + dim;
         // Forward, keeping the inputs of every reflection.
         w.a[..dim].copy_from_slice(z);
         for k in 0..m {
@@ -105,7 +112,8 @@ impl<T: Real> Sylvester<T> {
             next[..dim].copy_from_slice(&prev[k * dim..]);
             reflect(self.v(k), d.beta[k], &mut next[..dim]);
         }
-        self.pre_activation(d, &w.a[m * dim..], &mut w.x);
+        self.bias_into(ctx, &mut w.b);
+        self.pre_activation(d, &w.a[m * dim..], &w.b, &mut w.x);
         for i in 0..dim {
             let (t, s2) = tanh_sech2(w.x[i]);
             w.t[i] = t;
@@ -154,6 +162,13 @@ impl<T: Real> Sylvester<T> {
         let q = &w.a[m * dim..];
         for i in 0..dim {
             acc.g[b_off + i] += w.g[i];
+            // Through b + W c.
+            let weights = &self.params[w_off + i * cd..w_off + (i + 1) * cd];
+            let gw = &mut acc.g[w_off + i * cd..w_off + (i + 1) * cd];
+            for k in 0..cd {
+                gw[k] += w.g[i] * ctx[k];
+                gctx[k] += weights[k] * w.g[i];
+            }
             for (j, &qj) in q.iter().enumerate().skip(i) {
                 acc.g[rt_off + tri(dim, i, j)] += w.g[i] * qj;
                 w.h[j] += d.rt[(i, j)] * w.g[i];
@@ -208,6 +223,7 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
+    crate::bijector::fused::backward_through_given!();
 
     /// Implicit differentiation of the back-substitution inverse.
     ///
@@ -219,24 +235,18 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
     /// (`S = diag(s₂)`, diagonal `δ`), solved by forward substitution on
     /// `Aᵀ μ = Qᵀ ṽ` without forming `A`. The parameters receive the forward
     /// map's parameter cotangent at `z` for the cotangents `(−λ, −∂L/∂l)`.
-    fn inverse_and_log_det_backward(
+    fn inverse_and_log_det_backward_given(
         &self,
         y: &DMatrix<T>,
+        c: &DMatrix<T>,
         grad_x: &DMatrix<T>,
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
     ) -> Result<DMatrix<T>, Error> {
         const CTX: &str = "Sylvester::inverse_and_log_det_backward";
         let dim = self.dim;
-        assert_backward_shapes(
-            CTX,
-            dim,
-            self.params.len(),
-            y,
-            grad_x,
-            grad_log_det,
-            grad_params,
-        );
+        self.check_backward(CTX, y, c, grad_x, grad_log_det, grad_params, grad_context);
         let d = self.derived();
         let n = y.ncols();
         let mut acc = self.acc();
@@ -251,10 +261,12 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
         let mut mu = vec![T::zero(); dim];
         let mut p = vec![T::zero(); dim];
         let mut scratch = vec![T::zero(); dim];
+        let mut bias = vec![T::zero(); dim];
         let two = T::lit(2.0);
         for s in 0..n {
             let ycol = &y.as_slice()[s * dim..(s + 1) * dim];
-            self.inverse_sample(&d, ycol, &mut z, &mut x);
+            self.bias_into(c.column(s).as_slice(), &mut bias);
+            self.inverse_sample(&d, ycol, &bias, &mut z, &mut x);
             let gl = grad_log_det[s];
             // v = R̃ᵀ ∂ldj/∂x, then ∇_z ldj = Q v.
             v.iter_mut().for_each(|e| *e = T::zero());
@@ -288,7 +300,17 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
                 grad_y[(i, s)] = mu[i];
                 mu[i] = -mu[i];
             }
-            self.sample_backward(&d, &z, &mu, -gl, &mut work, &mut acc, &mut scratch);
+            self.sample_backward(
+                &d,
+                &z,
+                c.column(s).as_slice(),
+                &mu,
+                -gl,
+                &mut work,
+                &mut acc,
+                &mut scratch,
+                grad_context.column_mut(s).as_mut_slice(),
+            );
         }
         self.finish(&d, &acc, grad_params);
         Ok(grad_y)
@@ -296,24 +318,18 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
 
     /// Reverse mode of `y = z + Q R tanh(R̃ Qᵀ z + b)`, `ldj = Σ log δᵢ`,
     /// through every intermediate (see the module docs).
-    fn forward_and_log_det_backward(
+    fn forward_and_log_det_backward_given(
         &self,
         x: &DMatrix<T>,
+        c: &DMatrix<T>,
         grad_y: &DMatrix<T>,
         grad_log_det: &DVector<T>,
         grad_params: &mut [T],
+        grad_context: &mut DMatrix<T>,
     ) -> Result<DMatrix<T>, Error> {
         const CTX: &str = "Sylvester::forward_and_log_det_backward";
         let dim = self.dim;
-        assert_backward_shapes(
-            CTX,
-            dim,
-            self.params.len(),
-            x,
-            grad_y,
-            grad_log_det,
-            grad_params,
-        );
+        self.check_backward(CTX, x, c, grad_y, grad_log_det, grad_params, grad_context);
         let d = self.derived();
         let n = x.ncols();
         let mut acc = self.acc();
@@ -324,14 +340,49 @@ impl<T: Real> Differentiable<T> for Sylvester<T> {
             self.sample_backward(
                 &d,
                 &x.as_slice()[range.clone()],
+                c.column(s).as_slice(),
                 &grad_y.as_slice()[range.clone()],
                 grad_log_det[s],
                 &mut work,
                 &mut acc,
                 &mut grad_z.as_mut_slice()[range],
+                grad_context.column_mut(s).as_mut_slice(),
             );
         }
         self.finish(&d, &acc, grad_params);
         Ok(grad_z)
+    }
+}
+
+impl<T: Real> Sylvester<T> {
+    /// The shapes of a backward pass's arguments match this layer and the
+    /// batch (panics naming `caller` otherwise).
+    #[allow(clippy::too_many_arguments)]
+    fn check_backward(
+        &self,
+        caller: &str,
+        input: &DMatrix<T>,
+        c: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_log_det: &DVector<T>,
+        grad_params: &[T],
+        grad_context: &DMatrix<T>,
+    ) {
+        crate::batch::assert_pair(caller, Some(self.dim), self.context_dim, input, c);
+        assert_eq!(
+            grad_context.shape(),
+            c.shape(),
+            "{caller}: grad_context must have the shape of the context"
+        );
+        let n = self.params.len();
+        assert_backward_shapes(
+            caller,
+            self.dim,
+            n,
+            input,
+            grad_out,
+            grad_log_det,
+            grad_params,
+        );
     }
 }
