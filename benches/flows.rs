@@ -63,11 +63,31 @@ fn maf_model(s: Shape) -> FlowModel<f32> {
     FlowModel::new(&spec, s.0, 0).expect("builds")
 }
 
-/// One training step as `fit` takes it: mean log-density and gradient, Adam.
+/// One training step as `fit` takes it: mean log-density and gradient, the
+/// copy kept for a non-finite rollback, Adam on the parameters in place.
 fn train_step_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMatrix<f32>) {
     let p = model.num_params();
     let mut grad = vec![0.0f32; p];
-    let mut params = Vec::with_capacity(p);
+    let mut last_good = Vec::with_capacity(p);
+    let mut adam = Adam::new(1e-3);
+    bencher.bench_local(|| {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        let mean = model
+            .mean_log_prob_and_grad(black_box(&x), &mut grad)
+            .expect("differentiable");
+        grad.iter_mut().for_each(|g| *g = -*g);
+        model.copy_params_into(&mut last_good);
+        adam.step_params(&mut model, &grad, 1e-3);
+        mean
+    });
+}
+
+/// The same step with the parameters copied out of the model, updated and
+/// copied back (how `fit` stepped before updating in place).
+fn train_step_copying_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMatrix<f32>) {
+    let p = model.num_params();
+    let mut grad = vec![0.0f32; p];
+    let (mut params, mut last_good) = (Vec::with_capacity(p), Vec::with_capacity(p));
     let mut adam = Adam::new(1e-3);
     bencher.bench_local(|| {
         grad.iter_mut().for_each(|g| *g = 0.0);
@@ -76,6 +96,7 @@ fn train_step_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMatrix<f32>
             .expect("differentiable");
         grad.iter_mut().for_each(|g| *g = -*g);
         model.copy_params_into(&mut params);
+        last_good.clone_from(&params);
         adam.step(&mut params, &grad, 1e-3);
         model.load_params(&params);
         mean
@@ -94,6 +115,12 @@ fn flow_log_prob(bencher: Bencher, s: Shape) {
 #[divan::bench(args = TRAIN)]
 fn flow_train_step(bencher: Bencher, s: Shape) {
     train_step_bench(bencher, maf_model(s), data(s.0, s.2));
+}
+
+/// [`flow_train_step`] copying the parameters out and back around Adam.
+#[divan::bench(args = TRAIN)]
+fn flow_train_step_copying(bencher: Bencher, s: Shape) {
+    train_step_copying_bench(bencher, maf_model(s), data(s.0, s.2));
 }
 
 /// Drawing `B` samples from `maf(5, hidden = H)` (`D` sequential steps per layer).
