@@ -38,6 +38,7 @@ pub mod autodiff;
 mod batch;
 pub mod bayes;
 pub mod bijector;
+mod checked_serde;
 pub mod conditional;
 pub mod data;
 pub mod distribution;

@@ -69,28 +69,10 @@ pub struct ActNorm<T: Real> {
     initialized: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct ActNormRepr<T: Real> {
+crate::checked_serde::checked_serde!(ActNorm, ActNormRepr {
     params: Vec<T>,
     initialized: bool,
-}
-
-impl<T: Real> From<ActNorm<T>> for ActNormRepr<T> {
-    fn from(a: ActNorm<T>) -> Self {
-        ActNormRepr {
-            params: a.params,
-            initialized: a.initialized,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<ActNormRepr<T>> for ActNorm<T> {
-    type Error = Error;
-    fn try_from(r: ActNormRepr<T>) -> Result<Self, Error> {
+}, |r| {
         const CTX: &str = "ActNorm (deserialised)";
         if r.params.is_empty() || !r.params.len().is_multiple_of(2) {
             return Err(check::invalid(
@@ -109,8 +91,7 @@ impl<T: Real> TryFrom<ActNormRepr<T>> for ActNorm<T> {
             params: r.params,
             initialized: r.initialized,
         })
-    }
-}
+    });
 
 impl<T: Real> ActNorm<T> {
     /// The floor on the standard deviation in [`ActNorm::initialize_from_data`]:

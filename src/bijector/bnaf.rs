@@ -118,38 +118,13 @@ pub struct BlockNeuralAutoregressive<T: Real> {
     params: Vec<T>,
 }
 
-/// The serialised form, validated on load.
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct BnafRepr<T: Real> {
+crate::checked_serde::checked_serde!(BlockNeuralAutoregressive, BnafRepr {
     dim: usize,
     units: usize,
     blocks: usize,
     context_dim: usize,
     params: Vec<T>,
-}
-
-impl<T: Real> From<BlockNeuralAutoregressive<T>> for BnafRepr<T> {
-    fn from(b: BlockNeuralAutoregressive<T>) -> Self {
-        BnafRepr {
-            dim: b.dim,
-            units: b.units,
-            blocks: b.blocks,
-            context_dim: b.context_dim,
-            params: b.params,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<BnafRepr<T>> for BlockNeuralAutoregressive<T> {
-    type Error = Error;
-    fn try_from(r: BnafRepr<T>) -> Result<Self, Error> {
-        Self::from_params(r.dim, r.context_dim, r.units, r.blocks, r.params)
-    }
-}
+}, |r| Self::from_params(r.dim, r.context_dim, r.units, r.blocks, r.params));
 
 /// Offsets of one layer's parts in the parameter buffer.
 #[derive(Clone, Copy)]

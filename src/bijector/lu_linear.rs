@@ -77,31 +77,10 @@ pub struct LuLinear<T: Real> {
     params: Vec<T>,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct LuLinearRepr<T: Real> {
+crate::checked_serde::checked_serde!(LuLinear, LuLinearRepr {
     permutation: Permute,
     params: Vec<T>,
-}
-
-impl<T: Real> From<LuLinear<T>> for LuLinearRepr<T> {
-    fn from(l: LuLinear<T>) -> Self {
-        LuLinearRepr {
-            permutation: l.permutation,
-            params: l.params,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<LuLinearRepr<T>> for LuLinear<T> {
-    type Error = Error;
-    fn try_from(r: LuLinearRepr<T>) -> Result<Self, Error> {
-        LuLinear::from_parts(r.permutation, r.params)
-    }
-}
+}, |r| LuLinear::from_parts(r.permutation, r.params));
 
 impl<T: Real> LuLinear<T> {
     /// An LU linear layer over `dim` coordinates: exactly the identity with

@@ -41,28 +41,7 @@ pub struct Power<T: Real> {
     p: T,
 }
 
-/// The serialised form `{"p": …}`, validated on load.
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct PowerRepr<T: Real> {
-    p: T,
-}
-
-impl<T: Real> From<Power<T>> for PowerRepr<T> {
-    fn from(b: Power<T>) -> Self {
-        PowerRepr { p: b.p }
-    }
-}
-
-impl<T: Real> TryFrom<PowerRepr<T>> for Power<T> {
-    type Error = Error;
-    fn try_from(r: PowerRepr<T>) -> Result<Self, Error> {
-        Power::new(r.p)
-    }
-}
+crate::checked_serde::checked_serde!(Power, PowerRepr { p: T }, |r| Power::new(r.p));
 
 impl<T: Real> Power<T> {
     /// `y = x^p` on `(0, ∞)`; errors unless `p` is finite and nonzero.

@@ -172,35 +172,12 @@ pub struct RationalQuadraticSpline<T: Real> {
     params: Vec<T>,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct SplineRepr<T: Real> {
+crate::checked_serde::checked_serde!(RationalQuadraticSpline, SplineRepr {
     dim: usize,
     bins: usize,
     bound: T,
     params: Vec<T>,
-}
-
-impl<T: Real> TryFrom<SplineRepr<T>> for RationalQuadraticSpline<T> {
-    type Error = Error;
-    fn try_from(r: SplineRepr<T>) -> Result<Self, Error> {
-        Self::new(r.dim, r.bins, r.bound, r.params)
-    }
-}
-
-impl<T: Real> From<RationalQuadraticSpline<T>> for SplineRepr<T> {
-    fn from(s: RationalQuadraticSpline<T>) -> Self {
-        SplineRepr {
-            dim: s.dim,
-            bins: s.bins,
-            bound: s.bound,
-            params: s.params,
-        }
-    }
-}
+}, |r| Self::new(r.dim, r.bins, r.bound, r.params));
 
 impl<T: Real> RationalQuadraticSpline<T> {
     /// The smallest bin width, as a fraction of the interval `2B`.

@@ -62,35 +62,15 @@ pub struct SoftClip<T: Real> {
     hinge_softness: T,
 }
 
-/// The serialised form `{"low": …, "high": …, "hinge_softness": …}`,
-/// validated on load.
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct SoftClipRepr<T: Real> {
-    low: T,
-    high: T,
-    hinge_softness: T,
-}
-
-impl<T: Real> From<SoftClip<T>> for SoftClipRepr<T> {
-    fn from(b: SoftClip<T>) -> Self {
-        SoftClipRepr {
-            low: b.low,
-            high: b.high,
-            hinge_softness: b.hinge_softness,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<SoftClipRepr<T>> for SoftClip<T> {
-    type Error = Error;
-    fn try_from(r: SoftClipRepr<T>) -> Result<Self, Error> {
-        SoftClip::new(r.low, r.high, r.hinge_softness)
-    }
-}
+crate::checked_serde::checked_serde!(
+    SoftClip,
+    SoftClipRepr {
+        low: T,
+        high: T,
+        hinge_softness: T,
+    },
+    |r| SoftClip::new(r.low, r.high, r.hinge_softness)
+);
 
 impl<T: Real> SoftClip<T> {
     /// The soft clip onto `(low, high)` with hinge softness `hinge_softness`

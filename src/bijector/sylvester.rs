@@ -110,37 +110,13 @@ pub struct Sylvester<T: Real> {
     params: Vec<T>,
 }
 
-/// The serialised form, validated on load.
-#[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
-struct SylvesterRepr<T: Real> {
+crate::checked_serde::checked_serde!(Sylvester, SylvesterRepr {
     dim: usize,
     reflections: usize,
     #[serde(default)]
     context_dim: usize,
     params: Vec<T>,
-}
-
-impl<T: Real> From<Sylvester<T>> for SylvesterRepr<T> {
-    fn from(s: Sylvester<T>) -> Self {
-        SylvesterRepr {
-            dim: s.dim,
-            reflections: s.reflections,
-            context_dim: s.context_dim,
-            params: s.params,
-        }
-    }
-}
-
-impl<T: Real> TryFrom<SylvesterRepr<T>> for Sylvester<T> {
-    type Error = Error;
-    fn try_from(r: SylvesterRepr<T>) -> Result<Self, Error> {
-        Sylvester::from_params_conditional(r.dim, r.reflections, r.context_dim, r.params)
-    }
-}
+}, |r| Sylvester::from_params_conditional(r.dim, r.reflections, r.context_dim, r.params));
 
 /// Quantities derived from the parameters, recomputed at every call
 /// (`O(mD + D²)`), so that writing to [`Sylvester::params_mut`] needs no cache

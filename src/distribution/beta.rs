@@ -48,20 +48,10 @@ pub struct Beta<T: Real> {
     beta: DVector<T>,
 }
 
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct BetaRepr<T: Real> {
+crate::checked_serde::checked_serde!(load_only Beta, BetaRepr {
     alpha: DVector<T>,
     beta: DVector<T>,
-}
-
-impl<T: Real> TryFrom<BetaRepr<T>> for Beta<T> {
-    type Error = Error;
-    fn try_from(r: BetaRepr<T>) -> Result<Self, Error> {
-        Beta::new(r.alpha, r.beta)
-    }
-}
+}, |r| Beta::new(r.alpha, r.beta));
 
 impl<T: Real> Beta<T> {
     /// Errors if `alpha` and `beta` differ in length or are empty, or have

@@ -30,20 +30,10 @@ pub struct MultivariateNormal<T: Real> {
     scale_tril: DMatrix<T>,
 }
 
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct MultivariateNormalRepr<T: Real> {
+crate::checked_serde::checked_serde!(load_only MultivariateNormal, MultivariateNormalRepr {
     loc: DVector<T>,
     scale_tril: DMatrix<T>,
-}
-
-impl<T: Real> TryFrom<MultivariateNormalRepr<T>> for MultivariateNormal<T> {
-    type Error = Error;
-    fn try_from(r: MultivariateNormalRepr<T>) -> Result<Self, Error> {
-        MultivariateNormal::from_scale_tril(r.loc, r.scale_tril)
-    }
-}
+}, |r| MultivariateNormal::from_scale_tril(r.loc, r.scale_tril));
 
 impl<T: Real> MultivariateNormal<T> {
     /// From a mean and a covariance matrix (Cholesky-factorised here).

@@ -51,21 +51,11 @@ pub struct StudentT<T: Real> {
     scale: DVector<T>,
 }
 
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct StudentTRepr<T: Real> {
+crate::checked_serde::checked_serde!(load_only StudentT, StudentTRepr {
     df: DVector<T>,
     loc: DVector<T>,
     scale: DVector<T>,
-}
-
-impl<T: Real> TryFrom<StudentTRepr<T>> for StudentT<T> {
-    type Error = Error;
-    fn try_from(r: StudentTRepr<T>) -> Result<Self, Error> {
-        StudentT::new(r.df, r.loc, r.scale)
-    }
-}
+}, |r| StudentT::new(r.df, r.loc, r.scale));
 
 impl<T: Real> StudentT<T> {
     /// Errors if `df`, `loc` and `scale` differ in length or are empty,

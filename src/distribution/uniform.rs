@@ -26,20 +26,10 @@ pub struct Uniform<T: Real> {
     high: DVector<T>,
 }
 
-/// The serialised form: deserialising goes through the same validation as
-/// the constructor, so that a saved model cannot bypass it.
-#[derive(Deserialize)]
-struct UniformRepr<T: Real> {
+crate::checked_serde::checked_serde!(load_only Uniform, UniformRepr {
     low: DVector<T>,
     high: DVector<T>,
-}
-
-impl<T: Real> TryFrom<UniformRepr<T>> for Uniform<T> {
-    type Error = Error;
-    fn try_from(r: UniformRepr<T>) -> Result<Self, Error> {
-        Uniform::new(r.low, r.high)
-    }
-}
+}, |r| Uniform::new(r.low, r.high));
 
 impl<T: Real> Uniform<T> {
     /// Errors if the bounds differ in length, are empty or non-finite, or
