@@ -64,27 +64,10 @@ fn maf_model(s: Shape) -> FlowModel<f32> {
 }
 
 /// One training step as `fit` takes it: mean log-density and gradient, the
-/// copy kept for a non-finite rollback, Adam on the parameters in place.
-fn train_step_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMatrix<f32>) {
-    let p = model.num_params();
-    let mut grad = vec![0.0f32; p];
-    let mut last_good = Vec::with_capacity(p);
-    let mut adam = Adam::new(1e-3);
-    bencher.bench_local(|| {
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        let mean = model
-            .mean_log_prob_and_grad(black_box(&x), &mut grad)
-            .expect("differentiable");
-        grad.iter_mut().for_each(|g| *g = -*g);
-        model.copy_params_into(&mut last_good);
-        adam.step_params(&mut model, &grad, 1e-3);
-        mean
-    });
-}
-
-/// The same step with the parameters copied out of the model, updated and
-/// copied back (how `fit` stepped before updating in place).
-fn train_step_copying_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMatrix<f32>) {
+/// copy kept for a non-finite rollback, Adam on the parameters in place; or,
+/// with `in_place = false`, Adam on a copy loaded back into the model (how
+/// `fit` stepped before updating in place).
+fn train_step_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMatrix<f32>, in_place: bool) {
     let p = model.num_params();
     let mut grad = vec![0.0f32; p];
     let (mut params, mut last_good) = (Vec::with_capacity(p), Vec::with_capacity(p));
@@ -95,10 +78,14 @@ fn train_step_copying_bench(bencher: Bencher, mut model: FlowModel<f32>, x: DMat
             .mean_log_prob_and_grad(black_box(&x), &mut grad)
             .expect("differentiable");
         grad.iter_mut().for_each(|g| *g = -*g);
-        model.copy_params_into(&mut params);
-        last_good.clone_from(&params);
-        adam.step(&mut params, &grad, 1e-3);
-        model.load_params(&params);
+        model.copy_params_into(&mut last_good);
+        if in_place {
+            adam.step_params(&mut model, &grad, 1e-3);
+        } else {
+            params.clone_from(&last_good);
+            adam.step(&mut params, &grad, 1e-3);
+            model.load_params(&params);
+        }
         mean
     });
 }
@@ -114,13 +101,13 @@ fn flow_log_prob(bencher: Bencher, s: Shape) {
 /// One maximum-likelihood step (log_prob, backward, Adam) of `maf(5, hidden = H)`.
 #[divan::bench(args = TRAIN)]
 fn flow_train_step(bencher: Bencher, s: Shape) {
-    train_step_bench(bencher, maf_model(s), data(s.0, s.2));
+    train_step_bench(bencher, maf_model(s), data(s.0, s.2), true);
 }
 
 /// [`flow_train_step`] copying the parameters out and back around Adam.
 #[divan::bench(args = TRAIN)]
 fn flow_train_step_copying(bencher: Bencher, s: Shape) {
-    train_step_copying_bench(bencher, maf_model(s), data(s.0, s.2));
+    train_step_bench(bencher, maf_model(s), data(s.0, s.2), false);
 }
 
 /// Drawing `B` samples from `maf(5, hidden = H)` (`D` sequential steps per layer).
@@ -200,5 +187,5 @@ fn layer_train_step(bencher: Bencher, name: &str) {
     .expect("valid spec");
     let model = FlowModel::new(&spec, LAYER_SHAPE.0, 0).expect("builds");
     let x = data(LAYER_SHAPE.0, LAYER_SHAPE.2) * 0.5;
-    train_step_bench(bencher, model, x);
+    train_step_bench(bencher, model, x, true);
 }
