@@ -395,12 +395,10 @@ pub(crate) mod check {
         argument: &str,
         v: &DVector<T>,
     ) -> Result<(), Error> {
-        for (i, x) in v.iter().enumerate() {
-            if !x.is_finite() {
-                return Err(invalid(context, &format!("{argument}[{i}]"), "finite", x));
-            }
-        }
-        Ok(())
+        let at = |i| format!("[{i}]");
+        every_entry(context, argument, v.as_slice(), at, "finite", |x| {
+            x.is_finite()
+        })
     }
 
     /// Every entry finite and strictly positive.
@@ -409,17 +407,16 @@ pub(crate) mod check {
         argument: &str,
         v: &DVector<T>,
     ) -> Result<(), Error> {
-        for (i, x) in v.iter().enumerate() {
-            if !x.is_finite() || *x <= T::zero() {
-                return Err(invalid(
-                    context,
-                    &format!("{argument}[{i}]"),
-                    "finite and positive",
-                    x,
-                ));
-            }
-        }
-        Ok(())
+        let at = |i| format!("[{i}]");
+        let ok = |x: T| x.is_finite() && x > T::zero();
+        every_entry(
+            context,
+            argument,
+            v.as_slice(),
+            at,
+            "finite and positive",
+            ok,
+        )
     }
 
     /// Every entry finite.
@@ -428,20 +425,32 @@ pub(crate) mod check {
         argument: &str,
         m: &DMatrix<T>,
     ) -> Result<(), Error> {
-        for j in 0..m.ncols() {
-            for i in 0..m.nrows() {
-                let x = m[(i, j)];
-                if !x.is_finite() {
-                    return Err(invalid(
-                        context,
-                        &format!("{argument}[({i}, {j})]"),
-                        "finite",
-                        x,
-                    ));
-                }
-            }
+        let rows = m.nrows();
+        let at = |k| format!("[({}, {})]", k % rows, k / rows);
+        every_entry(context, argument, m.as_slice(), at, "finite", |x| {
+            x.is_finite()
+        })
+    }
+
+    /// The first of `values` (column-major, `at` naming its index) that is
+    /// not `ok`, as the error that says what was `expected`.
+    fn every_entry<T: Real>(
+        context: &str,
+        argument: &str,
+        values: &[T],
+        at: impl Fn(usize) -> String,
+        expected: &str,
+        ok: impl Fn(T) -> bool,
+    ) -> Result<(), Error> {
+        match values.iter().position(|&x| !ok(x)) {
+            Some(k) => Err(invalid(
+                context,
+                &format!("{argument}{}", at(k)),
+                expected,
+                values[k],
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A location vector (non-empty, finite) and a scale vector of the same

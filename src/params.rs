@@ -106,3 +106,63 @@ pub trait Parameters<T: Real> {
         }
     }
 }
+
+/// Every method of [`Parameters`] handed to another value that has them (a
+/// wrapper's inner layer): `parameters_by_delegate!(s => target, target_mut)`
+/// with `target` an expression in `s` (the receiver) giving `&impl
+/// Parameters<T>` and `target_mut` one giving `&mut impl Parameters<T>`.
+macro_rules! parameters_by_delegate {
+    ($s:ident => $target:expr, $target_mut:expr) => {
+        fn num_params(&self) -> usize {
+            let $s = self;
+            $crate::Parameters::<T>::num_params($target)
+        }
+        fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+            let $s = self;
+            $crate::Parameters::<T>::visit_params($target, f)
+        }
+        fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+            let $s = self;
+            $crate::Parameters::<T>::visit_params_mut($target_mut, f)
+        }
+        fn visit_state(&self, f: &mut dyn FnMut(&[T])) {
+            let $s = self;
+            $crate::Parameters::<T>::visit_state($target, f)
+        }
+        fn visit_state_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+            let $s = self;
+            $crate::Parameters::<T>::visit_state_mut($target_mut, f)
+        }
+        fn params_changed(&mut self) {
+            let $s = self;
+            $crate::Parameters::<T>::params_changed($target_mut)
+        }
+        fn set_training(&mut self, training: bool) {
+            let $s = self;
+            $crate::Parameters::<T>::set_training($target_mut, training)
+        }
+    };
+}
+pub(crate) use parameters_by_delegate;
+
+/// The methods of [`Parameters`] for a value whose parameters are one
+/// buffer held elsewhere (a layer's conditioner network):
+/// `parameters_of_buffer!(s => slice, slice_mut)` with `slice` and
+/// `slice_mut` expressions in `s` (the receiver).
+macro_rules! parameters_of_buffer {
+    ($s:ident => $slice:expr, $slice_mut:expr) => {
+        fn num_params(&self) -> usize {
+            let $s = self;
+            $slice.len()
+        }
+        fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
+            let $s = self;
+            f($slice)
+        }
+        fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
+            let $s = self;
+            f($slice_mut)
+        }
+    };
+}
+pub(crate) use parameters_of_buffer;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch_norm::{assert_backward_shapes, row_statistics};
 use super::{Bijector, DataStage, assert_rows};
+use crate::bijector::pass::Backward;
 use crate::error::check;
 use crate::{Error, Real};
 
@@ -59,10 +60,6 @@ use crate::{Error, Real};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ActNormRepr<T>", into = "ActNormRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct ActNorm<T: Real> {
     /// `[s (D), t (D)]`.
     params: Vec<T>,
@@ -287,13 +284,20 @@ impl<T: Real> super::Differentiable<T> for ActNorm<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        if stage == DataStage::Initialize && !self.initialized {
+            // An error (no columns, non-finite data) leaves the layer
+            // uninitialised; see the impl's docs.
+            let _ = self.initialize_from_data(y);
+        }
+        self.inverse(y)
+    }
+    crate::bijector::fused::backward_from!(inverse: inverse_backward, forward: forward_backward);
+}
+
+impl<T: Real> ActNorm<T> {
+    fn inverse_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (x, grad_u, grad_log_det, grad_params, _) = pass.parts();
         let d = self.dim_();
         assert_rows("ActNorm::inverse_and_log_det_backward", d, x);
         assert_backward_shapes(
@@ -322,13 +326,8 @@ impl<T: Real> super::Differentiable<T> for ActNorm<T> {
         }
         Ok(grad_x)
     }
-    fn forward_and_log_det_backward(
-        &self,
-        u: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn forward_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (u, grad_x, grad_log_det, grad_params, _) = pass.parts();
         let d = self.dim_();
         assert_rows("ActNorm::forward_and_log_det_backward", d, u);
         assert_backward_shapes(
@@ -355,13 +354,5 @@ impl<T: Real> super::Differentiable<T> for ActNorm<T> {
             grad_params[d + i] += gt;
         }
         Ok(grad_u)
-    }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        if stage == DataStage::Initialize && !self.initialized {
-            // An error (no columns, non-finite data) leaves the layer
-            // uninitialised; see the impl's docs.
-            let _ = self.initialize_from_data(y);
-        }
-        self.inverse(y)
     }
 }

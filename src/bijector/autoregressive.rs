@@ -8,8 +8,9 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
+use super::assert_pair;
+use super::pass::Pass;
 use super::transformer::{Layout, Transformer};
-use super::{Continuation, assert_pair};
 use crate::batch::own_context;
 use crate::nn::Made;
 use crate::{Error, Real};
@@ -224,12 +225,9 @@ fn generate<T: Real, Tr: Transformer<T>>(
 /// the backward pass; adds `∂L/∂θ` and `∂L/∂c`, returns `∂L/∂x`.
 fn invert_through<T: Real, Tr: Transformer<T>>(
     k: &Autoregressive<T, Tr>,
-    x: &DMatrix<T>,
-    c: &DMatrix<T>,
-    grad_params: &mut [T],
-    grad_context: &mut DMatrix<T>,
-    rest: &mut Continuation<'_, T>,
+    pass: Pass<'_, '_, T>,
 ) -> Result<DMatrix<T>, Error> {
+    let (x, c, grad_params, grad_context, rest, _) = pass.parts();
     let made = k.made();
     assert_pair(
         Tr::AUTOREGRESSIVE_NAME,
@@ -273,20 +271,15 @@ fn apply<T: Real, Tr: Transformer<T>>(
 /// [`Error::Unsupported`] that says why and what to do.
 fn through<T: Real, Tr: Transformer<T>>(
     k: &Autoregressive<T, Tr>,
-    input: &DMatrix<T>,
-    c: &DMatrix<T>,
-    grad_params: &mut [T],
-    grad_context: &mut DMatrix<T>,
-    rest: &mut Continuation<'_, T>,
-    inverse: bool,
+    pass: Pass<'_, '_, T>,
 ) -> Result<DMatrix<T>, Error> {
-    if !inverse {
+    if !pass.inverse {
         return Err(Error::Unsupported {
             context: format!("{}::forward_and_log_det_backward", Tr::AUTOREGRESSIVE_NAME),
             reason: Tr::SEQUENTIAL.into(),
         });
     }
-    invert_through(k, input, c, grad_params, grad_context, rest)
+    invert_through(k, pass)
 }
 
 impl<T: Real, Tr: Transformer<T>> super::Bijector<T> for Autoregressive<T, Tr> {
@@ -301,15 +294,7 @@ impl<T: Real, Tr: Transformer<T>> super::Bijector<T> for Autoregressive<T, Tr> {
 }
 
 impl<T: Real, Tr: Transformer<T>> crate::Parameters<T> for Autoregressive<T, Tr> {
-    fn num_params(&self) -> usize {
-        self.made.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.made.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.made.params_mut())
-    }
+    crate::params::parameters_of_buffer!(s => s.made.params(), s.made.params_mut());
     fn params_changed(&mut self) {
         self.made.enforce_masks();
     }

@@ -124,10 +124,6 @@ pub(crate) use training::assert_backward_shapes;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "BatchNormRepr<T>", into = "BatchNormRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct BatchNormalization<T: Real> {
     /// `[γ (D), β (D)]`.
     params: Vec<T>,
@@ -140,10 +136,6 @@ pub struct BatchNormalization<T: Real> {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 struct BatchNormRepr<T: Real> {
     params: Vec<T>,
     running_mean: Vec<T>,

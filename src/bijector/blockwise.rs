@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
 
+use super::pass::Backward;
 use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
@@ -179,14 +180,8 @@ impl<T: Real> Blockwise<T> {
             .map_or(0, |d| d.num_params())
     }
 
-    fn backward(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
+    fn backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (input, grad_out, grad_log_det, grad_params, inverse) = pass.parts();
         assert_rows("Blockwise backward pass", self.dim, input);
         let mut grad_in = DMatrix::zeros(self.dim, input.ncols());
         let (mut start, mut off) = (0, 0);

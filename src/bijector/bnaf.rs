@@ -5,7 +5,8 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use super::{Continuation, assert_pair};
+use super::assert_pair;
+use super::pass::Pass;
 use crate::batch::own_context;
 use crate::error::check;
 use crate::{Error, Real};
@@ -106,10 +107,6 @@ mod network;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "BnafRepr<T>", into = "BnafRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct BlockNeuralAutoregressive<T: Real> {
     dim: usize,
     units: usize,
@@ -471,14 +468,9 @@ fn apply<T: Real>(
 /// The fused pass: the density direction's; the sampling direction has none.
 fn through<T: Real>(
     b: &BlockNeuralAutoregressive<T>,
-    input: &DMatrix<T>,
-    c: &DMatrix<T>,
-    grad_params: &mut [T],
-    grad_context: &mut DMatrix<T>,
-    rest: &mut Continuation<'_, T>,
-    inverse: bool,
+    pass: Pass<'_, '_, T>,
 ) -> Result<DMatrix<T>, Error> {
-    if !inverse {
+    if !pass.inverse {
         return Err(Error::Unsupported {
             context: "BlockNeuralAutoregressive::forward_and_log_det_backward".into(),
             reason: "the sampling direction of a block neural autoregressive flow solves D \
@@ -489,22 +481,17 @@ fn through<T: Real>(
                 .into(),
         });
     }
-    assert_pair(
-        "BlockNeuralAutoregressive",
-        Some(b.dim),
-        b.context_dim,
-        input,
-        c,
-    );
+    let name = "BlockNeuralAutoregressive";
+    assert_pair(name, Some(b.dim), b.context_dim, pass.input, pass.c);
     assert_eq!(
-        grad_params.len(),
+        pass.grad_params.len(),
         b.params.len(),
-        "BlockNeuralAutoregressive: parameter gradient has length {}, expected {}",
-        grad_params.len(),
+        "{name}: parameter gradient has length {}, expected {}",
+        pass.grad_params.len(),
         b.params.len()
     );
-    let c = own_context(b.context_dim, c);
-    b.density_through(input, &c, grad_params, grad_context, rest)
+    let c = own_context(b.context_dim, pass.c);
+    b.density_through(Pass { c: &c, ..pass })
 }
 
 impl<T: Real> super::Bijector<T> for BlockNeuralAutoregressive<T> {

@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
 
-use super::{Bijector, Differentiable, assert_pair, no_context};
+use super::pass::Pass;
+use super::{Bijector, Differentiable, assert_pair};
 use crate::{Error, Real};
 
 /// A composition of bijectors, applied **first to last** in the forward direction.
@@ -198,28 +199,20 @@ impl<T: Real> Differentiable<T> for Chain<T> {
             context_dim: self.context_dim,
         })
     }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: super::DataStage) -> DMatrix<T> {
-        self.prepare_with_data_given(y, &no_context(y.ncols()), stage)
-    }
-    fn prepare_with_data_given(
-        &mut self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        stage: super::DataStage,
-    ) -> DMatrix<T> {
+    super::fused::prepare_from_given!(|s, y, c, stage| {
         let mut cur = y.clone();
-        for i in (0..self.parts.len()).rev() {
-            cur = if self.part_params(i) > 0 {
-                self.part_mut(i)
+        for i in (0..s.parts.len()).rev() {
+            cur = if s.part_params(i) > 0 {
+                s.part_mut(i)
                     .as_differentiable_mut()
                     .expect("trainable")
                     .prepare_with_data_given(&cur, c, stage)
             } else {
-                self.parts[i].inverse_given(&cur, c)
+                s.parts[i].inverse_given(&cur, c)
             };
         }
         cur
-    }
+    });
     super::fused::training_from_through!(Chain::through);
 }
 
@@ -228,25 +221,13 @@ impl<T: Real> Chain<T> {
     /// to last (forward) or last to first (inverse), each with its slice of
     /// `grad_params`. The backward passes are this pass with a continuation
     /// that returns the given cotangents, so there is one implementation.
-    fn through(
-        &self,
-        input: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut super::Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        let caller = if inverse {
-            "Chain::inverse_and_log_det_through"
-        } else {
-            "Chain::forward_and_log_det_through"
-        };
-        self.check(caller, input, c);
+    fn through(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error> {
+        let caller = pass.caller("Chain");
+        self.check(&caller, pass.input, pass.c);
         let parts = (0..self.parts.len())
-            .map(|i| self.differentiable_part(i, caller))
+            .map(|i| self.differentiable_part(i, &caller))
             .collect::<Result<Vec<_>, _>>()?;
-        sequence_through(&parts, input, c, grad_params, grad_context, rest, inverse)
+        sequence_through(&parts, pass)
     }
 }
 
@@ -303,13 +284,9 @@ pub(crate) fn sequence_and_log_det<'a, T: Real + 'a>(
 /// last to first (inverse), under the contexts `c`.
 pub(crate) fn sequence_through<T: Real>(
     parts: &[&dyn Differentiable<T>],
-    input: &DMatrix<T>,
-    c: &DMatrix<T>,
-    grad_params: &mut [T],
-    grad_context: &mut DMatrix<T>,
-    rest: &mut super::Continuation<'_, T>,
-    inverse: bool,
+    pass: Pass<'_, '_, T>,
 ) -> Result<DMatrix<T>, Error> {
+    let (input, c, grad_params, grad_context, rest, inverse) = pass.parts();
     let mut steps = Vec::with_capacity(parts.len());
     let mut remaining = grad_params;
     for &p in parts {

@@ -9,8 +9,9 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::pass::Pass;
 use super::transformer::Transformer;
-use super::{Continuation, CouplingMask, assert_pair};
+use super::{CouplingMask, assert_pair};
 use crate::batch::own_context;
 use crate::nn::{ConditionerConfig, Mlp};
 use crate::{Error, Real};
@@ -314,13 +315,9 @@ fn apply<T: Real, Tr: Transformer<T>>(
 /// its pass-through cotangent) and the context's.
 fn through<T: Real, Tr: Transformer<T>>(
     k: &Coupling<T, Tr>,
-    input: &DMatrix<T>,
-    c: &DMatrix<T>,
-    grad_params: &mut [T],
-    grad_context: &mut DMatrix<T>,
-    rest: &mut Continuation<'_, T>,
-    inverse: bool,
+    pass: Pass<'_, '_, T>,
 ) -> Result<DMatrix<T>, Error> {
+    let (input, c, grad_params, grad_context, rest, inverse) = pass.parts();
     let context_dim = k.context_dim_();
     assert_pair(Tr::COUPLING_NAME, Some(k.mask.dim()), context_dim, input, c);
     let c = own_context(context_dim, c);
@@ -360,15 +357,7 @@ impl<T: Real, Tr: Transformer<T>> super::Bijector<T> for Coupling<T, Tr> {
 }
 
 impl<T: Real, Tr: Transformer<T>> crate::Parameters<T> for Coupling<T, Tr> {
-    fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.net.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.net.params_mut())
-    }
+    crate::params::parameters_of_buffer!(s => s.net.params(), s.net.params_mut());
 }
 
 /// Both directions are one conditioner pass, and both are differentiable.

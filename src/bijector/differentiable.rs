@@ -3,6 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::Bijector;
+use super::pass::Pass;
 use crate::Parameters;
 use crate::{Error, Real};
 
@@ -141,7 +142,17 @@ pub trait Differentiable<T: Real>: Bijector<T> + Parameters<T> {
         grad_context: &mut DMatrix<T>,
         rest: &mut Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        through_given_by_parts(self, y, c, grad_params, grad_context, rest, true)
+        through_given_by_parts(
+            self,
+            Pass {
+                input: y,
+                c,
+                grad_params,
+                grad_context,
+                rest,
+                inverse: true,
+            },
+        )
     }
 
     /// The fused pass of the forward direction under the contexts `c`; see
@@ -154,7 +165,17 @@ pub trait Differentiable<T: Real>: Bijector<T> + Parameters<T> {
         grad_context: &mut DMatrix<T>,
         rest: &mut Continuation<'_, T>,
     ) -> Result<DMatrix<T>, Error> {
-        through_given_by_parts(self, x, c, grad_params, grad_context, rest, false)
+        through_given_by_parts(
+            self,
+            Pass {
+                input: x,
+                c,
+                grad_params,
+                grad_context,
+                rest,
+                inverse: false,
+            },
+        )
     }
 
     /// [`prepare_with_data`](Differentiable::prepare_with_data) with the data's
@@ -243,13 +264,9 @@ pub(crate) fn through_sequence<T: Real>(
 /// the backward pass under the contexts.
 fn through_given_by_parts<T: Real, B: Differentiable<T> + ?Sized>(
     b: &B,
-    input: &DMatrix<T>,
-    c: &DMatrix<T>,
-    grad_params: &mut [T],
-    grad_context: &mut DMatrix<T>,
-    rest: &mut Continuation<'_, T>,
-    inverse: bool,
+    pass: Pass<'_, '_, T>,
 ) -> Result<DMatrix<T>, Error> {
+    let (input, c, grad_params, grad_context, rest, inverse) = pass.parts();
     match (b.context_dim(), inverse) {
         (0, true) => b.inverse_and_log_det_through(input, grad_params, rest),
         (0, false) => b.forward_and_log_det_through(input, grad_params, rest),

@@ -1,7 +1,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{Bijector, elementwise_log_det};
+use super::Bijector;
 use crate::Real;
 
 /// Elementwise `y = exp(x)`, mapping `R^D` onto `(0, ∞)^D`.
@@ -19,18 +19,12 @@ use crate::Real;
 pub struct Exp;
 
 impl<T: Real> Bijector<T> for Exp {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        x.map(|v| v.exp())
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        y.map(|v| v.ln())
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        elementwise_log_det(x, |v| v)
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        elementwise_log_det(y, |v| -v.ln())
-    }
+    super::elementwise_maps!(
+        forward: |v| v.exp(),
+        inverse: |v| v.ln(),
+        forward_log_det: |v| v,
+        inverse_log_det: |v| -v.ln(),
+    );
     super::differentiable_hooks!();
 }
 

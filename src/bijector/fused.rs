@@ -163,9 +163,9 @@ pub(crate) use forward_names;
 
 /// Every backward and fused pass of [`Differentiable`](super::Differentiable),
 /// with and without a context, from one fused pass
-/// `through(&self, input, c, grad_params, grad_context, rest, inverse)`: a
-/// backward pass is the fused pass with a continuation that
-/// hands back the given cotangents.
+/// `through(&self, pass: Pass<'_, '_, T>)` (see [`Pass`](super::pass::Pass)):
+/// a backward pass is the fused pass with a continuation that hands back the
+/// given cotangents.
 macro_rules! training_from_through {
     ($through:path) => {
         $crate::bijector::fused::inverse_names!(training_from_through,
@@ -176,18 +176,25 @@ macro_rules! training_from_through {
     ($names:tt, @direction $through:path, $inverse:expr) => {
         $crate::bijector::fused::passes!($names, |s, input, c, go, gl, gp, gc, rest| {
             let mut rest = $crate::bijector::fused::constant(go, gl);
-            let none = $crate::bijector::no_context(input.ncols());
-            $through(s, input, &none, gp, &mut none.clone(), &mut rest, $inverse)
+            $crate::bijector::fused::training_from_through!(@free $through, s, input, gp,
+                &mut rest, $inverse)
         }, {
-            let none = $crate::bijector::no_context(input.ncols());
-            $through(s, input, &none, gp, &mut none.clone(), rest, $inverse)
+            $crate::bijector::fused::training_from_through!(@free $through, s, input, gp, rest,
+                $inverse)
         }, {
             let mut rest = $crate::bijector::fused::constant(go, gl);
-            $through(s, input, c, gp, gc, &mut rest, $inverse)
+            $through(s, $crate::bijector::pass::Pass { input, c, grad_params: gp,
+                grad_context: gc, rest: &mut rest, inverse: $inverse })
         }, {
-            $through(s, input, c, gp, gc, rest, $inverse)
+            $through(s, $crate::bijector::pass::Pass { input, c, grad_params: gp,
+                grad_context: gc, rest, inverse: $inverse })
         });
     };
+    (@free $through:path, $s:ident, $input:ident, $gp:ident, $rest:expr, $inverse:expr) => {{
+        let none = $crate::bijector::no_context($input.ncols());
+        $through($s, $crate::bijector::pass::Pass { input: $input, c: &none, grad_params: $gp,
+            grad_context: &mut none.clone(), rest: $rest, inverse: $inverse })
+    }};
 }
 pub(crate) use training_from_through;
 
@@ -394,14 +401,23 @@ macro_rules! maps_by_delegate {
 pub(crate) use maps_by_delegate;
 
 /// Both backward passes of [`Differentiable`](super::Differentiable) from
-/// one method of the type, `backward!(name)` for
-/// `fn name(&self, input, grad_out, grad_log_det, grad_params, inverse: bool)`.
+/// one method of the type, `backward_from!(name)` for
+/// `fn name(&self, pass: Backward<'_, T>)` (see [`Backward`](super::pass::Backward)),
+/// or from one method a direction, `backward_from!(inverse: a, forward: b)`.
 macro_rules! backward_from {
     ($method:ident) => {
-        $crate::bijector::fused::passes!(@backward inverse_and_log_det_backward,
-            |s, y, go, gl, gp| { s.$method(y, go, gl, gp, true) });
-        $crate::bijector::fused::passes!(@backward forward_and_log_det_backward,
-            |s, x, go, gl, gp| { s.$method(x, go, gl, gp, false) });
+        $crate::bijector::fused::backward_from!(inverse: $method, forward: $method);
+    };
+    (inverse: $inv:ident, forward: $fwd:ident) => {
+        $crate::bijector::fused::backward_from!(@one $inv, inverse_and_log_det_backward, true);
+        $crate::bijector::fused::backward_from!(@one $fwd, forward_and_log_det_backward, false);
+    };
+    (@one $method:ident, $name:ident, $inverse:expr) => {
+        $crate::bijector::fused::passes!(@backward $name, |s, input, grad_out, grad_log_det,
+            grad_params| {
+            s.$method($crate::bijector::pass::Backward { input, grad_out, grad_log_det,
+                grad_params, inverse: $inverse })
+        });
     };
 }
 pub(crate) use backward_from;
@@ -424,3 +440,29 @@ macro_rules! backward_through_given {
     };
 }
 pub(crate) use backward_through_given;
+
+/// Both data set-up methods of [`Differentiable`](super::Differentiable)
+/// from the one under contexts, `prepare_from_given!(|s, y, c, stage| body)`
+/// (`s` the receiver): the context-free one passes the empty `0 × n`
+/// context.
+macro_rules! prepare_from_given {
+    (|$s:ident, $y:ident, $c:ident, $stage:ident| $body:expr) => {
+        fn prepare_with_data(
+            &mut self,
+            y: &DMatrix<T>,
+            stage: $crate::bijector::DataStage,
+        ) -> DMatrix<T> {
+            self.prepare_with_data_given(y, &$crate::bijector::no_context(y.ncols()), stage)
+        }
+        fn prepare_with_data_given(
+            &mut self,
+            $y: &DMatrix<T>,
+            $c: &DMatrix<T>,
+            $stage: $crate::bijector::DataStage,
+        ) -> DMatrix<T> {
+            let $s = self;
+            $body
+        }
+    };
+}
+pub(crate) use prepare_from_given;

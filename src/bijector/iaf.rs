@@ -30,10 +30,6 @@ use crate::{Error, Real};
 /// # Ok::<(), normflow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct InverseAutoregressiveFlow<T: Real> {
     inner: Invert<MaskedAutoregressiveFlow<T>>,
 }
@@ -109,18 +105,7 @@ impl<T: Real> Bijector<T> for InverseAutoregressiveFlow<T> {
 }
 
 impl<T: Real> crate::Parameters<T> for InverseAutoregressiveFlow<T> {
-    fn num_params(&self) -> usize {
-        self.inner.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.inner.visit_params(f)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.inner.visit_params_mut(f)
-    }
-    fn params_changed(&mut self) {
-        self.inner.params_changed()
-    }
+    crate::params::parameters_by_delegate!(s => &s.inner, &mut s.inner);
 }
 
 /// Sampling (the forward direction, one MADE pass) is differentiable; the

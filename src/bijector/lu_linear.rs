@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch_norm::assert_backward_shapes;
 use super::{Bijector, Permute, assert_rows};
+use crate::bijector::pass::Backward;
 use crate::error::check;
 use crate::nn::{positive_scale, positive_scale_derivative};
 use crate::{Error, Real};
@@ -67,10 +68,6 @@ use crate::{Error, Real};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "LuLinearRepr<T>", into = "LuLinearRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct LuLinear<T: Real> {
     permutation: Permute,
     /// `[L strictly lower | U strictly upper | raw diagonal | bias]`.
@@ -320,13 +317,12 @@ impl<T: Real> super::Differentiable<T> for LuLinear<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    super::fused::backward_from!(inverse: inverse_backward, forward: forward_backward);
+}
+
+impl<T: Real> LuLinear<T> {
+    fn inverse_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (y, grad_x, grad_log_det, grad_params, _) = pass.parts();
         const CTX: &str = "LuLinear::inverse_and_log_det_backward";
         let (d, n) = y.shape();
         assert_rows(CTX, self.dim_(), y);
@@ -360,13 +356,8 @@ impl<T: Real> super::Differentiable<T> for LuLinear<T> {
         }
         Ok(grad_y)
     }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn forward_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (x, grad_y, grad_log_det, grad_params, _) = pass.parts();
         const CTX: &str = "LuLinear::forward_and_log_det_backward";
         let (d, n) = x.shape();
         assert_rows(CTX, self.dim_(), x);

@@ -37,6 +37,7 @@ mod lu_linear;
 mod maf;
 mod naf;
 mod ordered;
+pub(crate) mod pass;
 mod permute;
 mod planar;
 mod power;
@@ -293,23 +294,10 @@ impl<T: Real, B: Bijector<T> + ?Sized> Differentiable<T> for Box<B> {
             .expect("Box::boxed_clone: the boxed bijector is not trainable")
             .boxed_clone()
     }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        match (**self).as_differentiable_mut() {
-            Some(d) => d.prepare_with_data(y, stage),
-            None => (**self).inverse(y),
-        }
-    }
-    fn prepare_with_data_given(
-        &mut self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        stage: DataStage,
-    ) -> DMatrix<T> {
-        match (**self).as_differentiable_mut() {
-            Some(d) => d.prepare_with_data_given(y, c, stage),
-            None => (**self).inverse_given(y, c),
-        }
-    }
+    fused::prepare_from_given!(|s, y, c, stage| match (**s).as_differentiable_mut() {
+        Some(d) => d.prepare_with_data_given(y, c, stage),
+        None => (**s).inverse_given(y, c),
+    });
     fused::training_by_delegate!(s => boxed_part(&**s, "Box"));
 }
 
@@ -372,3 +360,26 @@ pub(crate) fn elementwise_log_det<T: Real>(x: &DMatrix<T>, g: impl Fn(T) -> T) -
             .map(|c| c.iter().fold(T::zero(), |acc, &v| acc + g(v))),
     )
 }
+
+/// The four maps of [`Bijector`] for a parameter-free elementwise bijector,
+/// from its scalar forward map, inverse and log-derivatives:
+/// `elementwise_maps!(forward: |v| …, inverse: |v| …, forward_log_det: |v| …,
+/// inverse_log_det: |v| …)` inside the `impl Bijector<T>`.
+macro_rules! elementwise_maps {
+    (forward: |$a:ident| $f:expr, inverse: |$b:ident| $i:expr,
+     forward_log_det: |$c:ident| $fl:expr, inverse_log_det: |$d:ident| $il:expr $(,)?) => {
+        fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
+            x.map(|$a| $f)
+        }
+        fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
+            y.map(|$b| $i)
+        }
+        fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
+            $crate::bijector::elementwise_log_det(x, |$c| $fl)
+        }
+        fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+            $crate::bijector::elementwise_log_det(y, |$d| $il)
+        }
+    };
+}
+pub(crate) use elementwise_maps;

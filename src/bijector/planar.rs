@@ -3,7 +3,7 @@ use rand::{Rng, RngExt};
 use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::root::{Eval, safeguarded_newton, tanh_sech2};
+use super::root::{tanh_root, tanh_sech2};
 use super::{Bijector, assert_rows};
 use crate::error::check;
 use crate::{Error, Real};
@@ -129,10 +129,6 @@ mod gradients;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "PlanarRepr<T>", into = "PlanarRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct Planar<T: Real> {
     dim: usize,
     /// `[u (D), w (D), b]`.
@@ -141,10 +137,6 @@ pub struct Planar<T: Real> {
 
 /// The serialised form: `{"u": [...], "w": [...], "b": ...}`, validated on load.
 #[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 struct PlanarRepr<T: Real> {
     u: Vec<T>,
     w: Vec<T>,
@@ -432,54 +424,10 @@ pub(crate) fn assert_backward_shapes<T: Real>(
     );
 }
 
-/// The root `α` of `g(α) = α + m·tanh(α + b) − c` for `m ≥ −1`.
-///
-/// `g` is non-decreasing (`g' = 1 + m·sech² ≥ 0`) and, since `|tanh| ≤ 1`,
-/// `g(c − |m|) ≤ 0 ≤ g(c + |m|)`. Safeguarded Newton in the manner of
-/// Numerical Recipes' `rtsafe`: the bracket shrinks at every iteration, and a
-/// Newton step is replaced by bisection when it would leave the bracket, when
-/// the slope is not positive, or when it is not at most half the step before
-/// last (plain Newton can cycle on the S-shaped `g` when `m` is large).
-/// Stops when the residual `|g(α)|` is at the rounding level of its own
-/// evaluation (`ε(|α| + |m tanh| + |c|)`: no further step can be trusted), when
-/// a step is below `ε|α|` (machine precision), when no float lies strictly
-/// inside the bracket, or after 200 iterations.
+/// The root `α` of `g(α) = α + m·tanh(α + b) − c` for `m ≥ −1`: the
+/// shared [`tanh_root`] with `r̃ = 1`.
 fn solve_alpha<T: Real>(c: T, m: T, b: T) -> T {
-    if m == T::zero() || !c.is_finite() {
-        return c;
-    }
-    let am = m.abs();
-    let lo = c - am;
-    let hi = c + am;
-    if lo >= hi || !(hi - lo).is_finite() {
-        // |m| is below the spacing of floats around c: the root is c.
-        return c;
-    }
-    let g = |a: T| a + m * (a + b).tanh() - c;
-    if g(lo) >= T::zero() {
-        return lo;
-    }
-    if g(hi) <= T::zero() {
-        return hi;
-    }
-    let eps = T::machine_epsilon();
-    // Start from one fixed-point step from α = c (exact when tanh saturates).
-    let start = c - m * (c + b).tanh();
-    safeguarded_newton(
-        lo,
-        hi,
-        start,
-        200,
-        |next| eps * next.abs(),
-        |x| {
-            let (t, s2) = tanh_sech2(x + b);
-            Eval {
-                value: x + m * t - c,
-                slope: T::one() + m * s2,
-                noise: eps * (x.abs() + (m * t).abs() + c.abs()),
-            }
-        },
-    )
+    tanh_root(c, m, T::one(), b)
 }
 
 impl<T: Real> Bijector<T> for Planar<T> {

@@ -33,10 +33,6 @@ use crate::{Error, Real};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "PowerRepr<T>", into = "PowerRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct Power<T: Real> {
     p: T,
 }

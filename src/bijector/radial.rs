@@ -90,10 +90,6 @@ mod gradients;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RadialRepr<T>", into = "RadialRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct Radial<T: Real> {
     dim: usize,
     /// `[z₀ (D), α̃, β̃]`.
@@ -103,10 +99,6 @@ pub struct Radial<T: Real> {
 /// The serialised form: `{"z0": [...], "raw_alpha": ..., "raw_beta": ...}`,
 /// validated on load.
 #[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 struct RadialRepr<T: Real> {
     z0: Vec<T>,
     raw_alpha: T,

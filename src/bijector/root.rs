@@ -89,6 +89,50 @@ pub(crate) fn tanh_sech2<T: Real>(x: T) -> (T, T) {
     (x.tanh(), T::lit(4.0) * e / (ope * ope))
 }
 
+/// The root `ζ` of `g(ζ) = ζ + r tanh(r̃ ζ + c) − e` for `r r̃ ≥ −1`, the
+/// scalar equation of the planar (`r̃ = 1`) and Sylvester inverses: `g` is
+/// non-decreasing (`g' = 1 + r r̃ sech² ≥ 0`) and, since `|tanh| ≤ 1`,
+/// `g(e − |r|) ≤ 0 ≤ g(e + |r|)`. [`safeguarded_newton`] from one
+/// fixed-point step from `ζ = e` (exact when `tanh` saturates), stopping when
+/// the residual is at the rounding level of its own evaluation
+/// (`ε(|ζ| + |r tanh| + |e|)`), when a step is below `ε|ζ|`, when no float
+/// lies strictly inside the bracket, or after 200 iterations.
+pub(crate) fn tanh_root<T: Real>(e: T, r: T, rt: T, c: T) -> T {
+    if r == T::zero() || !e.is_finite() || !c.is_finite() {
+        return e;
+    }
+    let ar = r.abs();
+    let lo = e - ar;
+    let hi = e + ar;
+    if lo >= hi || !(hi - lo).is_finite() {
+        return e;
+    }
+    let g = |z: T| z + r * (rt * z + c).tanh() - e;
+    if g(lo) >= T::zero() {
+        return lo;
+    }
+    if g(hi) <= T::zero() {
+        return hi;
+    }
+    let eps = T::machine_epsilon();
+    let start = e - r * (rt * e + c).tanh();
+    safeguarded_newton(
+        lo,
+        hi,
+        start,
+        200,
+        |next| eps * next.abs(),
+        |z| {
+            let (t, s2) = tanh_sech2(rt * z + c);
+            Eval {
+                value: z + r * t - e,
+                slope: T::one() + r * rt * s2,
+                noise: eps * (z.abs() + (r * t).abs() + e.abs()),
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,10 +161,6 @@ pub(crate) use kernel::{
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "SplineRepr<T>", into = "SplineRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct RationalQuadraticSpline<T: Real> {
     dim: usize,
     bins: usize,

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 
 use nalgebra::{DMatrix, DVector};
 
+use super::pass::Backward;
 use super::{Bijector, Differentiable, assert_rows};
 use nalgebra::{Const, U1};
 use num_dual::DualSVec64;
@@ -238,7 +239,7 @@ impl<L: ScalarBijector, T: Real> Elementwise<L, T> {
     fn check_grad(&self, caller: &str, grad_params: &[T]) -> Result<(), Error> {
         if grad_params.len() != self.params.len() {
             return Err(Error::DimensionMismatch {
-                context: format!("Elementwise<{}>::{caller}", L::NAME),
+                context: caller.into(),
                 argument: "grad_params".into(),
                 expected: self.params.len(),
                 got: grad_params.len(),
@@ -314,21 +315,11 @@ impl<L: ScalarBijector, T: Real> Elementwise<L, T> {
     /// partials of `f` and `ℓ` at the point `x` (the input, or its inverse
     /// image for the inverse direction), chained as the comment in the
     /// `Differentiable` impl says.
-    fn backward(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        let caller = if inverse {
-            "inverse_and_log_det_backward"
-        } else {
-            "forward_and_log_det_backward"
-        };
-        assert_rows(&format!("Elementwise::{caller}"), self.dim, input);
-        self.check_grad(caller, grad_params)?;
+    fn backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let caller = pass.caller(&format!("Elementwise<{}>", L::NAME));
+        let (input, grad_out, grad_log_det, grad_params, inverse) = pass.parts();
+        assert_rows(&caller, self.dim, input);
+        self.check_grad(&caller, grad_params)?;
         let k = L::PARAMS.len();
         let (mut p, mut df, mut dl) = (vec![0.0; k], vec![0.0; k + 1], vec![0.0; k + 1]);
         let mut g_in = DMatrix::zeros(self.dim, input.ncols());

@@ -1,7 +1,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{Bijector, elementwise_log_det};
+use super::Bijector;
 use crate::Real;
 
 /// Elementwise logistic sigmoid `y = 1 / (1 + exp(−x))`, mapping `R^D` onto `(0, 1)^D`.
@@ -21,19 +21,13 @@ use crate::Real;
 pub struct Sigmoid;
 
 impl<T: Real> Bijector<T> for Sigmoid {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        x.map(|v| v.sigmoid())
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        y.map(|v| v.ln() - (-v).ln_1p())
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        elementwise_log_det(x, |v| -(-v).softplus() - v.softplus())
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+    super::elementwise_maps!(
+        forward: |v| v.sigmoid(),
+        inverse: |v| v.ln() - (-v).ln_1p(),
+        forward_log_det: |v| -(-v).softplus() - v.softplus(),
         // dx/dy = 1 / (y (1 − y)).
-        elementwise_log_det(y, |v| -v.ln() - (-v).ln_1p())
-    }
+        inverse_log_det: |v| -v.ln() - (-v).ln_1p(),
+    );
     super::differentiable_hooks!();
 }
 

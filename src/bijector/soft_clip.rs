@@ -52,10 +52,6 @@ use crate::{Error, Real};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "SoftClipRepr<T>", into = "SoftClipRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct SoftClip<T: Real> {
     low: T,
     high: T,

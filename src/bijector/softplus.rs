@@ -1,7 +1,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{Bijector, elementwise_log_det};
+use super::Bijector;
 use crate::Real;
 
 /// Elementwise `y = softplus(x) = log(1 + exp(x))`, mapping `R^D` onto `(0, ∞)^D`.
@@ -13,19 +13,13 @@ use crate::Real;
 pub struct Softplus;
 
 impl<T: Real> Bijector<T> for Softplus {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        x.map(|v| v.softplus())
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        y.map(|v| v + (-(-v).exp_m1()).ln())
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        elementwise_log_det(x, |v| -(-v).softplus())
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
+    super::elementwise_maps!(
+        forward: |v| v.softplus(),
+        inverse: |v| v + (-(-v).exp_m1()).ln(),
+        forward_log_det: |v| -(-v).softplus(),
         // dx/dy = 1 / σ(x) = 1 / (1 − exp(−y)).
-        elementwise_log_det(y, |v| -(-(-v).exp_m1()).ln())
-    }
+        inverse_log_det: |v| -(-(-v).exp_m1()).ln(),
+    );
     super::differentiable_hooks!();
 }
 

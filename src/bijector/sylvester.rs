@@ -98,10 +98,6 @@ mod inverse;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "SylvesterRepr<T>", into = "SylvesterRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct Sylvester<T: Real> {
     dim: usize,
     reflections: usize,

@@ -1,7 +1,7 @@
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use super::{Bijector, elementwise_log_det};
+use super::Bijector;
 use crate::Real;
 
 /// Elementwise `y = tanh(x)`, mapping `R^D` onto `(−1, 1)^D`.
@@ -13,22 +13,13 @@ use crate::Real;
 pub struct Tanh;
 
 impl<T: Real> Bijector<T> for Tanh {
-    fn forward(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        x.map(|v| v.tanh())
-    }
-    fn inverse(&self, y: &DMatrix<T>) -> DMatrix<T> {
-        let half = T::lit(0.5);
-        y.map(|v| half * (v.ln_1p() - (-v).ln_1p()))
-    }
-    fn forward_log_det_jacobian(&self, x: &DMatrix<T>) -> DVector<T> {
-        let two = T::lit(2.0);
-        let ln2 = T::ln_2();
-        elementwise_log_det(x, |v| two * (ln2 - v - (-two * v).softplus()))
-    }
-    fn inverse_log_det_jacobian(&self, y: &DMatrix<T>) -> DVector<T> {
-        // dx/dy = 1 / (1 − y²) = 1 / ((1 − y)(1 + y)).
-        elementwise_log_det(y, |v| -(v.ln_1p() + (-v).ln_1p()))
-    }
+    super::elementwise_maps!(
+        forward: |v| v.tanh(),
+        inverse: |v| T::lit(0.5) * (v.ln_1p() - (-v).ln_1p()),
+        forward_log_det: |v| T::lit(2.0) * (T::ln_2() - v - (-T::lit(2.0) * v).softplus()),
+        // dx/dy = 1 / ((1 − y)(1 + y)).
+        inverse_log_det: |v| -(v.ln_1p() + (-v).ln_1p()),
+    );
     super::differentiable_hooks!();
 }
 

@@ -3,7 +3,8 @@
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
-use crate::bijector::{Bijector, Continuation, Differentiable, assert_pair, no_context};
+use crate::bijector::pass::Pass;
+use crate::bijector::{Bijector, Differentiable, assert_pair, no_context};
 use crate::distribution::{
     Distribution, StandardNormal, TrainableBase, sanitize, standard_normal_matrix,
 };
@@ -96,16 +97,8 @@ impl<T: Real> ContextAffine<T> {
         (z, ldj)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn through(
-        &self,
-        input: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
+    fn through(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error> {
+        let (input, c, grad_params, grad_context, rest, inverse) = pass.parts();
         assert_pair("ContextAffine", Some(self.dim), self.context_dim, input, c);
         let d = self.dim;
         let (out, cache) = self.net.forward_cached(c);
@@ -162,15 +155,7 @@ impl<T: Real> Bijector<T> for ContextAffine<T> {
 }
 
 impl<T: Real> crate::Parameters<T> for ContextAffine<T> {
-    fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.net.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.net.params_mut())
-    }
+    crate::params::parameters_of_buffer!(s => s.net.params(), s.net.params_mut());
 }
 
 impl<T: Real> Differentiable<T> for ContextAffine<T> {
@@ -290,15 +275,7 @@ impl<T: Real> Distribution<T> for ConditionalDiagonalGaussian<T> {
 
 /// Its parameters are the network's.
 impl<T: Real> crate::Parameters<T> for ConditionalDiagonalGaussian<T> {
-    fn num_params(&self) -> usize {
-        self.affine.net.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        f(self.affine.net.params())
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        f(self.affine.net.params_mut())
-    }
+    crate::params::parameters_of_buffer!(s => s.affine.net.params(), s.affine.net.params_mut());
 }
 
 /// Trainable as a flow's base.

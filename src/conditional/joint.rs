@@ -3,7 +3,8 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::{split_context, stack_context};
-use crate::bijector::{Bijector, Continuation, Differentiable};
+use crate::bijector::pass::Pass;
+use crate::bijector::{Bijector, Differentiable};
 use crate::{Error, Real};
 
 /// The conditional bijector `f(·; c)` as an ordinary bijector of `R^{D + C}`:
@@ -100,54 +101,15 @@ impl<T: Real, B: Bijector<T>> Bijector<T> for JointBijector<B> {
 }
 
 impl<B> JointBijector<B> {
-    /// The backward pass of either direction on stacked `[x; c]`: the inner
-    /// layer's pass under the contexts, its context cotangent stacked below.
-    fn backward_joint<T: Real>(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error>
+    /// The fused pass of either direction on stacked `[x; c]`: the inner
+    /// layer's pass under the contexts, its context cotangent stacked below
+    /// the one the rest of the pass gives back. (The joint bijector takes no
+    /// context of its own: `pass.c` is empty.)
+    fn through_joint<T: Real>(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error>
     where
         B: Differentiable<T>,
     {
-        let (z, c) = self.split(input, self.inner.context_dim());
-        let (g, mut gc) = split_context(grad_out, self.dim);
-        let inner = &self.inner;
-        let gz = if inverse {
-            inner.inverse_and_log_det_backward_given(
-                &z,
-                &c,
-                &g,
-                grad_log_det,
-                grad_params,
-                &mut gc,
-            )?
-        } else {
-            inner.forward_and_log_det_backward_given(
-                &z,
-                &c,
-                &g,
-                grad_log_det,
-                grad_params,
-                &mut gc,
-            )?
-        };
-        Ok(stack_context(&gz, &gc))
-    }
-
-    fn through_joint<T: Real>(
-        &self,
-        input: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error>
-    where
-        B: Differentiable<T>,
-    {
+        let (input, _, grad_params, _, rest, inverse) = pass.parts();
         let (x, c) = self.split(input, self.inner.context_dim());
         let mut grad_c = DMatrix::zeros(c.nrows(), c.ncols());
         let mut passed = None;
@@ -183,42 +145,12 @@ impl<B> JointBijector<B> {
 }
 
 impl<T: Real, B: Differentiable<T> + Clone + 'static> crate::Parameters<T> for JointBijector<B> {
-    fn num_params(&self) -> usize {
-        self.inner.num_params()
-    }
-    fn visit_params(&self, f: &mut dyn FnMut(&[T])) {
-        self.inner.visit_params(f)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut [T])) {
-        self.inner.visit_params_mut(f)
-    }
-    fn params_changed(&mut self) {
-        self.inner.params_changed()
-    }
-    fn set_training(&mut self, training: bool) {
-        self.inner.set_training(training)
-    }
+    crate::params::parameters_by_delegate!(s => &s.inner, &mut s.inner);
 }
 
 impl<T: Real, B: Differentiable<T> + Clone + 'static> Differentiable<T> for JointBijector<B> {
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
-    crate::bijector::fused::backward_from!(backward_joint);
-    fn inverse_and_log_det_through(
-        &self,
-        yc: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through_joint(yc, grad_params, rest, true)
-    }
-    fn forward_and_log_det_through(
-        &self,
-        xc: &DMatrix<T>,
-        grad_params: &mut [T],
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
-        self.through_joint(xc, grad_params, rest, false)
-    }
+    crate::bijector::fused::training_from_through!(Self::through_joint);
 }

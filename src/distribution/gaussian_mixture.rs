@@ -33,10 +33,6 @@ use crate::{Error, Real};
 /// It saves in that form; loading also accepts `{weights, locs, scales}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "GaussianMixtureRepr<T>", into = "GaussianMixtureParams<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct GaussianMixture<T: Real> {
     dim: usize,
     components: usize,
@@ -45,10 +41,6 @@ pub struct GaussianMixture<T: Real> {
 
 /// The saved form: the unconstrained parameters.
 #[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 struct GaussianMixtureParams<T: Real> {
     logits: DVector<T>,
     locs: DMatrix<T>,

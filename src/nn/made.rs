@@ -38,10 +38,6 @@ use crate::{Error, Real};
 /// `1, 2, …, D − 1, 1, 2, …`) load with it and evaluate densely.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "MadeRepr<T>", into = "MadeRepr<T>")]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct Made<T: Real> {
     dim: usize,
     context_dim: usize,
@@ -66,10 +62,6 @@ pub(crate) enum HiddenOrder {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 struct MadeRepr<T: Real> {
     dim: usize,
     context_dim: usize,

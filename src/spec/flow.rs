@@ -5,8 +5,9 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 
 use super::{FlowLayer, FlowSpec, LayerSpec, MAX_LAYERS, Value};
+use crate::bijector::pass::Pass;
 use crate::bijector::*;
-use crate::bijector::{DataStage, Differentiable, no_context, sequence_through};
+use crate::bijector::{Differentiable, sequence_through};
 use crate::nn::{Activation, ConditionerConfig};
 use crate::{Error, Real};
 
@@ -265,27 +266,14 @@ impl<T: Real> Flow<T> {
     /// The fused pass of all layers, first to last (forward) or last to
     /// first (inverse), under the contexts `c`; the backward passes are this
     /// pass with a continuation that returns the given cotangents.
-    fn through(
-        &self,
-        input: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-        inverse: bool,
-    ) -> Result<DMatrix<T>, Error> {
-        let caller = if inverse {
-            "Flow::inverse_and_log_det_through"
-        } else {
-            "Flow::forward_and_log_det_through"
-        };
-        self.check(caller, input, c);
+    fn through(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error> {
+        self.check(&pass.caller("Flow"), pass.input, pass.c);
         let parts: Vec<&dyn Differentiable<T>> = self
             .layers
             .iter()
             .map(|l| l as &dyn Differentiable<T>)
             .collect();
-        sequence_through(&parts, input, c, grad_params, grad_context, rest, inverse)
+        sequence_through(&parts, pass)
     }
 }
 
@@ -340,20 +328,12 @@ impl<T: Real> Differentiable<T> for Flow<T> {
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        self.prepare_with_data_given(y, &no_context(y.ncols()), stage)
-    }
-    fn prepare_with_data_given(
-        &mut self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        stage: DataStage,
-    ) -> DMatrix<T> {
+    crate::bijector::fused::prepare_from_given!(|s, y, c, stage| {
         let mut cur = y.clone();
-        for l in self.layers.iter_mut().rev() {
+        for l in s.layers.iter_mut().rev() {
             cur = l.prepare_with_data_given(&cur, c, stage);
         }
         cur
-    }
+    });
     crate::bijector::fused::training_from_through!(Flow::through);
 }

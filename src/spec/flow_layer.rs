@@ -3,8 +3,8 @@
 
 use nalgebra::{DMatrix, DVector};
 
+use crate::bijector::Differentiable;
 use crate::bijector::*;
-use crate::bijector::{DataStage, Differentiable};
 use crate::{Error, Real};
 
 /// One built layer of a [`Flow`]: every layer the DSL can name.
@@ -142,17 +142,9 @@ impl<T: Real> Differentiable<T> for FlowLayer<T> {
     fn boxed_clone(&self) -> Box<dyn Bijector<T>> {
         Box::new(self.clone())
     }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        dispatch!(mut self, b => b.prepare_with_data(y, stage))
-    }
-    fn prepare_with_data_given(
-        &mut self,
-        y: &DMatrix<T>,
-        c: &DMatrix<T>,
-        stage: DataStage,
-    ) -> DMatrix<T> {
-        dispatch!(mut self, b => b.prepare_with_data_given(y, c, stage))
-    }
+    crate::bijector::fused::prepare_from_given!(|s, y, c, stage| {
+        dispatch!(mut s, b => b.prepare_with_data_given(y, c, stage))
+    });
     crate::bijector::fused::training_by_delegate!(s => Ok::<_, Error>(s.as_trainable()));
 }
 

@@ -145,18 +145,7 @@ fn shape_failure<T: Real>(
     x: &DMatrix<T>,
     c: &DMatrix<T>,
 ) -> Option<CheckFailure> {
-    let bad = |detail: String| {
-        Some(super::fail(
-            super::Property::Input,
-            None,
-            None,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            detail,
-        ))
-    };
+    let bad = |detail: String| Some(super::refuse(super::Property::Input, detail));
     if let Some(d) = dim
         && d != x.nrows()
     {

@@ -3,7 +3,7 @@
 
 use nalgebra::{DMatrix, DVector};
 
-use super::{CheckFailure, Property, fail};
+use super::{CheckFailure, Property, broken_gradient, fail, refuse};
 use crate::Error;
 use crate::bijector::Differentiable;
 
@@ -84,14 +84,8 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
     tolerance: f64,
 ) -> Result<GradientReport, CheckFailure> {
     if b.context_dim() > 0 {
-        return Err(fail(
+        return Err(refuse(
             Property::Input,
-            None,
-            None,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
             format!(
                 "the bijector is conditioned on a context of dimension {}: check it with \
                  check_gradients_given (the gradients in the context too), for instance at \
@@ -141,26 +135,14 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
                 continue;
             }
             Err(e) => {
-                return Err(fail(
-                    Property::Gradient,
-                    None,
-                    None,
-                    0.0,
-                    0.0,
-                    f64::INFINITY,
+                return Err(broken_gradient(
                     tolerance,
                     format!("{name} backward pass failed: {e}"),
                 ));
             }
         };
         if grad_in.shape() != input.shape() || grad_params.iter().any(|g| !g.is_finite()) {
-            return Err(fail(
-                Property::Gradient,
-                None,
-                None,
-                0.0,
-                0.0,
-                f64::INFINITY,
+            return Err(broken_gradient(
                 tolerance,
                 format!(
                     "{name} backward pass returned a gradient of the wrong shape or a non-finite value"
@@ -172,16 +154,7 @@ pub fn check_gradients_with<B: Differentiable<f64> + Clone>(
         if let Some(msg) =
             fused_disagreement(b, input, forward, &w_out, &w_ld, &grad_in, &grad_params)
         {
-            return Err(fail(
-                Property::Gradient,
-                None,
-                None,
-                0.0,
-                0.0,
-                f64::INFINITY,
-                tolerance,
-                format!("{name} pass: {msg}"),
-            ));
+            return Err(broken_gradient(tolerance, format!("{name} pass: {msg}")));
         }
         // Parameters.
         let theta = b.params_to_vec();

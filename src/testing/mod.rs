@@ -46,8 +46,8 @@ pub use conditional::{
 pub use density::check_density_normalizes;
 pub use gradients::{GRADIENT_TOLERANCE, GradientReport, check_gradients, check_gradients_with};
 pub use jacobian::{bijector_jacobians, log_abs_det, numerical_jacobian};
-pub(crate) use report::fail;
 pub use report::{CheckFailure, CheckReport, Property, Tolerances};
+pub(crate) use report::{broken_gradient, fail, refuse};
 
 /// The proptest crate the strategies are built on, re-exported so that users
 /// of the kit need no separate dependency to write `proptest!` tests.

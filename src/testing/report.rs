@@ -220,6 +220,26 @@ impl fmt::Display for CheckReport {
     }
 }
 
+/// A failure with no location or numbers: an input the check refuses.
+pub(crate) fn refuse(property: Property, detail: impl Into<String>) -> CheckFailure {
+    fail(property, None, None, 0.0, 0.0, 0.0, 0.0, detail)
+}
+
+/// A backward pass that failed or returned an unusable gradient (an
+/// infinite error against `tolerance`).
+pub(crate) fn broken_gradient(tolerance: f64, detail: impl Into<String>) -> CheckFailure {
+    fail(
+        Property::Gradient,
+        None,
+        None,
+        0.0,
+        0.0,
+        f64::INFINITY,
+        tolerance,
+        detail,
+    )
+}
+
 #[allow(clippy::too_many_arguments)] // one plain constructor for the record
 pub(crate) fn fail(
     property: Property,

@@ -5,6 +5,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::BatchNormalization;
+use crate::bijector::pass::Backward;
 use crate::bijector::{Bijector, DataStage, Differentiable, assert_rows};
 use crate::{Error, Real};
 
@@ -54,13 +55,20 @@ impl<T: Real> Differentiable<T> for BatchNormalization<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_u: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
+        if stage == DataStage::Finalize {
+            // An error (no columns, non-finite data) leaves the statistics
+            // unchanged; see the impl's docs.
+            let _ = self.compute_statistics(y);
+        }
+        self.inverse(y)
+    }
+    crate::bijector::fused::backward_from!(inverse: inverse_backward, forward: forward_backward);
+}
+
+impl<T: Real> BatchNormalization<T> {
+    fn inverse_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (x, grad_u, grad_log_det, grad_params, _) = pass.parts();
         const CTX: &str = "BatchNormalization::inverse_and_log_det_backward";
         let d = self.dim_();
         assert_rows(CTX, d, x);
@@ -97,13 +105,8 @@ impl<T: Real> Differentiable<T> for BatchNormalization<T> {
         }
         Ok(grad_x)
     }
-    fn forward_and_log_det_backward(
-        &self,
-        u: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn forward_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (u, grad_x, grad_log_det, grad_params, _) = pass.parts();
         const CTX: &str = "BatchNormalization::forward_and_log_det_backward";
         let d = self.dim_();
         assert_rows(CTX, d, u);
@@ -125,14 +128,6 @@ impl<T: Real> Differentiable<T> for BatchNormalization<T> {
             grad_params[d + i] -= sum_g * c;
         }
         Ok(grad_u)
-    }
-    fn prepare_with_data(&mut self, y: &DMatrix<T>, stage: DataStage) -> DMatrix<T> {
-        if stage == DataStage::Finalize {
-            // An error (no columns, non-finite data) leaves the statistics
-            // unchanged; see the impl's docs.
-            let _ = self.compute_statistics(y);
-        }
-        self.inverse(y)
     }
 }
 

@@ -27,7 +27,7 @@ use nalgebra::DMatrix;
 
 use super::BlockNeuralAutoregressive;
 use super::network::{Chain, Net, row_start};
-use crate::bijector::Continuation;
+use crate::bijector::pass::Pass;
 use crate::{Error, Real};
 
 impl<T: Real> BlockNeuralAutoregressive<T> {
@@ -35,14 +35,8 @@ impl<T: Real> BlockNeuralAutoregressive<T> {
     /// contexts `c` (already the layer's own), asks `rest` for their
     /// cotangents, adds `∂L/∂θ` into `grad_params` and `∂L/∂c` into
     /// `grad_context`, and returns `∂L/∂x`.
-    pub(super) fn density_through(
-        &self,
-        x: &DMatrix<T>,
-        c: &DMatrix<T>,
-        grad_params: &mut [T],
-        grad_context: &mut DMatrix<T>,
-        rest: &mut Continuation<'_, T>,
-    ) -> Result<DMatrix<T>, Error> {
+    pub(super) fn density_through(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error> {
+        let (x, c, grad_params, grad_context, rest, _) = pass.parts();
         let (dim, n, a) = (self.dim, x.ncols(), self.units);
         let net = self.net();
         let pass = self.pass(&net, x, c);

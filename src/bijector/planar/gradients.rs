@@ -16,6 +16,7 @@ use nalgebra::{DMatrix, DVector};
 
 use super::{Derived, Planar, assert_backward_shapes, solve_alpha, tanh_sech2};
 use crate::bijector::Differentiable;
+use crate::bijector::pass::Backward;
 use crate::{Error, Real};
 
 /// Cotangents accumulated over a batch before the reparametrisation.
@@ -116,6 +117,10 @@ impl<T: Real> Differentiable<T> for Planar<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
+    crate::bijector::fused::backward_from!(inverse: inverse_backward, forward: forward_backward);
+}
+
+impl<T: Real> Planar<T> {
     /// Implicit differentiation of the root-finding inverse.
     ///
     /// `z = g(y; θ)` is defined by `f(z; θ) = y`, so `∂z/∂y = J⁻¹` and
@@ -133,13 +138,8 @@ impl<T: Real> Differentiable<T> for Planar<T> {
     /// cotangent `−λ`) plus the direct terms of `l`:
     /// `−(∂L/∂l)(∂ldj/∂m)` on `m`, `−(∂L/∂l)(∂ldj/∂x)` on `b` and
     /// `−(∂L/∂l)(∂ldj/∂x) z` on `w`.
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn inverse_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (y, grad_x, grad_log_det, grad_params, _) = pass.parts();
         const CTX: &str = "Planar::inverse_and_log_det_backward";
         assert_rows_and_shapes(CTX, self, y, grad_x, grad_log_det, grad_params);
         let d = self.derived();
@@ -181,18 +181,12 @@ impl<T: Real> Differentiable<T> for Planar<T> {
         self.reparam_backward(&d, &acc, grad_params);
         Ok(grad_y)
     }
-
     /// Reverse mode of `y = z + û t`, `ldj = log δ`: with `gₓ = (ûᵀ∂L/∂y) s₂
     /// + (∂L/∂ldj)(∂ldj/∂x)`, `∂L/∂z = ∂L/∂y + gₓ w`; the parameters receive
     /// `t ∂L/∂y` on `û`, `(∂L/∂ldj) s₂/δ` on `m`, `gₓ z` on `w` and `gₓ` on
     /// `b`, then the reparametrisation.
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn forward_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (x, grad_y, grad_log_det, grad_params, _) = pass.parts();
         const CTX: &str = "Planar::forward_and_log_det_backward";
         assert_rows_and_shapes(CTX, self, x, grad_y, grad_log_det, grad_params);
         let d = self.derived();

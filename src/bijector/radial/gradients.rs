@@ -23,6 +23,7 @@ use nalgebra::{DMatrix, DVector};
 
 use super::{Constrained, Radial, norm, radius};
 use crate::bijector::Differentiable;
+use crate::bijector::pass::Backward;
 use crate::bijector::planar::assert_backward_shapes;
 use crate::{Error, Real};
 
@@ -73,6 +74,10 @@ impl<T: Real> Differentiable<T> for Radial<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
+    crate::bijector::fused::backward_from!(inverse: inverse_backward, forward: forward_backward);
+}
+
+impl<T: Real> Radial<T> {
     /// Differentiates the closed form. With `e = y − z₀`, `ρ = ‖e‖`, the
     /// radius `r(ρ, α, σ)` solves `ρ = r(σ + r)/(α + r)`, whose derivative in
     /// `r` is `p̂ = P/(α + r)² > 0`, so (implicit function theorem)
@@ -85,13 +90,8 @@ impl<T: Real> Differentiable<T> for Radial<T> {
     /// (`∂s/∂r = β/(σ + r)²`, `∂s/∂α = 1/(σ + r)`, `∂s/∂σ = −s/(σ + r)`) and
     /// `l = −ldj(r, α, σ)`. At `ρ = 0` the radius is identically 0 (the map
     /// is not differentiable in `y` there; the `r` path is dropped).
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn inverse_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (y, grad_x, grad_log_det, grad_params, _) = pass.parts();
         assert_backward_shapes(
             "Radial::inverse_and_log_det_backward",
             self.dim,
@@ -144,18 +144,12 @@ impl<T: Real> Differentiable<T> for Radial<T> {
         self.add_param_grads(&gz0, galpha, gsigma, grad_params);
         Ok(grad_y)
     }
-
     /// Reverse mode of `y = z₀ + q d`, `d = z − z₀`, `r = ‖d‖`,
     /// `q = (σ + r)/(α + r)` (`∂q/∂r = −β/(α + r)²`, `∂q/∂α = −q/(α + r)`,
     /// `∂q/∂σ = 1/(α + r)`) and `ldj(r, α, σ)`. At `r = 0` the `r` path is
     /// dropped (the map is not differentiable there).
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
+    fn forward_backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        let (x, grad_y, grad_log_det, grad_params, _) = pass.parts();
         assert_backward_shapes(
             "Radial::forward_and_log_det_backward",
             self.dim,

@@ -64,6 +64,7 @@ use nalgebra::{DMatrix, DVector};
 
 use super::kernel::derivative_index;
 use super::{Bin, RationalQuadraticSpline, Side, split};
+use crate::bijector::pass::Backward;
 use crate::bijector::{Differentiable, assert_rows};
 use crate::nn::positive_scale_derivative;
 use crate::{Error, Real};
@@ -246,14 +247,18 @@ pub(crate) fn rqs_inverse_backward<T: Real>(
 impl<T: Real> RationalQuadraticSpline<T> {
     /// Shared reverse mode of both directions: `kernel` is the scalar backward
     /// pass of the direction.
-    fn backward(
-        &self,
-        input: &DMatrix<T>,
-        grad_out: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-        kernel: BackwardKernel<T>,
-    ) -> DMatrix<T> {
+    fn backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
+        assert_rows(
+            &pass.caller("RationalQuadraticSpline"),
+            self.dim,
+            pass.input,
+        );
+        let (input, grad_out, grad_log_det, grad_params, inverse) = pass.parts();
+        let kernel: BackwardKernel<T> = if inverse {
+            rqs_inverse_backward
+        } else {
+            rqs_forward_backward
+        };
         assert_eq!(
             grad_params.len(),
             self.params.len(),
@@ -279,7 +284,7 @@ impl<T: Real> RationalQuadraticSpline<T> {
                 );
             }
         }
-        grad_in
+        Ok(grad_in)
     }
 }
 
@@ -291,32 +296,5 @@ impl<T: Real> Differentiable<T> for RationalQuadraticSpline<T> {
     fn boxed_clone(&self) -> Box<dyn crate::bijector::Bijector<T>> {
         Box::new(self.clone())
     }
-    fn inverse_and_log_det_backward(
-        &self,
-        y: &DMatrix<T>,
-        grad_x: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "RationalQuadraticSpline::inverse_and_log_det_backward",
-            self.dim,
-            y,
-        );
-        Ok(self.backward(y, grad_x, grad_log_det, grad_params, rqs_inverse_backward))
-    }
-    fn forward_and_log_det_backward(
-        &self,
-        x: &DMatrix<T>,
-        grad_y: &DMatrix<T>,
-        grad_log_det: &DVector<T>,
-        grad_params: &mut [T],
-    ) -> Result<DMatrix<T>, Error> {
-        assert_rows(
-            "RationalQuadraticSpline::forward_and_log_det_backward",
-            self.dim,
-            x,
-        );
-        Ok(self.backward(x, grad_y, grad_log_det, grad_params, rqs_forward_backward))
-    }
+    crate::bijector::fused::backward_from!(backward);
 }

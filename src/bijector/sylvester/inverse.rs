@@ -5,7 +5,7 @@ use nalgebra::{DMatrix, DVector};
 
 use super::{Derived, Sylvester};
 use crate::Real;
-use crate::bijector::root::{Eval, safeguarded_newton, tanh_sech2};
+use crate::bijector::root::{tanh_root, tanh_sech2};
 
 impl<T: Real> Sylvester<T> {
     /// Solves `f(z) = y` for one sample with the bias `b` (`b + W c`):
@@ -31,7 +31,7 @@ impl<T: Real> Sylvester<T> {
                 e -= d.r[(i, j)] * t[j];
             }
             let (ri, rti) = (d.r[(i, i)], d.rt[(i, i)]);
-            let zi = solve_coord(e, ri, rti, c);
+            let zi = tanh_root(e, ri, rti, c);
             z[i] = zi;
             x[i] = rti * zi + c;
             t[i] = x[i].tanh();
@@ -65,44 +65,4 @@ impl<T: Real> Sylvester<T> {
         }
         (z, ildj)
     }
-}
-
-/// The root `ζ` of `g(ζ) = ζ + r tanh(r̃ ζ + c) − e` for `r r̃ ≥ −1`: `g` is
-/// non-decreasing and `g(e − |r|) ≤ 0 ≤ g(e + |r|)`. Newton safeguarded by
-/// bisection (Numerical Recipes' `rtsafe`), with the stopping rules of the
-/// type's docs; after 200 iterations, the last iterate (a point of the bracket).
-fn solve_coord<T: Real>(e: T, r: T, rt: T, c: T) -> T {
-    if r == T::zero() || !e.is_finite() || !c.is_finite() {
-        return e;
-    }
-    let ar = r.abs();
-    let lo = e - ar;
-    let hi = e + ar;
-    if lo >= hi || !(hi - lo).is_finite() {
-        return e;
-    }
-    let g = |z: T| z + r * (rt * z + c).tanh() - e;
-    if g(lo) >= T::zero() {
-        return lo;
-    }
-    if g(hi) <= T::zero() {
-        return hi;
-    }
-    let eps = T::machine_epsilon();
-    let start = e - r * (rt * e + c).tanh();
-    safeguarded_newton(
-        lo,
-        hi,
-        start,
-        200,
-        |next| eps * next.abs(),
-        |z| {
-            let (t, s2) = tanh_sech2(rt * z + c);
-            Eval {
-                value: z + r * t - e,
-                slope: T::one() + r * rt * s2,
-                noise: eps * (z.abs() + (r * t).abs() + e.abs()),
-            }
-        },
-    )
 }

@@ -16,10 +16,6 @@ use crate::bijector::rq_spline::{
 /// unnormalised widths, heights and interior derivatives). The sample
 /// direction is the spline, the density direction its inverse.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Real + Serialize",
-    deserialize = "T: Real + Deserialize<'de>"
-))]
 pub struct Spline<T: Real> {
     /// Number of bins `K`.
     pub bins: usize,
