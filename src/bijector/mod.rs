@@ -361,6 +361,16 @@ pub(crate) fn elementwise_log_det<T: Real>(x: &DMatrix<T>, g: impl Fn(T) -> T) -
     )
 }
 
+/// A copy of `m` to write the outputs into, or an empty matrix when only
+/// the log-determinants are wanted.
+pub(crate) fn copy_if<T: Real>(m: &DMatrix<T>, wanted: bool) -> DMatrix<T> {
+    if wanted {
+        m.clone()
+    } else {
+        DMatrix::zeros(0, 0)
+    }
+}
+
 /// The four maps of [`Bijector`] for a parameter-free elementwise bijector,
 /// from its scalar forward map, inverse and log-derivatives:
 /// `elementwise_maps!(forward: |v| …, inverse: |v| …, forward_log_det: |v| …,

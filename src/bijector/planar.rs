@@ -340,11 +340,7 @@ impl<T: Real> Planar<T> {
         let d = self.derived();
         let (w, b) = (self.w(), self.b());
         let n = z.ncols();
-        let mut y = if want_y {
-            z.clone()
-        } else {
-            DMatrix::zeros(0, 0)
-        };
+        let mut y = super::copy_if(z, want_y);
         let mut ldj = DVector::zeros(n);
         for s in 0..n {
             let col = z.column(s);

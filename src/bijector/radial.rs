@@ -255,11 +255,7 @@ impl<T: Real> Radial<T> {
         let c = self.constrained();
         let z0 = DVectorView::from_slice(self.center(), self.dim);
         let n = z.ncols();
-        let mut y = if want_y {
-            z.clone()
-        } else {
-            DMatrix::zeros(0, 0)
-        };
+        let mut y = super::copy_if(z, want_y);
         let mut ldj = DVector::zeros(n);
         for s in 0..n {
             let diff = z.column(s) - z0;

@@ -89,6 +89,18 @@ pub(crate) fn tanh_sech2<T: Real>(x: T) -> (T, T) {
     (x.tanh(), T::lit(4.0) * e / (ope * ope))
 }
 
+/// [`safeguarded_newton`] run to machine precision: at most 200 iterations,
+/// stopping once a step is below `ε|x|`.
+pub(crate) fn newton_to_precision<T: Real>(
+    lo: T,
+    hi: T,
+    start: T,
+    eval: impl FnMut(T) -> Eval<T>,
+) -> T {
+    let eps = T::machine_epsilon();
+    safeguarded_newton(lo, hi, start, 200, |next| eps * next.abs(), eval)
+}
+
 /// The root `ζ` of `g(ζ) = ζ + r tanh(r̃ ζ + c) − e` for `r r̃ ≥ −1`, the
 /// scalar equation of the planar (`r̃ = 1`) and Sylvester inverses: `g` is
 /// non-decreasing (`g' = 1 + r r̃ sech² ≥ 0`) and, since `|tanh| ≤ 1`,
@@ -116,21 +128,14 @@ pub(crate) fn tanh_root<T: Real>(e: T, r: T, rt: T, c: T) -> T {
     }
     let eps = T::machine_epsilon();
     let start = e - r * (rt * e + c).tanh();
-    safeguarded_newton(
-        lo,
-        hi,
-        start,
-        200,
-        |next| eps * next.abs(),
-        |z| {
-            let (t, s2) = tanh_sech2(rt * z + c);
-            Eval {
-                value: z + r * t - e,
-                slope: T::one() + r * rt * s2,
-                noise: eps * (z.abs() + (r * t).abs() + e.abs()),
-            }
-        },
-    )
+    newton_to_precision(lo, hi, start, |z| {
+        let (t, s2) = tanh_sech2(rt * z + c);
+        Eval {
+            value: z + r * t - e,
+            slope: T::one() + r * rt * s2,
+            noise: eps * (z.abs() + (r * t).abs() + e.abs()),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -423,11 +423,7 @@ impl<T: Real> Sylvester<T> {
     ) -> (DMatrix<T>, DVector<T>) {
         let d = self.derived();
         let (dim, n) = (self.dim, z.ncols());
-        let mut y = if want_y {
-            z.clone()
-        } else {
-            DMatrix::zeros(0, 0)
-        };
+        let mut y = super::copy_if(z, want_y);
         let mut ldj = DVector::zeros(n);
         let zeros = || vec![T::zero(); dim];
         let (mut q, mut x, mut u, mut t) = (zeros(), zeros(), zeros(), zeros());

@@ -10,225 +10,8 @@
 
 use std::any::TypeId;
 
-use nalgebra::DMatrix;
-
+pub(crate) use super::view::{MatMut, MatRef};
 use crate::Real;
-
-/// A read-only strided matrix view: element `(i, j)` is `data[i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-pub(crate) struct MatRef<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-/// A mutable strided matrix view (same indexing as [`MatRef`]). Distinct
-/// elements must have distinct offsets (no stride is 0 unless its extent is 1).
-pub(crate) struct MatMut<'a, T> {
-    data: &'a mut [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-/// Largest offset of a `rows × cols` view with strides `(rs, cs)`, plus one
-/// (0 for an empty view).
-fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
-    }
-}
-
-impl<'a, T> MatRef<'a, T> {
-    /// A strided view of `data`.
-    ///
-    /// # Panics
-    /// If the view reaches past the end of `data`.
-    pub(crate) fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        assert!(
-            extent(rows, cols, rs, cs) <= data.len(),
-            "MatRef: a {rows}×{cols} view with strides ({rs}, {cs}) does not fit in {} values",
-            data.len()
-        );
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
-    }
-
-    /// A column-major `rows × cols` matrix stored contiguously in `data`.
-    pub(crate) fn col_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, 1, rows)
-    }
-
-    /// The transpose, as a view (no copy).
-    pub(crate) fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    /// Rows `rows.0..rows.1` and columns `cols.0..cols.1`, as a view.
-    pub(crate) fn block(self, rows: (usize, usize), cols: (usize, usize)) -> Self {
-        assert!(
-            rows.0 <= rows.1 && rows.1 <= self.rows && cols.0 <= cols.1 && cols.1 <= self.cols,
-            "MatRef::block: rows {rows:?}, columns {cols:?} of a {}×{} view",
-            self.rows,
-            self.cols
-        );
-        let (r, c) = (rows.1 - rows.0, cols.1 - cols.0);
-        if r == 0 || c == 0 {
-            return Self {
-                data: &self.data[..0],
-                rows: r,
-                cols: c,
-                ..self
-            };
-        }
-        Self {
-            data: &self.data[rows.0 * self.rs + cols.0 * self.cs..],
-            rows: r,
-            cols: c,
-            ..self
-        }
-    }
-
-    /// The rows `start, start + step, …` (`count` of them), as a view.
-    pub(crate) fn rows_strided(self, start: usize, step: usize, count: usize) -> Self {
-        assert!(
-            count == 0 || start + (count - 1) * step < self.rows,
-            "MatRef::rows_strided: out of range"
-        );
-        if count == 0 {
-            return Self { rows: 0, ..self };
-        }
-        Self {
-            data: &self.data[start * self.rs..],
-            rows: count,
-            cols: self.cols,
-            rs: self.rs * step,
-            cs: self.cs,
-        }
-    }
-}
-
-impl<'a, T: Real> From<&'a DMatrix<T>> for MatRef<'a, T> {
-    fn from(m: &'a DMatrix<T>) -> Self {
-        Self::col_major(m.as_slice(), m.nrows(), m.ncols())
-    }
-}
-
-impl<'a, T> MatMut<'a, T> {
-    /// A mutable strided view of `data`.
-    ///
-    /// # Panics
-    /// If the view reaches past the end of `data`, or two elements share an
-    /// offset.
-    pub(crate) fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        assert!(
-            extent(rows, cols, rs, cs) <= data.len(),
-            "MatMut: a {rows}×{cols} view with strides ({rs}, {cs}) does not fit in {} values",
-            data.len()
-        );
-        // Column-major-like (rs < cs with (rows − 1)·rs < cs) or row-major-like
-        // layouts never alias; the views built in this crate are one of them.
-        assert!(
-            rows <= 1
-                || cols <= 1
-                || (rs >= 1 && (rows - 1) * rs < cs)
-                || (cs >= 1 && (cols - 1) * cs < rs),
-            "MatMut: strides ({rs}, {cs}) alias elements of a {rows}×{cols} view"
-        );
-        assert!(
-            (rows <= 1 || rs >= 1) && (cols <= 1 || cs >= 1),
-            "MatMut: a zero stride aliases elements"
-        );
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
-    }
-
-    /// A column-major `rows × cols` matrix stored contiguously in `data`.
-    pub(crate) fn col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, 1, rows)
-    }
-
-    /// Rows `rows.0..rows.1` and columns `cols.0..cols.1`, as a view.
-    pub(crate) fn block(self, rows: (usize, usize), cols: (usize, usize)) -> Self {
-        assert!(
-            rows.0 <= rows.1 && rows.1 <= self.rows && cols.0 <= cols.1 && cols.1 <= self.cols,
-            "MatMut::block: rows {rows:?}, columns {cols:?} of a {}×{} view",
-            self.rows,
-            self.cols
-        );
-        let (r, c) = (rows.1 - rows.0, cols.1 - cols.0);
-        let start = if r == 0 || c == 0 {
-            0
-        } else {
-            rows.0 * self.rs + cols.0 * self.cs
-        };
-        let data = self.data;
-        let (rs, cs) = (self.rs, self.cs);
-        Self {
-            data: &mut data[start..],
-            rows: r,
-            cols: c,
-            rs,
-            cs,
-        }
-    }
-
-    /// The rows `start, start + step, …` (`count` of them), as a view.
-    pub(crate) fn rows_strided(self, start: usize, step: usize, count: usize) -> Self {
-        assert!(
-            count == 0 || start + (count - 1) * step < self.rows,
-            "MatMut::rows_strided: out of range"
-        );
-        if count == 0 {
-            return Self { rows: 0, ..self };
-        }
-        let data = self.data;
-        Self {
-            data: &mut data[start * self.rs..],
-            rows: count,
-            cols: self.cols,
-            rs: self.rs * step,
-            cs: self.cs,
-        }
-    }
-
-    /// Calls `f(row, col, &mut value)` on every element, column by column.
-    pub(crate) fn for_each(&mut self, mut f: impl FnMut(usize, usize, &mut T)) {
-        for j in 0..self.cols {
-            for i in 0..self.rows {
-                f(i, j, &mut self.data[i * self.rs + j * self.cs]);
-            }
-        }
-    }
-}
-
-impl<'a, T: Real> From<&'a mut DMatrix<T>> for MatMut<'a, T> {
-    fn from(m: &'a mut DMatrix<T>) -> Self {
-        let (r, c) = m.shape();
-        Self::col_major(m.as_mut_slice(), r, c)
-    }
-}
 
 /// `c ← α·a·b + β·c`. With `β = 0`, `c` is only written (it may hold
 /// anything, NaN included).
@@ -243,16 +26,16 @@ pub(crate) fn gemm<T: Real>(
     c: MatMut<'_, T>,
 ) {
     assert!(
-        a.cols == b.rows && a.rows == c.rows && b.cols == c.cols,
+        a.l.cols == b.l.rows && a.l.rows == c.l.rows && b.l.cols == c.l.cols,
         "gemm: ({}×{})·({}×{}) into {}×{}",
-        a.rows,
-        a.cols,
-        b.rows,
-        b.cols,
-        c.rows,
-        c.cols
+        a.l.rows,
+        a.l.cols,
+        b.l.rows,
+        b.l.cols,
+        c.l.rows,
+        c.l.cols
     );
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.l.rows, a.l.cols, b.l.cols);
     if m == 0 || n == 0 {
         return;
     }
@@ -275,7 +58,7 @@ pub(crate) fn gemm<T: Real>(
 /// kernels, chosen at run time).
 #[cfg_attr(feature = "fast-gemm", allow(dead_code))]
 fn portable_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.l.rows, a.l.cols, b.l.cols);
     let s = |x: usize| x as isize;
     // SAFETY: the views were checked to lie inside their slices (`new`), `c`
     // is borrowed mutably so it aliases neither `a` nor `b`, and its strides
@@ -289,15 +72,15 @@ fn portable_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T,
                 n,
                 alpha.to_f64() as f32,
                 a.data.as_ptr().cast(),
-                s(a.rs),
-                s(a.cs),
+                s(a.l.rs),
+                s(a.l.cs),
                 b.data.as_ptr().cast(),
-                s(b.rs),
-                s(b.cs),
+                s(b.l.rs),
+                s(b.l.cs),
                 beta.to_f64() as f32,
                 c.data.as_mut_ptr().cast(),
-                s(c.rs),
-                s(c.cs),
+                s(c.l.rs),
+                s(c.l.cs),
             );
         } else if TypeId::of::<T>() == TypeId::of::<f64>() {
             matrixmultiply::dgemm(
@@ -306,15 +89,15 @@ fn portable_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T,
                 n,
                 alpha.to_f64(),
                 a.data.as_ptr().cast(),
-                s(a.rs),
-                s(a.cs),
+                s(a.l.rs),
+                s(a.l.cs),
                 b.data.as_ptr().cast(),
-                s(b.rs),
-                s(b.cs),
+                s(b.l.rs),
+                s(b.l.cs),
                 beta.to_f64(),
                 c.data.as_mut_ptr().cast(),
-                s(c.rs),
-                s(c.cs),
+                s(c.l.rs),
+                s(c.l.cs),
             );
         } else {
             unreachable!("Real is implemented for f32 and f64 only");
@@ -399,7 +182,7 @@ pub(crate) mod fast {
         beta: T,
         c: MatMut<'_, T>,
     ) {
-        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let (m, k, n) = (a.l.rows, a.l.cols, b.l.cols);
         let s = |x: usize| x as isize;
         let par = parallelism(m, k, n);
         // The crate computes `dst ← α_dst·dst + β_prod·lhs·rhs`, reading
@@ -414,15 +197,15 @@ pub(crate) mod fast {
                     n,
                     k,
                     c.data.as_mut_ptr().cast::<$u>(),
-                    s(c.cs),
-                    s(c.rs),
+                    s(c.l.cs),
+                    s(c.l.rs),
                     read_dst,
                     a.data.as_ptr().cast::<$u>(),
-                    s(a.cs),
-                    s(a.rs),
+                    s(a.l.cs),
+                    s(a.l.rs),
                     b.data.as_ptr().cast::<$u>(),
-                    s(b.cs),
-                    s(b.rs),
+                    s(b.l.cs),
+                    s(b.l.rs),
                     <$u as Real>::lit(beta.to_f64()),
                     <$u as Real>::lit(alpha.to_f64()),
                     false,
@@ -456,10 +239,10 @@ const SMALL: usize = 4096;
 
 /// `c ← α·a·b + β·c` by plain loops, for tiny products.
 fn small_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.l.rows, a.l.cols, b.l.cols);
     for j in 0..n {
         for i in 0..m {
-            let ci = &mut c.data[i * c.rs + j * c.cs];
+            let ci = &mut c.data[i * c.l.rs + j * c.l.cs];
             // β = 0 overwrites (c may hold NaN), as matrixmultiply does.
             *ci = if beta == T::zero() {
                 T::zero()
@@ -468,9 +251,9 @@ fn small_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c:
             };
         }
         for p in 0..k {
-            let bpj = alpha * b.data[p * b.rs + j * b.cs];
+            let bpj = alpha * b.data[p * b.l.rs + j * b.l.cs];
             for i in 0..m {
-                c.data[i * c.rs + j * c.cs] += a.data[i * a.rs + p * a.cs] * bpj;
+                c.data[i * c.l.rs + j * c.l.cs] += a.data[i * a.l.rs + p * a.l.cs] * bpj;
             }
         }
     }
@@ -492,6 +275,7 @@ pub(crate) fn add_row_sums<T: Real>(m: &[T], rows: usize, acc: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nalgebra::DMatrix;
 
     /// `c ← α·a·b + β·c` by the definition, in f64.
     fn reference(

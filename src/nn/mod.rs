@@ -14,6 +14,7 @@ mod made;
 mod made_sequential;
 mod mlp;
 mod pool;
+mod view;
 
 pub use activation::Activation;
 pub use config::ConditionerConfig;

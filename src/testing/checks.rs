@@ -62,76 +62,81 @@ fn check_finite_vector<T: Real>(what: &str, v: &DVector<T>) -> Result<(), CheckF
     Ok(())
 }
 
+/// The worst entry of a comparison: its relative error, where it is, and
+/// the two values.
+#[derive(Clone, Copy, Default)]
+struct Worst {
+    error: f64,
+    sample: usize,
+    coordinate: Option<usize>,
+    expected: f64,
+    got: f64,
+}
+
 /// Worst per-column relative error `|a − b|∞ / (1 + |b|∞)` between two batches.
-/// Returns `(error, sample, coordinate, expected, got)` of the worst entry.
-fn worst_matrix<T: Real>(a: &DMatrix<T>, b: &DMatrix<T>) -> (f64, usize, usize, f64, f64) {
-    let mut worst = (0.0, 0, 0, 0.0, 0.0);
+fn worst_matrix<T: Real>(a: &DMatrix<T>, b: &DMatrix<T>) -> Worst {
+    let mut worst = Worst::default();
     for s in 0..b.ncols() {
         let scale = b
             .column(s)
             .iter()
             .fold(0.0_f64, |m, v| m.max(v.to_f64().abs()));
         for i in 0..b.nrows() {
-            let (ga, eb) = (a[(i, s)].to_f64(), b[(i, s)].to_f64());
+            let (got, expected) = (a[(i, s)].to_f64(), b[(i, s)].to_f64());
             // Identical values agree, infinities included.
-            let e = if ga == eb {
+            let error = if got == expected {
                 0.0
             } else {
-                rel((ga - eb).abs(), scale)
+                rel((got - expected).abs(), scale)
             };
-            if e > worst.0 || e.is_nan() {
-                worst = (e, s, i, eb, ga);
+            if error > worst.error || error.is_nan() {
+                let coordinate = Some(i);
+                worst = Worst {
+                    error,
+                    sample: s,
+                    coordinate,
+                    expected,
+                    got,
+                };
             }
         }
     }
     worst
 }
 
-fn worst_vector<T: Real>(a: &DVector<T>, b: &DVector<T>) -> (f64, usize, f64, f64) {
-    let mut worst = (0.0, 0, 0.0, 0.0);
+/// Worst relative error `|a − b| / (1 + |b|)` between per-sample values.
+fn worst_vector<T: Real>(a: &DVector<T>, b: &DVector<T>) -> Worst {
+    let mut worst = Worst::default();
     for s in 0..b.len() {
-        let (ga, eb) = (a[s].to_f64(), b[s].to_f64());
-        let e = if ga == eb {
+        let (got, expected) = (a[s].to_f64(), b[s].to_f64());
+        let error = if got == expected {
             0.0
         } else {
-            rel((ga - eb).abs(), eb)
+            rel((got - expected).abs(), expected)
         };
-        if e > worst.0 {
-            worst = (e, s, eb, ga);
+        if error > worst.error {
+            worst = Worst {
+                error,
+                sample: s,
+                coordinate: None,
+                expected,
+                got,
+            };
         }
     }
     worst
 }
 
-/// The worst relative error of `got` against `expected` ([`worst_matrix`]),
-/// or a failure of `property` (with `detail`) if it exceeds `tol`.
-fn compare_matrix<T: Real>(
-    property: Property,
-    got: &DMatrix<T>,
-    expected: &DMatrix<T>,
-    tol: f64,
-    detail: &str,
-) -> Result<f64, CheckFailure> {
-    let (e, s, i, ex, g) = worst_matrix(got, expected);
-    if exceeds(e, tol) {
-        return Err(fail(property, Some(s), Some(i), ex, g, e, tol, detail));
+/// The worst relative error `w` ([`worst_matrix`], [`worst_vector`]), or a
+/// failure of `property` (with `detail`) if it exceeds `tol`.
+fn compare(property: Property, w: Worst, tol: f64, detail: &str) -> Result<f64, CheckFailure> {
+    if exceeds(w.error, tol) {
+        let (s, i) = (Some(w.sample), w.coordinate);
+        return Err(fail(
+            property, s, i, w.expected, w.got, w.error, tol, detail,
+        ));
     }
-    Ok(e)
-}
-
-/// [`compare_matrix`] for per-sample values (log-determinants).
-fn compare_vector<T: Real>(
-    property: Property,
-    got: &DVector<T>,
-    expected: &DVector<T>,
-    tol: f64,
-    detail: &str,
-) -> Result<f64, CheckFailure> {
-    let (e, s, ex, g) = worst_vector(got, expected);
-    if exceeds(e, tol) {
-        return Err(fail(property, Some(s), None, ex, g, e, tol, detail));
-    }
-    Ok(e)
+    Ok(w.error)
 }
 
 /// Deterministic contexts for checking a conditioned layer: `C × n`
@@ -226,12 +231,20 @@ pub(crate) fn check_maps<T: Real, B: Bijector<T> + ?Sized>(
     report.max_abs_log_det = fldj.iter().fold(0.0, |m, v| m.max(v.to_f64().abs()));
 
     // 2. Round trips.
-    report.max_round_trip_error =
-        compare_matrix(Property::RoundTrip, &x_back, x, tol.round_trip, "")?;
+    report.max_round_trip_error = compare(
+        Property::RoundTrip,
+        worst_matrix(&x_back, x),
+        tol.round_trip,
+        "",
+    )?;
     let y_again = b.forward(&x_back);
     check_finite_matrix("forward(inverse(y))", &y_again)?;
-    report.max_reverse_round_trip_error =
-        compare_matrix(Property::ReverseRoundTrip, &y_again, &y, tol.round_trip, "")?;
+    report.max_reverse_round_trip_error = compare(
+        Property::ReverseRoundTrip,
+        worst_matrix(&y_again, &y),
+        tol.round_trip,
+        "",
+    )?;
 
     // 3. Log-det against the numerical Jacobian.
     // The central differences at the default step and at steps 1/256 to 256
@@ -272,10 +285,9 @@ pub(crate) fn check_maps<T: Real, B: Bijector<T> + ?Sized>(
 
     // 4. Inverse log-det = −forward log-det.
     let neg_fldj = -fldj.clone();
-    report.max_inverse_log_det_error = compare_vector(
+    report.max_inverse_log_det_error = compare(
         Property::InverseLogDet,
-        &ildj,
-        &neg_fldj,
+        worst_vector(&ildj, &neg_fldj),
         tol.consistency,
         "",
     )?;
@@ -288,31 +300,27 @@ pub(crate) fn check_maps<T: Real, B: Bijector<T> + ?Sized>(
         Property::FusedInverse,
         tol.consistency,
     );
-    let e1 = compare_matrix(
+    let e1 = compare(
         fwd,
-        &y_f,
-        &y,
+        worst_matrix(&y_f, &y),
         tol_c,
         "forward_and_log_det(x).0 vs forward(x)",
     )?;
-    let e2 = compare_vector(
+    let e2 = compare(
         fwd,
-        &fldj_f,
-        &fldj,
+        worst_vector(&fldj_f, &fldj),
         tol_c,
         "forward_and_log_det(x).1 vs forward_log_det_jacobian(x)",
     )?;
-    let e3 = compare_matrix(
+    let e3 = compare(
         inv,
-        &x_f,
-        &x_back,
+        worst_matrix(&x_f, &x_back),
         tol_c,
         "inverse_and_log_det(y).0 vs inverse(y)",
     )?;
-    let e4 = compare_vector(
+    let e4 = compare(
         inv,
-        &ildj_f,
-        &ildj,
+        worst_vector(&ildj_f, &ildj),
         tol_c,
         "inverse_and_log_det(y).1 vs inverse_log_det_jacobian(y)",
     )?;
@@ -346,7 +354,7 @@ pub fn check_equivalent<T: Real, A: Bijector<T> + ?Sized, B: Bijector<T> + ?Size
         ("inverse(y)", a.inverse(&ya), b.inverse(&ya)),
     ];
     for (what, ma, mb) in pairs_m {
-        compare_matrix(Property::Equivalence, &ma, &mb, tol, what)?;
+        compare(Property::Equivalence, worst_matrix(&ma, &mb), tol, what)?;
     }
     let pairs_v = [
         ("forward_log_det_jacobian(x)", la, lb),
@@ -357,7 +365,7 @@ pub fn check_equivalent<T: Real, A: Bijector<T> + ?Sized, B: Bijector<T> + ?Size
         ),
     ];
     for (what, va, vb) in pairs_v {
-        compare_vector(Property::Equivalence, &va, &vb, tol, what)?;
+        compare(Property::Equivalence, worst_vector(&va, &vb), tol, what)?;
     }
     Ok(())
 }

@@ -419,13 +419,7 @@ pub(crate) fn check_flow_size<T: Real>(
         } else {
             "spec"
         };
-        loc.err(
-            field,
-            format!(
-                "the spec `{}` cannot be built for {dims}: {e}",
-                clip(&c.spec_text)
-            ),
-        )
+        cannot_build(loc, field, &c.spec_text, &dims, e)
     })?;
     let have = c.params.len() as u64;
     match fp.params() {
@@ -465,11 +459,14 @@ pub(crate) fn build_error(loc: &Loc, spec_text: &str, dims: &str, e: Error) -> E
     } else {
         "spec"
     };
+    cannot_build(loc, field, spec_text, dims, e)
+}
+
+/// "the spec … cannot be built for …", about `field`.
+fn cannot_build(loc: &Loc, field: &str, spec_text: &str, dims: &str, e: Error) -> Error {
+    let spec = clip(spec_text);
     loc.err(
         field,
-        format!(
-            "the spec `{}` cannot be built for {dims}: {e}",
-            clip(spec_text)
-        ),
+        format!("the spec `{spec}` cannot be built for {dims}: {e}"),
     )
 }

@@ -7,7 +7,7 @@ use nalgebra::{DMatrix, DVector};
 use super::BlockNeuralAutoregressive;
 use super::network::{Chain, Net, log_sech2};
 use crate::Real;
-use crate::bijector::root::{Eval, safeguarded_newton, tanh_sech2};
+use crate::bijector::root::{Eval, newton_to_precision, tanh_sech2};
 
 /// The per-sample state of a solve: every layer's pre-activations and
 /// inputs, filled block by block as the coordinates are found.
@@ -184,20 +184,13 @@ impl<T: Real> BlockNeuralAutoregressive<T> {
         }
         let eps = T::machine_epsilon();
         let start = ui / h;
-        safeguarded_newton(
-            lo,
-            hi,
-            start,
-            200,
-            |next| eps * next.abs(),
-            |t| {
-                let (value, slope, f) = residual(t, st);
-                Eval {
-                    value,
-                    slope,
-                    noise: T::lit(4.0) * eps * ((h * t).abs() + g * (f.abs() + bound) + ui.abs()),
-                }
-            },
-        )
+        newton_to_precision(lo, hi, start, |t| {
+            let (value, slope, f) = residual(t, st);
+            Eval {
+                value,
+                slope,
+                noise: T::lit(4.0) * eps * ((h * t).abs() + g * (f.abs() + bound) + ui.abs()),
+            }
+        })
     }
 }
