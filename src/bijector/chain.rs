@@ -222,10 +222,10 @@ impl<T: Real> Chain<T> {
     /// `grad_params`. The backward passes are this pass with a continuation
     /// that returns the given cotangents, so there is one implementation.
     fn through(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error> {
-        let caller = pass.caller("Chain");
-        self.check(&caller, pass.input, pass.c);
+        let caller = super::pass::method_name!("Chain", pass.inverse, "through");
+        self.check(caller, pass.input, pass.c);
         let parts = (0..self.parts.len())
-            .map(|i| self.differentiable_part(i, &caller))
+            .map(|i| self.differentiable_part(i, caller))
             .collect::<Result<Vec<_>, _>>()?;
         sequence_through(&parts, pass)
     }

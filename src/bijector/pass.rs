@@ -51,12 +51,6 @@ impl<'a, 'r, T: Real> Pass<'a, 'r, T> {
         } = self;
         (input, c, grad_params, grad_context, rest, inverse)
     }
-
-    /// The name of the trait method this pass runs for, `ty::…_through`, for
-    /// messages.
-    pub(crate) fn caller(&self, ty: &str) -> String {
-        format!("{ty}::{}_and_log_det_through", direction(self.inverse))
-    }
 }
 
 /// A backward pass of either direction: the cotangents of the layer's output
@@ -98,12 +92,27 @@ impl<'a, T: Real> Backward<'a, T> {
         (input, grad_out, grad_log_det, grad_params, inverse)
     }
 
-    /// The name of the trait method this pass runs for, `ty::…_backward`.
-    pub(crate) fn caller(&self, ty: &str) -> String {
-        format!("{ty}::{}_and_log_det_backward", direction(self.inverse))
+    /// The name of the trait method this pass runs for.
+    pub(crate) fn method(&self) -> &'static str {
+        if self.inverse {
+            "inverse_and_log_det_backward"
+        } else {
+            "forward_and_log_det_backward"
+        }
     }
 }
 
-fn direction(inverse: bool) -> &'static str {
-    if inverse { "inverse" } else { "forward" }
+/// The name of the trait method a pass of the type `$ty` runs for, for
+/// messages: `method_name!("Chain", inverse, "through")` is
+/// `"Chain::inverse_and_log_det_through"` when `inverse` holds. A
+/// `&'static str`, so the passes allocate nothing to name themselves.
+macro_rules! method_name {
+    ($ty:literal, $inverse:expr, $kind:literal) => {
+        if $inverse {
+            concat!($ty, "::inverse_and_log_det_", $kind)
+        } else {
+            concat!($ty, "::forward_and_log_det_", $kind)
+        }
+    };
 }
+pub(crate) use method_name;

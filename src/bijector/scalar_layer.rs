@@ -316,7 +316,7 @@ impl<L: ScalarBijector, T: Real> Elementwise<L, T> {
     /// image for the inverse direction), chained as the comment in the
     /// `Differentiable` impl says.
     fn backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
-        let caller = pass.caller(&format!("Elementwise<{}>", L::NAME));
+        let caller = format!("Elementwise<{}>::{}", L::NAME, pass.method());
         let (input, grad_out, grad_log_det, grad_params, inverse) = pass.parts();
         assert_rows(&caller, self.dim, input);
         self.check_grad(&caller, grad_params)?;

@@ -18,6 +18,7 @@ pub(crate) struct Layout {
 
 impl Layout {
     /// Largest offset of the view plus one (0 for an empty view).
+    #[inline]
     fn extent(self) -> usize {
         if self.rows == 0 || self.cols == 0 {
             0
@@ -27,6 +28,7 @@ impl Layout {
     }
 
     /// Panics (naming `view`) if the view reaches past `len` values.
+    #[inline]
     fn check_fits(self, view: &str, len: usize) {
         let Layout { rows, cols, rs, cs } = self;
         assert!(
@@ -37,6 +39,7 @@ impl Layout {
 
     /// Rows `rows.0..rows.1` and columns `cols.0..cols.1`: the offset of the
     /// block's first element and its layout.
+    #[inline]
     fn block(self, rows: (usize, usize), cols: (usize, usize)) -> (usize, Layout) {
         assert!(
             rows.0 <= rows.1 && rows.1 <= self.rows && cols.0 <= cols.1 && cols.1 <= self.cols,
@@ -62,6 +65,7 @@ impl Layout {
 
     /// The rows `start, start + step, …` (`count` of them): the offset and
     /// the layout.
+    #[inline]
     fn rows_strided(self, start: usize, step: usize, count: usize) -> (usize, Layout) {
         assert!(
             count == 0 || start + (count - 1) * step < self.rows,
@@ -106,18 +110,22 @@ pub(crate) trait Values: Sized {
 }
 
 impl<T> Values for &[T] {
+    #[inline]
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
+    #[inline]
     fn skip_to(self, start: usize) -> Self {
         &self[start..]
     }
 }
 
 impl<T> Values for &mut [T] {
+    #[inline]
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
+    #[inline]
     fn skip_to(self, start: usize) -> Self {
         &mut self[start..]
     }
@@ -130,17 +138,20 @@ impl<S: Values> View<S> {
         Self::at(data, l)
     }
 
+    #[inline]
     fn at(data: S, l: Layout) -> Self {
         Self { data, l }
     }
 
     /// Rows `rows.0..rows.1` and columns `cols.0..cols.1`, as a view.
+    #[inline]
     pub(crate) fn block(self, rows: (usize, usize), cols: (usize, usize)) -> Self {
         let (start, l) = self.l.block(rows, cols);
         Self::at(self.data.skip_to(start), l)
     }
 
     /// The rows `start, start + step, …` (`count` of them), as a view.
+    #[inline]
     pub(crate) fn rows_strided(self, start: usize, step: usize, count: usize) -> Self {
         let (offset, l) = self.l.rows_strided(start, step, count);
         Self::at(self.data.skip_to(offset), l)
@@ -152,16 +163,19 @@ impl<'a, T> MatRef<'a, T> {
     ///
     /// # Panics
     /// If the view reaches past the end of `data`.
+    #[inline]
     pub(crate) fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         Self::checked("MatRef", data, Layout { rows, cols, rs, cs })
     }
 
     /// A column-major `rows × cols` matrix stored contiguously in `data`.
+    #[inline]
     pub(crate) fn col_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, 1, rows)
     }
 
     /// The transpose, as a view (no copy).
+    #[inline]
     pub(crate) fn t(self) -> Self {
         let Layout { rows, cols, rs, cs } = self.l;
         Self::at(
@@ -188,6 +202,7 @@ impl<'a, T> MatMut<'a, T> {
     /// # Panics
     /// If the view reaches past the end of `data`, or two elements share an
     /// offset.
+    #[inline]
     pub(crate) fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         // Column-major-like (rs < cs with (rows − 1)·rs < cs) or row-major-like
         // layouts never alias; the views built in this crate are one of them.
@@ -206,6 +221,7 @@ impl<'a, T> MatMut<'a, T> {
     }
 
     /// A column-major `rows × cols` matrix stored contiguously in `data`.
+    #[inline]
     pub(crate) fn col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, 1, rows)
     }

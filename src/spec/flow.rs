@@ -267,7 +267,8 @@ impl<T: Real> Flow<T> {
     /// first (inverse), under the contexts `c`; the backward passes are this
     /// pass with a continuation that returns the given cotangents.
     fn through(&self, pass: Pass<'_, '_, T>) -> Result<DMatrix<T>, Error> {
-        self.check(&pass.caller("Flow"), pass.input, pass.c);
+        let caller = crate::bijector::pass::method_name!("Flow", pass.inverse, "through");
+        self.check(caller, pass.input, pass.c);
         let parts: Vec<&dyn Differentiable<T>> = self
             .layers
             .iter()

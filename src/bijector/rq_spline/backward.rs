@@ -249,7 +249,11 @@ impl<T: Real> RationalQuadraticSpline<T> {
     /// pass of the direction.
     fn backward(&self, pass: Backward<'_, T>) -> Result<DMatrix<T>, Error> {
         assert_rows(
-            &pass.caller("RationalQuadraticSpline"),
+            crate::bijector::pass::method_name!(
+                "RationalQuadraticSpline",
+                pass.inverse,
+                "backward"
+            ),
             self.dim,
             pass.input,
         );
