@@ -23,6 +23,14 @@ ratio of the fastest peer's time to ours. `--fit` adds the end-to-end fit of
 two moons (20 000 points, 100 epochs, batch 256, Adam 1e-3) with each
 library's own training loop and the test log-likelihood of the result on
 5 000 fresh points.
+
+`--isa avx2` (with `compare_peers.sh --isa avx2`, which sets the variables
+and builds normflow without its AVX-512 kernels) measures what a CPU without
+AVX-512 would run, on one that has it: every side is capped at AVX2 and FMA
+(PyTorch by `ATEN_CPU_CAPABILITY`, MKL by `MKL_ENABLE_INSTRUCTIONS`, oneDNN
+by `ONEDNN_MAX_CPU_ISA`, XLA by `--xla_cpu_max_isa`). The script checks the
+caps it can read back (PyTorch's capability, normflow's kernels) and prints
+them with the machine.
 """
 
 import argparse
@@ -40,6 +48,9 @@ import numpy as np
 from compare_nflows import time_calls
 
 PEERS = ["nflows", "zuko", "flowjax"]
+
+# The kernels normflow reported for its dense products (one entry expected).
+KERNELS = set()
 
 # (D, hidden, batch, operation): the cells of docs/benchmarks.md.
 CELLS = [
@@ -217,7 +228,9 @@ def time_ours(binary, d, hidden, batch, op, warmup, repeat):
          "--json"],
         check=True, capture_output=True, text=True,
     )
-    return json.loads(out.stdout)["median_s"]
+    result = json.loads(out.stdout)
+    KERNELS.add(result.get("kernels", "unknown"))
+    return result["median_s"]
 
 
 def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra):
@@ -269,11 +282,22 @@ def main():
     ap.add_argument("--fit", action="store_true", help="also the end-to-end fit of two moons")
     ap.add_argument("--fit-seeds", type=int, default=1)
     ap.add_argument("--json", help="also write all measurements to this file")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: every side capped at AVX2 (set by compare_peers.sh --isa avx2)")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
+    torch_isa = torch.backends.cpu.get_cpu_capability()
+    if args.isa == "avx2":
+        capped = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                  "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        unset = [k for k, v in capped.items() if os.environ.get(k) != v]
+        if unset or "--xla_cpu_max_isa=AVX2" not in os.environ.get("XLA_FLAGS", "") \
+                or torch_isa != "AVX2":
+            sys.exit(f"--isa avx2 needs {', '.join(unset) or 'XLA_FLAGS'} set as "
+                     f"compare_peers.sh --isa avx2 sets them (PyTorch reports {torch_isa})")
     print(cpu_line(), file=sys.stderr)
     results = {}
     sides = ["ours"] + PEERS
@@ -294,7 +318,10 @@ def main():
             print(f"round {r + 1}: D={d} H={hidden} B={batch} {op}: "
                   + ", ".join(f"{s} {fmt(m[s][-1])}" for s in sides), file=sys.stderr)
 
-    print(f"Machine: {cpu_line()}.")
+    caps = ("every side capped at AVX2 and FMA" if args.isa == "avx2"
+            else "every side free to use all of them")
+    print(f"Machine: {cpu_line()}; {caps} (PyTorch's kernels: {torch_isa}; "
+          f"normflow's: {', '.join(sorted(KERNELS)) or 'not run'}).")
     print()
     print("| D | H | batch | operation | nflows | zuko | FlowJAX | normflow | fastest peer | normflow's lead |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -341,7 +368,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_line(), "cells": [
                 {**r, "times_s": r["times_s"], "median_s": r["median_s"]} for r in rows
-            ], "fits": fits, "threads": args.threads}, f, indent=1)
+            ], "fits": fits, "threads": args.threads, "isa": args.isa,
+                "kernels": sorted(KERNELS), "torch_isa": torch_isa}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 //! log-determinants) is split as well as the products themselves. Inside a
 //! block, the products run on one thread.
 //!
-//! Only with the features `threads` and `fast-gemm` (whose kernel can be told
+//! Only with the features `threads` and `fast-gemm` or `portable-gemm` (whose kernel can be told
 //! per call to stay on one thread); otherwise every function here declines and
 //! the caller evaluates the whole batch as before.
 
@@ -16,24 +16,24 @@ use crate::Real;
 /// size) below which a batch is evaluated on one thread: splitting a smaller
 /// one costs more in hand-off and duplicated per-parameter work than it
 /// saves.
-#[cfg(all(feature = "threads", feature = "fast-gemm"))]
+#[cfg(all(feature = "threads", feature = "portable-gemm"))]
 const MIN_WORK: usize = 1 << 23;
 
 /// Fewest columns a block gets.
-#[cfg(all(feature = "threads", feature = "fast-gemm"))]
+#[cfg(all(feature = "threads", feature = "portable-gemm"))]
 const MIN_COLUMNS: usize = 64;
 
 /// How many column blocks a batch of `n` columns, through a model with
 /// `params` parameters, is split into (1 = don't split).
 pub(crate) fn blocks_for(n: usize, params: usize) -> usize {
-    #[cfg(all(feature = "threads", feature = "fast-gemm"))]
+    #[cfg(all(feature = "threads", feature = "portable-gemm"))]
     {
         if crate::nn::in_parallel_block() || params.saturating_mul(n) < MIN_WORK {
             return 1;
         }
         crate::nn::threads().min(n / MIN_COLUMNS).max(1)
     }
-    #[cfg(not(all(feature = "threads", feature = "fast-gemm")))]
+    #[cfg(not(all(feature = "threads", feature = "portable-gemm")))]
     {
         let _ = (n, params);
         1
@@ -69,7 +69,7 @@ pub(crate) fn map_column_blocks<T: Real, R: Send>(
 
 /// Block 0 on the calling thread, the others on rayon's pool: its threads
 /// persist, so their buffer pools stay warm from one call to the next.
-#[cfg(all(feature = "threads", feature = "fast-gemm"))]
+#[cfg(all(feature = "threads", feature = "portable-gemm"))]
 fn run_blocks<R: Send>(
     blocks: usize,
     run: &(impl Fn(usize) -> (usize, R) + Sync),
@@ -88,7 +88,7 @@ fn run_blocks<R: Send>(
         .collect()
 }
 
-#[cfg(not(all(feature = "threads", feature = "fast-gemm")))]
+#[cfg(not(all(feature = "threads", feature = "portable-gemm")))]
 fn run_blocks<R: Send>(
     blocks: usize,
     run: &(impl Fn(usize) -> (usize, R) + Sync),
@@ -97,10 +97,10 @@ fn run_blocks<R: Send>(
 }
 
 /// Parts an elementwise pass over `len` values is split into: the thread
-/// count when the pass is long enough to gain (`threads` and `fast-gemm`),
+/// count when the pass is long enough to gain (`threads` and a `gemm` feature),
 /// else 1.
 pub(crate) fn parts_for_len(len: usize) -> usize {
-    #[cfg(all(feature = "threads", feature = "fast-gemm"))]
+    #[cfg(all(feature = "threads", feature = "portable-gemm"))]
     {
         const MIN_LEN: usize = 1 << 16;
         if len < 2 * MIN_LEN || crate::nn::in_parallel_block() {
@@ -108,7 +108,7 @@ pub(crate) fn parts_for_len(len: usize) -> usize {
         }
         crate::nn::threads().min(len / MIN_LEN).max(1)
     }
-    #[cfg(not(all(feature = "threads", feature = "fast-gemm")))]
+    #[cfg(not(all(feature = "threads", feature = "portable-gemm")))]
     {
         let _ = len;
         1
@@ -118,7 +118,7 @@ pub(crate) fn parts_for_len(len: usize) -> usize {
 /// Runs `f` on every item, the first on the calling thread and the others on
 /// rayon's pool (in order on the calling thread without the features).
 pub(crate) fn for_each_part<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync) {
-    #[cfg(all(feature = "threads", feature = "fast-gemm"))]
+    #[cfg(all(feature = "threads", feature = "portable-gemm"))]
     {
         let mut items = items.into_iter();
         let Some(first) = items.next() else { return };
@@ -130,7 +130,7 @@ pub(crate) fn for_each_part<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync) {
             f(first);
         });
     }
-    #[cfg(not(all(feature = "threads", feature = "fast-gemm")))]
+    #[cfg(not(all(feature = "threads", feature = "portable-gemm")))]
     {
         items.into_iter().for_each(f);
     }

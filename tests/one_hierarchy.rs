@@ -26,7 +26,7 @@ fn matrix(v: &Value, key: &str, rows: &str) -> DMatrix<f64> {
 /// product kernel as this build (the `fast-gemm` kernel sums in another
 /// order, so the last bits differ between the two).
 fn log_probs(v: &Value) -> Vec<f64> {
-    let key = if cfg!(feature = "fast-gemm") {
+    let key = if cfg!(feature = "portable-gemm") {
         "log_prob_fast_gemm"
     } else {
         "log_prob"

@@ -118,11 +118,12 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                 "samples_per_s": per_s,
                 "gemm_flops": flops,
                 "gflop_per_s": flops.map(|f| f / stats.median / 1e9),
+                "kernels": normflow::nn::dense_kernels(),
             })
         );
     } else {
         outln!(
-            "{} of `{spec}`, D = {}, batch {}, {dtype}: median {} (min {}, max {}) over {} calls, {} samples/s",
+            "{} of `{spec}`, D = {}, batch {}, {dtype}: median {} (min {}, max {}) over {} calls, {} samples/s ({})",
             args.op.name(),
             args.dim,
             args.batch,
@@ -131,6 +132,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             seconds(stats.max),
             args.repeat,
             rate(per_s),
+            normflow::nn::dense_kernels(),
         );
         if let Some(f) = flops {
             outln!("{:.2} GFLOP/s", f / stats.median / 1e9);

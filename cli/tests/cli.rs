@@ -609,6 +609,11 @@ fn bench_json_for_every_op() {
             assert!(min > 0.0 && min <= median && median <= max, "{j}");
             // samples per second = batch / median.
             assert!((get("samples_per_s") - 64.0 / median).abs() < 1e-6 * get("samples_per_s"));
+            // The CLI builds with the gemm crate (feature `portable-gemm` at least).
+            let kernels = j["kernels"]
+                .as_str()
+                .unwrap_or_else(|| panic!("kernels in {j}"));
+            assert!(kernels.starts_with("gemm crate"), "{j}");
         }
     }
     // Without --json: one readable line.

@@ -1,5 +1,5 @@
 //! Dense matrix products on strided views, through `matrixmultiply` (or the
-//! `gemm` crate with the feature `fast-gemm`).
+//! `gemm` crate with the feature `fast-gemm` or `portable-gemm`).
 //!
 //! nalgebra's own `gemm` falls back to naive loops when a dimension is ≤ 5
 //! (a MADE over 2 inputs has a 2-column input layer and a 4-row output layer)
@@ -40,15 +40,15 @@ pub(crate) fn gemm<T: Real>(
         return;
     }
     // An empty sum (k = 0) is handled here too: c ← β·c.
-    if k == 0 || (m * k * n <= SMALL && !cfg!(feature = "fast-gemm")) {
+    if k == 0 || (m * k * n <= SMALL && !cfg!(feature = "portable-gemm")) {
         small_gemm(alpha, a, b, beta, c);
         return;
     }
-    #[cfg(feature = "fast-gemm")]
+    #[cfg(feature = "portable-gemm")]
     {
         fast::gemm(alpha, a, b, beta, c);
     }
-    #[cfg(not(feature = "fast-gemm"))]
+    #[cfg(not(feature = "portable-gemm"))]
     {
         portable_gemm(alpha, a, b, beta, c);
     }
@@ -56,7 +56,7 @@ pub(crate) fn gemm<T: Real>(
 
 /// `c ← α·a·b + β·c` through `matrixmultiply` (AVX2/FMA, SSE2 or scalar
 /// kernels, chosen at run time).
-#[cfg_attr(feature = "fast-gemm", allow(dead_code))]
+#[cfg_attr(feature = "portable-gemm", allow(dead_code))]
 fn portable_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
     let (m, k, n) = (a.l.rows, a.l.cols, b.l.cols);
     let s = |x: usize| x as isize;
@@ -108,7 +108,7 @@ fn portable_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T,
 /// The `gemm` crate's kernels (AVX-512 where the CPU has it, chosen at run
 /// time, else AVX2/FMA, SSE or scalar), with large products split over
 /// threads when the feature `threads` is on as well.
-#[cfg(feature = "fast-gemm")]
+#[cfg(feature = "portable-gemm")]
 pub(crate) mod fast {
     use std::any::TypeId;
 
@@ -234,7 +234,7 @@ pub(crate) mod fast {
 /// packing costs about a microsecond per call (a batch of one sample). The
 /// `gemm` crate has its own small-product paths, faster than these loops
 /// (a batch of one: 9 µs against 21 µs for `maf(5, hidden = 64)`), so
-/// `fast-gemm` uses it at every size.
+/// with `fast-gemm` or `portable-gemm` it is used at every size.
 const SMALL: usize = 4096;
 
 /// `c ← α·a·b + β·c` by plain loops, for tiny products.
@@ -269,6 +269,23 @@ pub(crate) fn add_row_sums<T: Real>(m: &[T], rows: usize, acc: &mut [T]) {
         for (a, v) in acc.iter_mut().zip(col) {
             *a += *v;
         }
+    }
+}
+
+/// The kernels the dense products run, in this build on this CPU.
+pub(crate) fn kernels() -> &'static str {
+    #[cfg(all(feature = "fast-gemm", target_arch = "x86_64"))]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return "gemm crate, AVX-512";
+    }
+    #[cfg(all(feature = "portable-gemm", target_arch = "x86_64"))]
+    if std::arch::is_x86_feature_detected!("fma") {
+        return "gemm crate, AVX2 and FMA";
+    }
+    if cfg!(feature = "portable-gemm") {
+        "gemm crate, baseline SIMD"
+    } else {
+        "matrixmultiply"
     }
 }
 

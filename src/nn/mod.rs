@@ -22,17 +22,18 @@ pub use made::Made;
 pub use made_sequential::MadeSequential;
 pub use mlp::{Mlp, MlpCache};
 
-#[cfg(feature = "fast-gemm")]
+#[cfg(feature = "portable-gemm")]
 pub(crate) use gemm::fast::ParallelBlock;
-#[cfg(all(feature = "fast-gemm", feature = "threads"))]
+#[cfg(all(feature = "portable-gemm", feature = "threads"))]
 pub(crate) use gemm::fast::{in_parallel_block, threads};
 pub(crate) use pool::{ScratchVec, take_scratch_vec, take_zeros};
 
-/// Without `fast-gemm`, no batch is split over threads (see `crate::parallel`).
-#[cfg(not(feature = "fast-gemm"))]
+/// Without the `gemm` crate (`fast-gemm` or `portable-gemm`), no batch is
+/// split over threads (see `crate::parallel`).
+#[cfg(not(feature = "portable-gemm"))]
 pub(crate) struct ParallelBlock;
 
-#[cfg(not(feature = "fast-gemm"))]
+#[cfg(not(feature = "portable-gemm"))]
 impl ParallelBlock {
     pub(crate) fn enter() -> Self {
         ParallelBlock
@@ -148,8 +149,23 @@ fn scale_offset<T: Real>() -> T {
     T::lit(SCALE_OFFSET)
 }
 
+/// The kernels behind every dense product, as this build chose them for this
+/// CPU: `"gemm crate, AVX-512"` (feature `fast-gemm` on a CPU with
+/// AVX-512F), `"gemm crate, AVX2 and FMA"` (`portable-gemm`, or `fast-gemm`
+/// on a CPU without AVX-512), `"gemm crate, baseline SIMD"` (neither
+/// instruction set) or `"matrixmultiply"` (the default kernel). Benchmarks
+/// print it next to their timings.
+///
+/// ```
+/// let k = normflow::nn::dense_kernels();
+/// assert!(k.starts_with("gemm crate") || k == "matrixmultiply");
+/// ```
+pub fn dense_kernels() -> &'static str {
+    gemm::kernels()
+}
+
 /// `c ← a·b` with the kernel every dense layer of the library uses
-/// (`matrixmultiply`, or the `gemm` crate with the feature `fast-gemm`; large
+/// (`matrixmultiply`, or the `gemm` crate with the feature `fast-gemm` or `portable-gemm`; large
 /// products on several threads with the feature `threads`). Exposed so that
 /// benchmarks can time the bare products of a network next to the network.
 ///

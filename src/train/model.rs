@@ -295,7 +295,7 @@ impl<T: Real> FlowModel<T> {
     }
 
     /// Column blocks to split a batch of `n` into for evaluation on several
-    /// threads: 1 unless the features `threads` and `fast-gemm` are on, the
+    /// threads: 1 unless the features `threads` and `fast-gemm` (or `portable-gemm`) are on, the
     /// batch is large enough to gain, and no layer couples the samples of a
     /// batch (batch normalisation in training mode uses the batch's
     /// statistics, so it sees the whole batch).
