@@ -233,8 +233,8 @@ def time_ours(binary, d, hidden, batch, op, warmup, repeat):
     return result["median_s"]
 
 
-def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra):
-    model = os.path.join(workdir, f"ours-{seed}.json")
+def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra, tag="ours"):
+    model = os.path.join(workdir, f"{tag}-{seed}.json")
     start = time.perf_counter()
     subprocess.run(
         [binary, "fit", "--data", train_csv, "--flow", "maf(5, hidden = 128)", "--out", model,
@@ -248,6 +248,38 @@ def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra):
         check=True, capture_output=True, text=True,
     )
     return wall, json.loads(out.stdout.strip().splitlines()[-1])["mean_log_prob"]
+
+
+# ---------------------------------------------------------------- fits
+
+# What `--fit-who` may name, and how the table calls it.
+FITS = {
+    "ours": "normflow (defaults)",
+    "ours-f32": "normflow --dtype f32",
+    "nflows": "nflows",
+    "zuko": "zuko",
+    "flowjax": "FlowJAX fit_to_data",
+}
+
+
+def fit_one(job):
+    """One end-to-end fit of two moons: (wall seconds, test log-likelihood).
+    A top-level function, so that `--fit-jobs` can run it in other processes."""
+    who, seed, ctx = job
+    threads = str(ctx["threads"])
+    os.environ["MATMUL_NUM_THREADS"] = threads
+    if who in ("ours", "ours-f32"):
+        extra = ["--dtype", "f32"] if who == "ours-f32" else []
+        return fit_ours(ctx["normflow"], ctx["train"], ctx["test"], ctx["tmp"], 100, 256, seed,
+                        extra, tag=who)
+    import torch
+
+    torch.set_num_threads(ctx["threads"])
+    x = np.loadtxt(ctx["train"], delimiter=",", skiprows=1)
+    test = np.loadtxt(ctx["test"], delimiter=",", skiprows=1)
+    if who == "flowjax":
+        return fit_flowjax(x, test, 100, 256, seed)
+    return fit_torch(who, x, test, 100, 256, seed)
 
 
 # ---------------------------------------------------------------- report
@@ -275,12 +307,17 @@ def fmt(s):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--normflow", required=True, help="path to the normflow binary")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the timed cells (0: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--fit", action="store_true", help="also the end-to-end fit of two moons")
     ap.add_argument("--fit-seeds", type=int, default=1)
+    ap.add_argument("--fit-who", default=",".join(FITS),
+                    help=f"which fits to run, comma-separated (default all: {','.join(FITS)})")
+    ap.add_argument("--fit-jobs", type=int, default=1,
+                    help="fits at a time, each with --threads / jobs threads (for accuracy runs: "
+                         "the seconds are then not those of one fit alone)")
     ap.add_argument("--json", help="also write all measurements to this file")
     ap.add_argument("--isa", choices=["native", "avx2"], default="native",
                     help="avx2: every side capped at AVX2 (set by compare_peers.sh --isa avx2)")
@@ -323,8 +360,9 @@ def main():
     print(f"Machine: {cpu_line()}; {caps} (PyTorch's kernels: {torch_isa}; "
           f"normflow's: {', '.join(sorted(KERNELS)) or 'not run'}).")
     print()
-    print("| D | H | batch | operation | nflows | zuko | FlowJAX | normflow | fastest peer | normflow's lead |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    if results:
+        print("| D | H | batch | operation | nflows | zuko | FlowJAX | normflow | fastest peer | normflow's lead |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for (d, hidden, batch, op), m in results.items():
         med = {s: statistics.median(v) for s, v in m.items()}
@@ -337,33 +375,40 @@ def main():
 
     fits = []
     if args.fit:
+        who = args.fit_who.split(",")
+        unknown = [w for w in who if w not in FITS]
+        if unknown:
+            sys.exit(f"--fit-who: unknown {', '.join(unknown)}; expected some of {', '.join(FITS)}")
         with tempfile.TemporaryDirectory() as tmp:
             train_csv, test_csv = os.path.join(tmp, "moons.csv"), os.path.join(tmp, "test.csv")
             for path, n, seed in [(train_csv, 20000, 0), (test_csv, 5000, 1)]:
                 subprocess.run([args.normflow, "datasets", "moons", "--n", str(n), "--seed",
                                 str(seed), "--out", path], check=True, capture_output=True)
-            x = np.loadtxt(train_csv, delimiter=",", skiprows=1)
-            test = np.loadtxt(test_csv, delimiter=",", skiprows=1)
-            for seed in range(args.fit_seeds):
-                runs = {
-                    "normflow (defaults)": lambda: fit_ours(args.normflow, train_csv, test_csv, tmp, 100, 256, seed, []),
-                    "normflow --dtype f32": lambda: fit_ours(args.normflow, train_csv, test_csv, tmp, 100, 256, seed, ["--dtype", "f32"]),
-                    "nflows": lambda: fit_torch("nflows", x, test, 100, 256, seed),
-                    "zuko": lambda: fit_torch("zuko", x, test, 100, 256, seed),
-                    "FlowJAX fit_to_data": lambda: fit_flowjax(x, test, 100, 256, seed),
-                }
-                for name, run in runs.items():
-                    wall, ll = run()
-                    fits.append({"who": name, "seed": seed, "wall_s": wall, "test_ll": ll})
-                    print(f"fit seed {seed}: {name}: {wall:.1f} s, test log-likelihood {ll:.4f}",
-                          file=sys.stderr)
+            ctx = {"normflow": args.normflow, "train": train_csv, "test": test_csv, "tmp": tmp,
+                   "threads": max(1, args.threads // args.fit_jobs)}
+            jobs = [(w, seed, ctx) for seed in range(args.fit_seeds) for w in who]
+            if args.fit_jobs == 1:
+                done = map(fit_one, jobs)
+            else:
+                import concurrent.futures as cf
+                import multiprocessing as mp
+
+                pool = cf.ProcessPoolExecutor(args.fit_jobs, mp_context=mp.get_context("spawn"))
+                done = pool.map(fit_one, jobs)
+            for (w, seed, _), (wall, ll) in zip(jobs, done):
+                fits.append({"who": FITS[w], "seed": seed, "wall_s": wall, "test_ll": ll})
+                print(f"fit seed {seed}: {FITS[w]}: {wall:.1f} s, test log-likelihood {ll:.4f}",
+                      file=sys.stderr)
         print()
-        print("| who | seconds (median over seeds) | test log-likelihood (mean over seeds) |")
+        at_once = f", {args.fit_jobs} fits at a time" if args.fit_jobs > 1 else ""
+        print(f"| who | seconds (median over seeds{at_once}) | test log-likelihood "
+              f"(mean ± standard error over {args.fit_seeds} seed{'s' if args.fit_seeds > 1 else ''}) |")
         print("|---|---|---|")
-        for who in dict.fromkeys(f["who"] for f in fits):
-            w = [f["wall_s"] for f in fits if f["who"] == who]
-            ll = [f["test_ll"] for f in fits if f["who"] == who]
-            print(f"| {who} | {statistics.median(w):.1f} | {statistics.mean(ll):.4f} |")
+        for name in dict.fromkeys(f["who"] for f in fits):
+            w = [f["wall_s"] for f in fits if f["who"] == name]
+            ll = [f["test_ll"] for f in fits if f["who"] == name]
+            se = f" ± {statistics.stdev(ll) / len(ll) ** 0.5:.4f}" if len(ll) > 1 else ""
+            print(f"| {name} | {statistics.median(w):.1f} | {statistics.mean(ll):.4f}{se} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_line(), "cells": [

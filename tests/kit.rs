@@ -259,6 +259,41 @@ fn equivalence_check_detects_a_different_map() {
     check_equivalent(&a, &a.clone(), &x, 0.0).unwrap();
 }
 
+/// The identity map, claiming a log-det of −∞ (a map that collapses space).
+#[derive(Debug)]
+struct Collapsing;
+impl Bijector<f64> for Collapsing {
+    fn forward(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
+        x.clone()
+    }
+    fn inverse(&self, y: &DMatrix<f64>) -> DMatrix<f64> {
+        y.clone()
+    }
+    fn forward_log_det_jacobian(&self, x: &DMatrix<f64>) -> DVector<f64> {
+        DVector::from_element(x.ncols(), f64::NEG_INFINITY)
+    }
+}
+
+/// A finite log-det is not equivalent to an infinite one, whichever side of
+/// the comparison holds the infinity (the relative error against an
+/// infinite reference is ∞/∞, NaN, which must count as a failure).
+#[test]
+fn equivalence_check_detects_a_finite_against_an_infinite_log_det() {
+    let x = sample_input();
+    let identity = normflow::bijector::Identity;
+    for (a, b) in [
+        (
+            &identity as &dyn Bijector<f64>,
+            &Collapsing as &dyn Bijector<f64>,
+        ),
+        (&Collapsing, &identity),
+    ] {
+        let f = check_equivalent(a, b, &x, 1e-6).unwrap_err();
+        assert_eq!(f.property, Property::Equivalence, "{f}");
+    }
+    check_equivalent(&Collapsing, &Collapsing, &x, 0.0).unwrap();
+}
+
 /// A density that is off by a constant factor does not normalise.
 #[derive(Debug)]
 struct Unnormalised;

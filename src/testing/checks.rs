@@ -114,7 +114,9 @@ fn worst_vector<T: Real>(a: &DVector<T>, b: &DVector<T>) -> Worst {
         } else {
             rel((got - expected).abs(), expected)
         };
-        if error > worst.error {
+        // NaN (a finite value against an infinite one) is a failure, as in
+        // `worst_matrix`.
+        if error > worst.error || error.is_nan() {
             worst = Worst {
                 error,
                 sample: s,
