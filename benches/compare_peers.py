@@ -256,9 +256,19 @@ def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra, t
 FITS = {
     "ours": "normflow (defaults)",
     "ours-f32": "normflow --dtype f32",
+    "ours-valid": "normflow --valid-fraction 0.1",
+    "ours-f32-valid": "normflow --dtype f32 --valid-fraction 0.1",
     "nflows": "nflows",
     "zuko": "zuko",
     "flowjax": "FlowJAX fit_to_data",
+}
+
+# The command-line flags of our fits.
+OUR_FLAGS = {
+    "ours": [],
+    "ours-f32": ["--dtype", "f32"],
+    "ours-valid": ["--valid-fraction", "0.1"],
+    "ours-f32-valid": ["--dtype", "f32", "--valid-fraction", "0.1"],
 }
 
 
@@ -268,8 +278,8 @@ def fit_one(job):
     who, seed, ctx = job
     threads = str(ctx["threads"])
     os.environ["MATMUL_NUM_THREADS"] = threads
-    if who in ("ours", "ours-f32"):
-        extra = ["--dtype", "f32"] if who == "ours-f32" else []
+    if who in OUR_FLAGS:
+        extra = OUR_FLAGS[who]
         return fit_ours(ctx["normflow"], ctx["train"], ctx["test"], ctx["tmp"], 100, 256, seed,
                         extra, tag=who)
     import torch
@@ -313,8 +323,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--fit", action="store_true", help="also the end-to-end fit of two moons")
     ap.add_argument("--fit-seeds", type=int, default=1)
-    ap.add_argument("--fit-who", default=",".join(FITS),
-                    help=f"which fits to run, comma-separated (default all: {','.join(FITS)})")
+    ap.add_argument("--fit-who", default="ours,ours-f32,nflows,zuko,flowjax",
+                    help=f"which fits to run, comma-separated, of {','.join(FITS)} "
+                         "(default: all but the two with --valid-fraction)")
     ap.add_argument("--fit-jobs", type=int, default=1,
                     help="fits at a time, each with --threads / jobs threads (for accuracy runs: "
                          "the seconds are then not those of one fit alone)")
