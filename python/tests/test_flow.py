@@ -166,7 +166,9 @@ def test_two_fits_compute_at_once():
     # measured is concurrency, not speed: the process's CPU time over the
     # wall time while two fits run. Serialised (by the GIL or a lock of the
     # extension), one core works at a time and the ratio stays near 1; in
-    # parallel on two cores it is near 2.
+    # parallel on two cores it is near 2. Other processes on the machine can
+    # take a core away for a whole attempt, so up to three attempts are made:
+    # a serialised extension stays near 1 in every one of them.
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs two cores")
     X = moons(1500)
@@ -175,14 +177,19 @@ def test_two_fits_compute_at_once():
         normflow.Flow("maf(3, hidden = 64)", seed=0).fit(X, epochs=100, validation=0)
 
     one()  # warm up
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    assert cpu / wall > 1.4, f"{cpu:.2f} s of CPU in {wall:.2f} s of wall time"
+    seen = []
+    for _ in range(3):
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        seen.append(f"{cpu:.2f} s of CPU in {wall:.2f} s of wall time")
+        if cpu / wall > 1.4:
+            return
+    pytest.fail("two fits did not run at once: " + "; ".join(seen))
 
 
 def test_python_runs_while_a_fit_computes():
