@@ -252,23 +252,21 @@ def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra, t
 
 # ---------------------------------------------------------------- fits
 
-# What `--fit-who` may name, and how the table calls it.
-FITS = {
-    "ours": "normflow (defaults)",
-    "ours-f32": "normflow --dtype f32",
-    "ours-valid": "normflow --valid-fraction 0.1",
-    "ours-f32-valid": "normflow --dtype f32 --valid-fraction 0.1",
-    "nflows": "nflows",
-    "zuko": "zuko",
-    "flowjax": "FlowJAX fit_to_data",
-}
-
-# The command-line flags of our fits.
+# The command-line flags of our fits, by the name `--fit-who` gives them.
 OUR_FLAGS = {
     "ours": [],
     "ours-f32": ["--dtype", "f32"],
     "ours-valid": ["--valid-fraction", "0.1"],
     "ours-f32-valid": ["--dtype", "f32", "--valid-fraction", "0.1"],
+}
+
+# What `--fit-who` may name, and how the table calls it: ours by their flags.
+FITS = {
+    **{who: " ".join(["normflow"] + flags) if flags else "normflow (defaults)"
+       for who, flags in OUR_FLAGS.items()},
+    "nflows": "nflows",
+    "zuko": "zuko",
+    "flowjax": "FlowJAX fit_to_data",
 }
 
 
