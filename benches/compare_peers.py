@@ -21,8 +21,10 @@ Each round times every side back to back, rotating which goes first; the
 table gives the median over rounds of each side's per-call median, and the
 ratio of the fastest peer's time to ours. `--fit` adds the end-to-end fit of
 two moons (20 000 points, 100 epochs, batch 256, Adam 1e-3) with each
-library's own training loop and the test log-likelihood of the result on
-5 000 fresh points.
+library's own training loop (ours: `normflow fit` with its defaults, f32
+with a tenth held out to keep the best epoch, as FlowJAX's `fit_to_data`;
+`--fit-who` adds our other settings) and the test log-likelihood of the
+result on 5 000 fresh points.
 
 `--isa avx2` (with `compare_peers.sh --isa avx2`, which sets the variables
 and builds normflow without its AVX-512 kernels) measures what a CPU without
@@ -253,11 +255,14 @@ def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra, t
 # ---------------------------------------------------------------- fits
 
 # The command-line flags of our fits, by the name `--fit-who` gives them.
+# "ours" is `normflow fit` as a user runs it (f32, a tenth held out to keep
+# the best epoch); "-f64" trains in double precision, "-last" trains on every
+# row and keeps the last epoch, as the PyTorch loops here do.
 OUR_FLAGS = {
     "ours": [],
-    "ours-f32": ["--dtype", "f32"],
-    "ours-valid": ["--valid-fraction", "0.1"],
-    "ours-f32-valid": ["--dtype", "f32", "--valid-fraction", "0.1"],
+    "ours-f64": ["--dtype", "f64"],
+    "ours-last": ["--valid-fraction", "0"],
+    "ours-f64-last": ["--dtype", "f64", "--valid-fraction", "0"],
 }
 
 # What `--fit-who` may name, and how the table calls it: ours by their flags.
@@ -321,7 +326,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--fit", action="store_true", help="also the end-to-end fit of two moons")
     ap.add_argument("--fit-seeds", type=int, default=1)
-    ap.add_argument("--fit-who", default="ours,ours-f32,nflows,zuko,flowjax",
+    ap.add_argument("--fit-who", default="ours,ours-f64,nflows,zuko,flowjax",
                     help=f"which fits to run, comma-separated, of {','.join(FITS)} "
                          "(default: all but the two with --valid-fraction)")
     ap.add_argument("--fit-jobs", type=int, default=1,

@@ -211,6 +211,12 @@ pub struct FitJob {
 impl FitJob {
     pub fn run<T: Real>(self) -> Result<Outcome> {
         let (dim, context_dim) = (self.train.nrows(), self.train_c.nrows());
+        crate::fit::check_range::<T>("the training data", &self.train)?;
+        crate::fit::check_range::<T>("the training contexts", &self.train_c)?;
+        if let ValidationPairs::Data(v, vc) = &self.validation {
+            crate::fit::check_range::<T>("the validation data", v)?;
+            crate::fit::check_range::<T>("the validation contexts", vc)?;
+        }
         let cast = |m: &DMatrix<f64>| m.map(T::lit);
         let validation = match &self.validation {
             ValidationPairs::None => Validation::None,

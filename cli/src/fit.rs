@@ -36,6 +36,10 @@ pub struct FitJob {
 impl FitJob {
     pub fn run<T: Real>(self) -> Result<Outcome> {
         let dim = self.train.nrows();
+        check_range::<T>("the training data", &self.train)?;
+        if let Validation::Data(v) = &self.validation {
+            check_range::<T>("the validation data", v)?;
+        }
         let cast = |m: &DMatrix<f64>| m.map(T::lit);
         let train = cast(&self.train);
         let validation = match &self.validation {
@@ -86,6 +90,57 @@ impl FitJob {
                 .to_json())
         };
         conclude(result, steps, to_json, &self.out, start, self.json)
+    }
+}
+
+/// Refuses a value that is finite in the file but beyond the range of the
+/// training precision `T` (above about 3.4·10³⁸ with f32), naming the first
+/// one, where it is, and the way out; a fit would otherwise stop on an
+/// infinity the file does not hold. `m` is `columns × rows`.
+pub fn check_range<T: Real>(what: &str, m: &DMatrix<f64>) -> Result<()> {
+    for (row, sample) in m.column_iter().enumerate() {
+        let beyond = |v: &f64| v.is_finite() && T::lit(*v).to_f64().is_infinite();
+        if let Some(col) = sample.iter().position(beyond) {
+            return Err(format!(
+                "{what}: row {}, column {}: {:e} is beyond the range of {}; train with --dtype f64",
+                row + 1,
+                col + 1,
+                sample[col],
+                std::any::type_name::<T>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The share of the rows a fit holds out for validation when neither
+/// `--valid` nor `--valid-fraction` is given (as FlowJAX's `fit_to_data`
+/// does): the model keeps the parameters of its best validation epoch.
+pub const DEFAULT_VALID_FRACTION: f64 = 0.1;
+
+/// The fewest rows from which a fit holds out [`DEFAULT_VALID_FRACTION`] by
+/// default (two rows to validate, eighteen to train); with fewer, every row
+/// trains.
+pub const DEFAULT_VALID_MIN_ROWS: usize = 20;
+
+/// The validation fraction of a fit without `--valid`, given
+/// `--valid-fraction` and the number of training rows: the flag as given
+/// (`0` means none), else [`DEFAULT_VALID_FRACTION`] from
+/// [`DEFAULT_VALID_MIN_ROWS`] rows on, which it announces on standard error.
+/// `None`: no validation, every row trains and the last epoch is kept.
+pub fn valid_fraction(flag: Option<f64>, rows: usize) -> Option<f64> {
+    match flag {
+        Some(0.0) => None,
+        Some(f) => Some(f),
+        None if rows >= DEFAULT_VALID_MIN_ROWS => {
+            errln!(
+                "holding out {:.0} % of the rows for validation and keeping the best epoch \
+                 (--valid-fraction 0 trains on every row and keeps the last epoch)",
+                DEFAULT_VALID_FRACTION * 100.0
+            );
+            Some(DEFAULT_VALID_FRACTION)
+        }
+        None => None,
     }
 }
 

@@ -572,27 +572,41 @@ fn estimates_that_cannot_be_made_are_refused() {
         "1",
     ]);
     assert_refused(&o, "batch");
-    // Standardising finite data near 1e160 (its variance would overflow).
+    // Standardising finite data near 1e160 (its variance would overflow), in
+    // f64.
     let big = d.join("big.csv");
     let rows: String = (0..50)
         .map(|i| format!("{}e160,{}\n", 1.0 + 0.01 * i as f64, i))
         .collect();
     std::fs::write(&big, rows).unwrap();
-    let o = normflow(&[
-        "fit",
-        "--data",
-        s(&big),
-        "--flow",
-        "maf(2, hidden = 8)",
-        "--out",
-        s(&out),
-        "--standardize",
-        "--epochs",
-        "2",
-        "--json",
-    ]);
+    let fit_big = |dtype: &str| {
+        normflow(&[
+            "fit",
+            "--data",
+            s(&big),
+            "--flow",
+            "maf(2, hidden = 8)",
+            "--out",
+            s(&out),
+            "--standardize",
+            "--epochs",
+            "2",
+            "--json",
+            "--force",
+            "--dtype",
+            dtype,
+        ])
+    };
+    let o = fit_big("f64");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_no_nan(&o);
+    // The same data is beyond f32 (the default): refused, saying where and
+    // what to do, and the model written by the f64 fit stays as it was.
+    let before = std::fs::read_to_string(&out).unwrap();
+    let o = fit_big("f32");
+    assert_refused(&o, "row 1, column 1: 1e160 is beyond the range of f32");
+    assert!(stderr(&o).contains("--dtype f64"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), before);
 }
 
 #[test]

@@ -549,8 +549,16 @@ fn row_blocks<T: Real>(mask: &DMatrix<T>) -> Option<Vec<super::mlp::RowBlock>> {
     let (rows, cols) = mask.shape();
     let mut blocks = Vec::new();
     let mut area = 0;
-    for r0 in (0..rows).step_by(ROW_BLOCK) {
-        let r1 = (r0 + ROW_BLOCK).min(rows);
+    let rb: usize = std::env::var("NF_ROW_BLOCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROW_BLOCK);
+    let pct: usize = std::env::var("NF_ROW_PCT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(85);
+    for r0 in (0..rows).step_by(rb) {
+        let r1 = (r0 + rb).min(rows);
         let (mut lo, mut hi) = (cols, 0);
         for c in 0..cols {
             if (r0..r1).any(|r| mask[(r, c)] != T::zero()) {
@@ -572,5 +580,5 @@ fn row_blocks<T: Real>(mask: &DMatrix<T>) -> Option<Vec<super::mlp::RowBlock>> {
             full,
         });
     }
-    (area * 100 <= rows * cols * 85).then_some(blocks)
+    (area * 100 <= rows * cols * pct).then_some(blocks)
 }
