@@ -407,3 +407,36 @@ fn variational_fitting_takes_the_chosen_optimizer() {
     let e = fit_with(OptimizerKind::Sgd { momentum: 1.0 }, &mut rng).unwrap_err();
     assert!(e.to_string().contains("momentum"), "{e}");
 }
+
+/// Only a model whose layers keep training-data statistics (batch
+/// normalisation) is finalised with the training data before each
+/// validation; the others skip that pass over the data, and batch
+/// normalisation still validates with the statistics of the parameters it is
+/// evaluated at.
+#[test]
+fn validation_finalises_only_models_with_training_statistics() {
+    let plain = FlowModel::<f64>::new(&flow!(maf(2, hidden = 8)), 2, 0).unwrap();
+    assert!(!plain.finalizes_with_data());
+    let mut bn = FlowModel::<f64>::new(&flow!(batchnorm >> maf(2, hidden = 8)), 2, 0).unwrap();
+    assert!(bn.finalizes_with_data());
+
+    let data = normal_data(400, 1);
+    let valid = normal_data(100, 2);
+    let options = FitOptions {
+        epochs: 4,
+        batch_size: 64,
+        validation: Validation::Data(valid.clone()),
+        ..Default::default()
+    };
+    let report = fit(&mut bn, &data, &options).unwrap();
+    // The model comes back at its best epoch, finalised with the training
+    // data; the validation NLL recorded for that epoch is the one it gives
+    // now, which it would not be with stale statistics.
+    let best = report.history[report.best_epoch - 1].valid_nll.unwrap();
+    bn.set_training(false);
+    let now = -bn.log_prob(&valid).mean();
+    assert!(
+        (best - now).abs() <= 1e-12 * (1.0 + now.abs()),
+        "{best} vs {now}"
+    );
+}

@@ -255,6 +255,15 @@ impl<T: Real> Flow<T> {
 }
 
 impl<T: Real> Flow<T> {
+    /// Whether a layer keeps statistics of the training data that
+    /// [`DataStage::Finalize`] sets (batch normalisation), or may (a user's
+    /// layer); the other layers ignore that stage.
+    pub(crate) fn finalizes_with_data(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l, FlowLayer::BatchNorm(_) | FlowLayer::User(_)))
+    }
+
     fn check(&self, caller: &str, x: &DMatrix<T>, c: &DMatrix<T>) {
         crate::bijector::assert_pair(caller, Some(self.dim), self.context_dim, x, c);
     }

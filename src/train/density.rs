@@ -17,6 +17,14 @@ use crate::{Error, Parameters, Real};
 pub trait TrainableDensity<T: Real>: Distribution<T> + Parameters<T> {
     /// Data-dependent set-up before (ActNorm) or after (batch norm) fitting.
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage);
+    /// Whether [`prepare_with_data`](Self::prepare_with_data) with
+    /// [`DataStage::Finalize`] can change the model (batch normalisation takes
+    /// its statistics over the training data before an evaluation). `fit`
+    /// skips that pass over the training data before each validation when
+    /// it cannot. Default: `true`, which is always correct.
+    fn finalizes_with_data(&self) -> bool {
+        true
+    }
     /// The mean log-density of the batch; **adds** its gradient with respect
     /// to the parameters into `grad` (length [`Parameters::num_params`](crate::Parameters::num_params)).
     fn mean_log_prob_and_grad(&self, x: &DMatrix<T>, grad: &mut [T]) -> Result<T, Error>;

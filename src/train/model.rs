@@ -488,6 +488,9 @@ impl<T: Real> Parameters<T> for FlowModel<T> {
 /// For a conditional model, every batch `fit` hands over is the stacked
 /// `[x; c]` (`(D + C) × n`).
 impl<T: Real> TrainableDensity<T> for FlowModel<T> {
+    fn finalizes_with_data(&self) -> bool {
+        self.flow.finalizes_with_data()
+    }
     fn prepare_with_data(&mut self, data: &DMatrix<T>, stage: DataStage) {
         let (x, c) = split_context(data, self.dim());
         let (y, cs) = self.to_flow_space(&x, &c);

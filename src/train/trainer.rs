@@ -337,7 +337,9 @@ fn evaluate_nll<T: Real, M: TrainableDensity<T>>(
     train: &DMatrix<T>,
     valid: &DMatrix<T>,
 ) -> f64 {
-    model.prepare_with_data(train, DataStage::Finalize);
+    if model.finalizes_with_data() {
+        model.prepare_with_data(train, DataStage::Finalize);
+    }
     model.set_training(false);
     let lp = model.log_prob_of_data(valid);
     model.set_training(true);
