@@ -86,6 +86,10 @@ fn blocked_passes_equal_the_dense_passes() {
         (3, 128, 0, false),
         (8, 256, 4, false),
         (16, 256, 3, true),
+        // Narrow layers: finer blocks forward than backward.
+        (8, 64, 0, false),
+        (8, 64, 2, true),
+        (2, 64, 0, false),
     ] {
         let cfg = ConditionerConfig {
             hidden,

@@ -30,9 +30,11 @@ use crate::{Error, Real};
 /// [`Made::enforce_masks`] after changing the buffer from outside). With the
 /// hidden units in increasing degree, every masked weight matrix is
 /// block-triangular: a group of rows only reaches the columns up to some
-/// point. Each layer's product is a few gemms over row blocks of 64 that skip
-/// the columns their block does not reach (about 30 % of the multiply-adds of
-/// a hidden-256 MADE at `D = 8` or `D = 64`).
+/// point. Each layer's product is a few gemms over row blocks that skip the
+/// columns their block does not reach (blocks of 64 rows skip about 30 % of
+/// the multiply-adds of a hidden-256 MADE at `D = 8` or `D = 64`; the
+/// forward products of narrower layers use blocks of a quarter of their
+/// rows, down to 16).
 ///
 /// Models saved before this layout (their hidden degrees cycle,
 /// `1, 2, …, D − 1, 1, 2, …`) load with it and evaluate densely.
@@ -232,8 +234,21 @@ impl<T: Real> Made<T> {
     /// layer whose blocks would still cover most of the matrix stays dense.
     fn install_row_blocks(&mut self) {
         for l in 0..self.masks.len() {
-            let blocks = row_blocks(&self.masks[l]);
-            self.net.set_row_blocks(l, blocks);
+            let mask = &self.masks[l];
+            let whole = mask.nrows() * mask.ncols();
+            let (coarse, coarse_area) = row_blocks(mask, ROW_BLOCK);
+            let (fine, fine_area) = row_blocks(mask, forward_row_block(mask.nrows()));
+            // Blocks that cover more than 85 % of the matrix are not worth
+            // their extra products; finer ones only where they skip at least
+            // a tenth of it more.
+            let worth = |area: usize| area * 100 <= whole * 85;
+            let backward = worth(coarse_area).then_some(coarse);
+            let forward = if worth(fine_area) && (fine_area + whole / 10) <= coarse_area {
+                Some(fine)
+            } else {
+                backward.clone()
+            };
+            self.net.set_row_blocks(l, forward, backward);
         }
     }
 
@@ -539,26 +554,28 @@ pub(crate) fn hidden_units_of_degree(
     }
 }
 
-/// Rows per block of [`row_blocks`].
+/// Rows per block of the backward products, whose blocks each cost a
+/// masked copy of the weight gradient.
 const ROW_BLOCK: usize = 64;
 
-/// Splits a mask's rows into blocks of [`ROW_BLOCK`] rows, each with the
-/// range of columns its nonzero entries span; `None` when the blocks would
-/// cover more than 85 % of the matrix (not worth the extra products).
-fn row_blocks<T: Real>(mask: &DMatrix<T>) -> Option<Vec<super::mlp::RowBlock>> {
+/// Rows per block of a forward product of a layer with `rows` outputs: a
+/// quarter of them, from 16 to [`ROW_BLOCK`]. At hidden 64 this skips the
+/// masked multiply-adds that one 64-row block keeps (about 10 % of a
+/// `maf(5, hidden = 64)` log-density at `D = 8`, batch 256); at hidden 256
+/// the blocks stay at 64 rows.
+fn forward_row_block(rows: usize) -> usize {
+    (rows / 4).clamp(16, ROW_BLOCK)
+}
+
+/// Splits a mask's rows into blocks of `block` rows, each with the range of
+/// columns its nonzero entries span, and the number of entries the blocks
+/// cover.
+fn row_blocks<T: Real>(mask: &DMatrix<T>, block: usize) -> (Vec<super::mlp::RowBlock>, usize) {
     let (rows, cols) = mask.shape();
     let mut blocks = Vec::new();
     let mut area = 0;
-    let rb: usize = std::env::var("NF_ROW_BLOCK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ROW_BLOCK);
-    let pct: usize = std::env::var("NF_ROW_PCT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(85);
-    for r0 in (0..rows).step_by(rb) {
-        let r1 = (r0 + rb).min(rows);
+    for r0 in (0..rows).step_by(block) {
+        let r1 = (r0 + block).min(rows);
         let (mut lo, mut hi) = (cols, 0);
         for c in 0..cols {
             if (r0..r1).any(|r| mask[(r, c)] != T::zero()) {
@@ -580,5 +597,5 @@ fn row_blocks<T: Real>(mask: &DMatrix<T>) -> Option<Vec<super::mlp::RowBlock>> {
             full,
         });
     }
-    (area * 100 <= rows * cols * pct).then_some(blocks)
+    (blocks, area)
 }

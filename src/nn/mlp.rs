@@ -57,6 +57,10 @@ pub struct Mlp<T: Real> {
     /// saved.
     #[serde(skip)]
     blocks: Vec<Option<Vec<RowBlock>>>,
+    /// The same, in finer blocks, for the forward products (which are
+    /// cheap to split; the backward ones are not). Derived data, not saved.
+    #[serde(skip)]
+    forward_blocks: Vec<Option<Vec<RowBlock>>>,
 }
 
 /// Rows `rows.0..rows.1` of a weight matrix, whose weights outside columns
@@ -215,21 +219,39 @@ impl<T: Real> Mlp<T> {
             residual,
             params,
             blocks: Vec::new(),
+            forward_blocks: Vec::new(),
         }
     }
 
     /// Declares the zero structure of layer `l`'s weights (see
-    /// [`RowBlock`]); `None` makes the layer's products dense again. The
-    /// caller keeps the weights outside the blocks at zero.
-    pub(crate) fn set_row_blocks(&mut self, l: usize, blocks: Option<Vec<RowBlock>>) {
-        if self.blocks.len() < self.num_layers() {
-            self.blocks.resize(self.num_layers(), None);
+    /// [`RowBlock`]), in the blocks the forward products use and in those
+    /// the backward ones use (each covering every weight that may be
+    /// nonzero); `None` makes those products dense again. The caller keeps
+    /// the weights outside the blocks at zero.
+    pub(crate) fn set_row_blocks(
+        &mut self,
+        l: usize,
+        forward: Option<Vec<RowBlock>>,
+        backward: Option<Vec<RowBlock>>,
+    ) {
+        let n = self.num_layers();
+        for b in [&mut self.blocks, &mut self.forward_blocks] {
+            if b.len() < n {
+                b.resize(n, None);
+            }
         }
-        self.blocks[l] = blocks;
+        self.forward_blocks[l] = forward;
+        self.blocks[l] = backward;
     }
 
+    /// Layer `l`'s blocks for the backward products.
     fn row_blocks(&self, l: usize) -> Option<&[RowBlock]> {
         self.blocks.get(l).and_then(|b| b.as_deref())
+    }
+
+    /// Layer `l`'s blocks for the forward product.
+    fn forward_row_blocks(&self, l: usize) -> Option<&[RowBlock]> {
+        self.forward_blocks.get(l).and_then(|b| b.as_deref())
     }
 
     /// Layer sizes `[in, h₁, …, out]` (for a residual network, every hidden
@@ -363,7 +385,7 @@ impl<T: Real> Mlp<T> {
         let (_, out, _) = self.layer_offset(l);
         let n = h.ncols();
         let mut z = pool::take_scratch(out, n);
-        match self.row_blocks(l) {
+        match self.forward_row_blocks(l) {
             None => gemm::gemm(
                 T::one(),
                 self.weight_ref(l),
