@@ -235,6 +235,36 @@ def time_ours(binary, d, hidden, batch, op, warmup, repeat):
     return result["median_s"]
 
 
+def gemm_peak(threads, n=2048, repeat=10):
+    """The machine's single-precision gemm rate: the best of `repeat` calls of
+    PyTorch's `torch.mm` (MKL or oneDNN) on `n × n` matrices, in GFLOP/s."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def kept_rate(binary, d, hidden, batch, repeat):
+    """Our log-density's rate over the multiply-adds the masks keep (best of
+    `repeat` calls), in GFLOP/s: products that skip masked blocks count only
+    the work they must do, so this is at most the products' own rate."""
+    out = subprocess.run(
+        [binary, "bench", "--flow", f"maf(5, hidden = {hidden})", "--dim", str(d),
+         "--batch", str(batch), "--op", "log-prob", "--repeat", str(repeat), "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    result = json.loads(out.stdout)
+    return result["kept_flops"] / result["min_s"] / 1e9
+
+
 def fit_ours(binary, train_csv, test_csv, workdir, epochs, batch, seed, extra, tag="ours"):
     model = os.path.join(workdir, f"{tag}-{seed}.json")
     start = time.perf_counter()
@@ -387,6 +417,17 @@ def main():
         rows.append({"dim": d, "hidden": hidden, "batch": batch, "op": op,
                      "times_s": m, "median_s": med, "fastest_peer": best, "lead": lead})
 
+    peak = ours_rate = None
+    if results:
+        # The gemm-bound cell against the machine's own gemm, back to back.
+        peak = gemm_peak(args.threads)
+        ours_rate = kept_rate(args.normflow, 8, 256, 4096, 15)
+        print()
+        print(f"Single-precision gemm peak of this machine (torch.mm, 2048², {args.threads} "
+              f"threads, best of 10): {peak:.1f} GFLOP/s. normflow's log-density at D=8 H=256 "
+              f"B=4096 over the multiply-adds its masks keep (best of 15): {ours_rate:.1f} "
+              f"GFLOP/s, {100 * ours_rate / peak:.0f} % of that peak.")
+
     fits = []
     if args.fit:
         who = args.fit_who.split(",")
@@ -428,6 +469,7 @@ def main():
             json.dump({"cpu": cpu_line(), "cells": [
                 {**r, "times_s": r["times_s"], "median_s": r["median_s"]} for r in rows
             ], "fits": fits, "threads": args.threads, "isa": args.isa,
+                "gemm_peak_gflop_per_s": peak, "ours_kept_gflop_per_s": ours_rate,
                 "kernels": sorted(KERNELS), "torch_isa": torch_isa}, f, indent=1)
 
 

@@ -91,7 +91,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             return Err(format!("{name} {v} is over the limit of {MAX_CALLS} calls"));
         }
     }
-    let (times, flops) = match args.dtype {
+    let Timing { times, flops, kept } = match args.dtype {
         Dtype::F32 => time::<f32>(&spec, args)?,
         Dtype::F64 => time::<f64>(&spec, args)?,
     };
@@ -118,6 +118,8 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                 "samples_per_s": per_s,
                 "gemm_flops": flops,
                 "gflop_per_s": flops.map(|f| f / stats.median / 1e9),
+                "kept_flops": kept,
+                "kept_gflop_per_s": kept.map(|f| f / stats.median / 1e9),
                 "kernels": normflow::nn::dense_kernels(),
             })
         );
@@ -137,14 +139,29 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         if let Some(f) = flops {
             outln!("{:.2} GFLOP/s", f / stats.median / 1e9);
         }
+        if let Some(f) = kept {
+            outln!(
+                "{:.2} GFLOP/s of the multiply-adds the masks keep",
+                f / stats.median / 1e9
+            );
+        }
     }
     Ok(())
 }
 
-/// Builds the model and times `args.warmup + args.repeat` calls, returning
-/// the timed ones in seconds (and, for `gemm`, the floating-point operations
-/// of one call).
-fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, Option<f64>)> {
+/// What [`time`] measured.
+struct Timing {
+    /// The timed calls, in seconds.
+    times: Vec<f64>,
+    /// For `gemm`: the floating-point operations of one call.
+    flops: Option<f64>,
+    /// For `log-prob` and `gemm` of a flow with `maf` layers: those of one
+    /// call's products that the masks keep (see [`kept_flops`]).
+    kept: Option<f64>,
+}
+
+/// Builds the model and times `args.warmup + args.repeat` calls.
+fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<Timing> {
     crate::models::check_training_memory(spec, args.dim, 0, args.batch, std::mem::size_of::<T>())?;
     let mut model = FlowModel::<T>::new(spec, args.dim, args.seed).map_err(|e| e.to_string())?;
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5EED);
@@ -153,6 +170,9 @@ fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, 
         T::lit(z)
     });
     let mut flops = None;
+    let kept = matches!(args.op, Op::LogProb | Op::Gemm)
+        .then(|| kept_flops(&model, args.batch))
+        .flatten();
     let mut call: Box<dyn FnMut() -> crate::Result<()> + '_> = match args.op {
         Op::Gemm => {
             let products = dense_products::<T>(&model, args.batch, &mut rng)?;
@@ -184,9 +204,7 @@ fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, 
             // then each step ascends the mean log-density with Adam.
             model.prepare_with_data(&x, DataStage::Initialize);
             model.set_training(true);
-            let p = model.num_params();
-            let mut grad = vec![T::zero(); p];
-            let mut params = Vec::with_capacity(p);
+            let mut grad = vec![T::zero(); model.num_params()];
             let mut adam = Adam::new(1e-3);
             Box::new(move || {
                 grad.iter_mut().for_each(|g| *g = T::zero());
@@ -195,9 +213,8 @@ fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, 
                     .map_err(|e| e.to_string())?;
                 black_box(mean);
                 grad.iter_mut().for_each(|g| *g = -*g);
-                model.copy_params_into(&mut params);
-                adam.step(&mut params, &grad, adam.learning_rate);
-                model.load_params(&params);
+                // In place, as `fit` does.
+                adam.step_params(&mut model, &grad, adam.learning_rate);
                 Ok(())
             })
         }
@@ -211,7 +228,23 @@ fn time<T: Real>(spec: &FlowSpec, args: &BenchArgs) -> crate::Result<(Vec<f64>, 
         call()?;
         times.push(start.elapsed().as_secs_f64());
     }
-    Ok((times, flops))
+    Ok(Timing { times, flops, kept })
+}
+
+/// The floating-point operations of one call's products that the masks of
+/// the flow's `maf` layers keep (2 per kept weight and sample), or `None`
+/// without `maf` layers: what a product that skips every masked
+/// multiply-add would do.
+fn kept_flops<T: Real>(model: &FlowModel<T>, batch: usize) -> Option<f64> {
+    let mut kept = 0usize;
+    for layer in model.flow().layers() {
+        if let FlowLayer::Maf(maf) = layer {
+            for m in maf.made().masks() {
+                kept += m.iter().filter(|v| **v != T::zero()).count();
+            }
+        }
+    }
+    (kept > 0).then_some(2.0 * kept as f64 * batch as f64)
 }
 
 /// For every dense layer of every `maf` layer's MADE: its weights (`out × in`),

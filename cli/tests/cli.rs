@@ -614,8 +614,36 @@ fn bench_json_for_every_op() {
                 .as_str()
                 .unwrap_or_else(|| panic!("kernels in {j}"));
             assert!(kernels.starts_with("gemm crate"), "{j}");
+            // The masks' share of the products is counted for log-prob only.
+            assert_eq!(j["kept_flops"].is_null(), op != "log-prob", "{j}");
         }
     }
+    // The multiply-adds the masks keep, by the MADE rule (Germain et al.
+    // 2015): at D = 2 every hidden unit has degree 1, so the first layer
+    // keeps the H weights of input 1, the hidden layer all H², and the
+    // output layer the 2H weights of the two parameters of coordinate 2.
+    // Two MADEs of H = 16: 2 · (16 + 256 + 32) = 608 weights, 2 FLOP per
+    // weight and sample, 64 samples.
+    let o = normflow(&[
+        "bench",
+        "--flow",
+        "maf(2, hidden = 16)",
+        "--dim",
+        "2",
+        "--batch",
+        "64",
+        "--op",
+        "log-prob",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(j["kept_flops"].as_f64(), Some(2.0 * 608.0 * 64.0), "{j}");
+    let rate = j["kept_gflop_per_s"].as_f64().unwrap();
+    let expected = 2.0 * 608.0 * 64.0 / j["median_s"].as_f64().unwrap() / 1e9;
+    assert!((rate - expected).abs() <= 1e-9 * expected, "{j}");
     // Without --json: one readable line.
     let o = normflow(&[
         "bench", "--flow", "realnvp", "--dim", "2", "--batch", "8", "--op", "sample", "--repeat",
