@@ -229,25 +229,11 @@ impl<T: Real> Made<T> {
     }
 
     /// Tells the network which blocks of each weight matrix the masks keep
-    /// at zero, so that its products skip them: rows in groups of
-    /// [`ROW_BLOCK`], each with the range of columns its mask reaches. A
-    /// layer whose blocks would still cover most of the matrix stays dense.
+    /// at zero, so that its products skip them (see
+    /// [`row_blocks_of`](super::made_blocks::row_blocks_of)).
     fn install_row_blocks(&mut self) {
         for l in 0..self.masks.len() {
-            let mask = &self.masks[l];
-            let whole = mask.nrows() * mask.ncols();
-            let (coarse, coarse_area) = row_blocks(mask, ROW_BLOCK);
-            let (fine, fine_area) = row_blocks(mask, forward_row_block(mask.nrows()));
-            // Blocks that cover more than 85 % of the matrix are not worth
-            // their extra products; finer ones only where they skip at least
-            // a tenth of it more.
-            let worth = |area: usize| area * 100 <= whole * 85;
-            let backward = worth(coarse_area).then_some(coarse);
-            let forward = if worth(fine_area) && (fine_area + whole / 10) <= coarse_area {
-                Some(fine)
-            } else {
-                backward.clone()
-            };
+            let (forward, backward) = super::made_blocks::row_blocks_of(&self.masks[l]);
             self.net.set_row_blocks(l, forward, backward);
         }
     }
@@ -552,50 +538,4 @@ pub(crate) fn hidden_units_of_degree(
         HiddenOrder::Cyclic => (j, period, count(j)),
         HiddenOrder::Sorted => ((0..j).map(count).sum(), 1, count(j)),
     }
-}
-
-/// Rows per block of the backward products, whose blocks each cost a
-/// masked copy of the weight gradient.
-const ROW_BLOCK: usize = 64;
-
-/// Rows per block of a forward product of a layer with `rows` outputs: a
-/// quarter of them, from 16 to [`ROW_BLOCK`]. At hidden 64 this skips the
-/// masked multiply-adds that one 64-row block keeps (about 10 % of a
-/// `maf(5, hidden = 64)` log-density at `D = 8`, batch 256); at hidden 256
-/// the blocks stay at 64 rows.
-fn forward_row_block(rows: usize) -> usize {
-    (rows / 4).clamp(16, ROW_BLOCK)
-}
-
-/// Splits a mask's rows into blocks of `block` rows, each with the range of
-/// columns its nonzero entries span, and the number of entries the blocks
-/// cover.
-fn row_blocks<T: Real>(mask: &DMatrix<T>, block: usize) -> (Vec<super::mlp::RowBlock>, usize) {
-    let (rows, cols) = mask.shape();
-    let mut blocks = Vec::new();
-    let mut area = 0;
-    for r0 in (0..rows).step_by(block) {
-        let r1 = (r0 + block).min(rows);
-        let (mut lo, mut hi) = (cols, 0);
-        for c in 0..cols {
-            if (r0..r1).any(|r| mask[(r, c)] != T::zero()) {
-                lo = lo.min(c);
-                hi = c + 1;
-            }
-        }
-        if lo >= hi {
-            (lo, hi) = (0, 0);
-        }
-        // Columns from lo on whose entries are all ones in these rows.
-        let full = (lo..hi)
-            .find(|&c| (r0..r1).any(|r| mask[(r, c)] == T::zero()))
-            .unwrap_or(hi);
-        area += (r1 - r0) * (hi - lo);
-        blocks.push(super::mlp::RowBlock {
-            rows: (r0, r1),
-            cols: (lo, hi),
-            full,
-        });
-    }
-    (blocks, area)
 }

@@ -11,6 +11,7 @@ mod config;
 mod fastmath;
 mod gemm;
 mod made;
+mod made_blocks;
 mod made_sequential;
 mod mlp;
 mod pool;
